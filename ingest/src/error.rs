@@ -1,0 +1,93 @@
+//! The one error type of the ingest crate.
+//!
+//! Variants for bad input (`Gzip`, `TooLarge`, `Malformed`) always name the object; they are expected
+//! outcomes that get recorded, not bugs. The others are failures of our own machinery or storage.
+
+use std::path::PathBuf;
+
+use crate::classify::LogFormat;
+
+/// Everything that can go wrong while ingesting.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    /// The object is not a readable gzip stream (corrupt or truncated).
+    #[error("{key}: not valid gzip: {reason}")]
+    Gzip {
+        /// Key of the object.
+        key: String,
+        /// What the decoder said.
+        reason: String,
+    },
+    /// The object decompresses to more than the configured limit.
+    #[error("{key}: decompressed size exceeds the limit of {limit_bytes} bytes")]
+    TooLarge {
+        /// Key of the object.
+        key: String,
+        /// The limit that was hit.
+        limit_bytes: u64,
+    },
+    /// The object's content is not what its format requires.
+    #[error("{key}: not a valid {format} object: {reason}")]
+    Malformed {
+        /// Key of the object.
+        key: String,
+        /// The format the object was classified as.
+        format: LogFormat,
+        /// Why it was rejected.
+        reason: String,
+    },
+    /// Reading a local file failed.
+    #[error("reading {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// A lake table could not be opened, read or committed.
+    #[error("lake table {table}: {source}")]
+    Lake {
+        /// Name of the table.
+        table: String,
+        /// The underlying Delta error.
+        source: Box<deltalake::DeltaTableError>,
+    },
+    /// Writing Parquet failed.
+    #[error("writing parquet for {table}: {source}")]
+    Parquet {
+        /// Name of the table.
+        table: String,
+        /// The underlying error.
+        source: parquet::errors::ParquetError,
+    },
+    /// An Arrow operation failed; this is a bug in bunker, not bad input.
+    #[error("internal arrow error: {0}")]
+    Arrow(#[from] arrow::error::ArrowError),
+    /// A configuration or argument is invalid.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+}
+
+/// Result with [`IngestError`] as the default error.
+pub type Result<T, E = IngestError> = std::result::Result<T, E>;
+
+impl IngestError {
+    /// Whether this error is about the input object (recorded and skipped) rather than our machinery.
+    pub fn is_bad_input(&self) -> bool {
+        matches!(self, IngestError::Gzip { .. } | IngestError::TooLarge { .. } | IngestError::Malformed { .. })
+    }
+
+    /// A short stable name for the kind of error, used in the ingest log and in metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            IngestError::Gzip { .. } => "gzip",
+            IngestError::TooLarge { .. } => "too_large",
+            IngestError::Malformed { .. } => "malformed",
+            IngestError::Io { .. } => "io",
+            IngestError::Lake { .. } => "lake",
+            IngestError::Parquet { .. } => "parquet",
+            IngestError::Arrow(_) => "internal",
+            IngestError::Config(_) => "config",
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! The ingest log table (being written).
