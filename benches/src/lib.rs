@@ -1,1 +1,69 @@
-//! placeholder during bootstrap
+//! Shared pieces of the benchmarks: generated inputs and the process's peak memory.
+#![deny(missing_docs)]
+
+use std::path::Path;
+
+use bunker_ingest::LogFormat;
+use bunker_ingest::classify::classify_key;
+use bunker_ingest::decode::{DEFAULT_MAX_OBJECT_BYTES, decompress};
+use bunker_ingest::synth::{SynthConfig, generate};
+use bunker_schemas::LogTable;
+
+/// Decompressed contents of a generated archive's objects, grouped by table, with their keys.
+#[derive(Debug, Default)]
+pub struct Inputs {
+    /// `(key, content)` of every object, per table.
+    pub objects: Vec<(LogTable, String, Vec<u8>)>,
+    /// The stored (gzip) bytes of every object, for the gunzip bench.
+    pub compressed: Vec<Vec<u8>>,
+}
+
+impl Inputs {
+    /// Generates an archive of `events` CloudTrail events (flow and DNS in proportion) and loads it.
+    pub fn generate(events: u64, seed: u64) -> anyhow::Result<Inputs> {
+        let dir = tempfile::tempdir()?;
+        generate(dir.path(), &SynthConfig::new(events, seed))?;
+        Self::load(dir.path())
+    }
+
+    /// Loads every log object under `root`.
+    pub fn load(root: &Path) -> anyhow::Result<Inputs> {
+        let mut inputs = Inputs::default();
+        for entry in walkdir::WalkDir::new(root).sort_by_file_name() {
+            let entry = entry?;
+            if !entry.file_type().is_file() {
+                continue;
+            }
+            let key = entry.path().strip_prefix(root)?.to_string_lossy().replace('\\', "/");
+            let table = match classify_key(&key).format {
+                Some(LogFormat::CloudTrail) => LogTable::CloudTrail,
+                Some(LogFormat::VpcFlow) => LogTable::VpcFlow,
+                Some(LogFormat::Dns) => LogTable::Dns,
+                _ => continue,
+            };
+            let stored = std::fs::read(entry.path())?;
+            let content = decompress(&key, stored.clone(), DEFAULT_MAX_OBJECT_BYTES)?;
+            inputs.compressed.push(stored);
+            inputs.objects.push((table, key, content));
+        }
+        Ok(inputs)
+    }
+
+    /// Total decompressed bytes of one table's objects.
+    pub fn bytes(&self, table: LogTable) -> u64 {
+        self.objects.iter().filter(|(t, _, _)| *t == table).map(|(_, _, c)| c.len() as u64).sum()
+    }
+}
+
+/// Peak resident set size of this process so far, in bytes (Linux `VmHWM`), if known.
+pub fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// Resets the peak RSS counter (Linux `clear_refs`), so a measurement covers only what follows.
+pub fn reset_peak_rss() -> bool {
+    std::fs::write("/proc/self/clear_refs", "5").is_ok()
+}

@@ -69,3 +69,199 @@ pub struct ObjectRef {
     /// Size in bytes as stored (compressed).
     pub size: u64,
 }
+
+impl ObjectRef {
+    /// The identity under which the lake records that this object was committed.
+    ///
+    /// `s3://bucket/key` for S3 objects, the bare key for a local archive.
+    pub fn id(&self) -> String {
+        if self.bucket.is_empty() { self.key.clone() } else { format!("s3://{}/{}", self.bucket, self.key) }
+    }
+
+    /// Whether this is a zero-byte "folder" placeholder (a key ending in `/`), which holds nothing.
+    pub fn is_folder_marker(&self) -> bool {
+        self.key.ends_with('/') && self.size == 0
+    }
+}
+
+/// What an object's key says about it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyClass {
+    /// The format, or `None` when the key does not follow an AWS layout and the content must decide.
+    pub format: Option<LogFormat>,
+    /// The `YYYY/MM/DD` date the layout names, if any.
+    pub date: Option<NaiveDate>,
+}
+
+/// Classifies an object by its key alone.
+pub fn classify_key(key: &str) -> KeyClass {
+    let segments: Vec<&str> = key.split('/').collect();
+    let date = key_date(&segments);
+    if let Some(at) = segments.iter().position(|s| *s == "AWSLogs") {
+        let mut rest = &segments[at + 1..];
+        // Organization trails add the organization id before the account.
+        if rest.first().is_some_and(|s| s.starts_with("o-")) {
+            rest = &rest[1..];
+        }
+        if rest.len() >= 3 && is_account_id(rest[0]) {
+            let format = match rest[1] {
+                "CloudTrail" => LogFormat::CloudTrail,
+                "CloudTrail-Digest" => LogFormat::CloudTrailDigest,
+                "CloudTrail-Insight" => LogFormat::CloudTrailInsight,
+                "vpcflowlogs" => LogFormat::VpcFlow,
+                "vpcdnsquerylogs" => LogFormat::Dns,
+                // Another AWS service's logs (ELB, CloudFront, ...): the layout says it is not ours.
+                _ => LogFormat::Unknown,
+            };
+            return KeyClass { format: Some(format), date };
+        }
+    }
+    // Exported files keep AWS's file names even when the folders are gone.
+    let name = segments.last().copied().unwrap_or("");
+    let format = if name.contains("_CloudTrail-Digest_") {
+        Some(LogFormat::CloudTrailDigest)
+    } else if name.contains("_CloudTrail-Insight_") {
+        Some(LogFormat::CloudTrailInsight)
+    } else if name.contains("_CloudTrail_") {
+        Some(LogFormat::CloudTrail)
+    } else if name.contains("_vpcflowlogs_") {
+        Some(LogFormat::VpcFlow)
+    } else if name.contains("_vpcdnsquerylogs_") {
+        Some(LogFormat::Dns)
+    } else {
+        None
+    };
+    KeyClass { format, date }
+}
+
+fn is_account_id(s: &str) -> bool {
+    s.len() == 12 && s.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// The first `YYYY/MM/DD` run of segments that is a real date.
+fn key_date(segments: &[&str]) -> Option<NaiveDate> {
+    segments.windows(3).find_map(|w| {
+        let ok = w[0].len() == 4 && w[1].len() == 2 && w[2].len() == 2;
+        let num = |s: &str| s.parse::<u32>().ok();
+        if !ok {
+            return None;
+        }
+        NaiveDate::from_ymd_opt(num(w[0])? as i32, num(w[1])?, num(w[2])?)
+    })
+}
+
+/// Classifies decompressed content whose key did not say what it is, from its first bytes.
+pub fn sniff(content: &[u8]) -> LogFormat {
+    const WINDOW: usize = 4096;
+    let head = &content[..content.len().min(WINDOW)];
+    let text = String::from_utf8_lossy(head);
+    let trimmed = text.trim_start_matches('\u{feff}').trim_start();
+    let first_line = trimmed.lines().next().unwrap_or("");
+    if trimmed.starts_with('{') || trimmed.starts_with('[') {
+        let has = |k: &str| trimmed.contains(k);
+        if has("\"digestStartTime\"") || has("\"digestS3Object\"") {
+            return LogFormat::CloudTrailDigest;
+        }
+        if has("\"insightDetails\"") && has("\"eventTime\"") {
+            return LogFormat::CloudTrailInsight;
+        }
+        if has("\"Records\"") && (has("\"eventTime\"") || has("\"eventName\"") || has("\"eventVersion\"")) {
+            return LogFormat::CloudTrail;
+        }
+        if has("\"Records\"") && trimmed.len() < 64 {
+            // `{"Records":[]}`: an empty CloudTrail file.
+            return LogFormat::CloudTrail;
+        }
+        if has("\"query_name\"") && has("\"query_timestamp\"") {
+            return LogFormat::Dns;
+        }
+        if (has("\"eventName\"") || has("\"eventSource\"")) && (has("\"eventTime\"") || has("\"@timestamp\"")) {
+            return LogFormat::CloudTrail;
+        }
+        if let Some(message) = first_line.strip_prefix("{\"message\":\"") {
+            return if looks_like_flow_record(message) { LogFormat::VpcFlow } else { LogFormat::Unknown };
+        }
+        return LogFormat::Unknown;
+    }
+    if first_line.starts_with("version ") && (first_line.contains("log-status") || first_line.contains("srcaddr") || first_line.contains("interface-id")) {
+        return LogFormat::VpcFlow;
+    }
+    if looks_like_flow_record(first_line) {
+        return LogFormat::VpcFlow;
+    }
+    LogFormat::Unknown
+}
+
+/// A headerless flow record: a version number 2–8, then an account id (or `-` and a resource type for
+/// transit gateway records), and at least 14 space-separated fields.
+fn looks_like_flow_record(line: &str) -> bool {
+    let fields: Vec<&str> = line.split_ascii_whitespace().collect();
+    if fields.len() < 14 {
+        return false;
+    }
+    let version_ok = matches!(fields[0], "2" | "3" | "4" | "5" | "6" | "7" | "8");
+    let account_ok = is_account_id(fields[1]) || (fields[1] == "-" && fields[2..].iter().take(2).any(|f| is_account_id(f)))
+        || fields[1] == "TransitGateway";
+    version_ok && account_ok
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn date(y: i32, m: u32, d: u32) -> Option<NaiveDate> {
+        NaiveDate::from_ymd_opt(y, m, d)
+    }
+
+    #[test]
+    fn keys_in_aws_layouts() {
+        let cases = [
+            ("AWSLogs/111122223333/CloudTrail/us-east-1/2024/05/01/111122223333_CloudTrail_us-east-1_20240501T0005Z_abc.json.gz", Some(LogFormat::CloudTrail), date(2024, 5, 1)),
+            ("archive/AWSLogs/o-abc123defg/111122223333/CloudTrail/eu-west-1/2023/12/31/x.json.gz", Some(LogFormat::CloudTrail), date(2023, 12, 31)),
+            ("AWSLogs/111122223333/CloudTrail-Digest/us-east-1/2024/05/01/111122223333_CloudTrail-Digest_us-east-1_t_us-east-1_20240501T000000Z.json.gz", Some(LogFormat::CloudTrailDigest), date(2024, 5, 1)),
+            ("AWSLogs/o-abc123defg/111122223333/CloudTrail-Insight/us-east-1/2024/05/01/f.json.gz", Some(LogFormat::CloudTrailInsight), date(2024, 5, 1)),
+            ("AWSLogs/111122223333/vpcflowlogs/us-east-1/2024/05/01/111122223333_vpcflowlogs_us-east-1_fl-1_20240501T0000Z_ab.log.gz", Some(LogFormat::VpcFlow), date(2024, 5, 1)),
+            ("AWSLogs/111122223333/vpcdnsquerylogs/vpc-0abc/2024/05/01/111122223333_vpcdnsquerylogs_vpc-0abc_20240501T0000Z_ab.log.gz", Some(LogFormat::Dns), date(2024, 5, 1)),
+            ("AWSLogs/111122223333/elasticloadbalancing/us-east-1/2024/05/01/alb.log.gz", Some(LogFormat::Unknown), date(2024, 5, 1)),
+            ("exports/111122223333_CloudTrail_us-east-1_20240501T0005Z_abc.json.gz", Some(LogFormat::CloudTrail), None),
+            ("exports/incident/events.json", None, None),
+            ("AWSLogs/not-an-account/CloudTrail/us-east-1/2024/05/01/x.json.gz", None, date(2024, 5, 1)),
+            ("AWSLogs/111122223333/CloudTrail/us-east-1/2024/13/01/x.json.gz", Some(LogFormat::CloudTrail), None),
+        ];
+        for (key, format, d) in cases {
+            assert_eq!(classify_key(key), KeyClass { format, date: d }, "{key}");
+        }
+    }
+
+    #[test]
+    fn content_sniffing() {
+        let cases: [(&str, LogFormat); 12] = [
+            ("{\"Records\":[{\"eventVersion\":\"1.08\",\"eventTime\":\"2024-05-01T00:00:00Z\"}]}", LogFormat::CloudTrail),
+            ("{\n  \"Records\": [\n    {\n      \"eventVersion\": \"1.09\"", LogFormat::CloudTrail),
+            ("{\"Records\":[]}", LogFormat::CloudTrail),
+            ("{\"eventVersion\":\"1.05\",\"eventTime\":\"2014-07-16T15:49:27Z\",\"eventName\":\"ConsoleLogin\"}\n", LogFormat::CloudTrail),
+            ("{\"awsAccountId\":\"1\",\"digestStartTime\":\"2015-08-17T14:01:31Z\"}", LogFormat::CloudTrailDigest),
+            ("{\"version\":\"1.100000\",\"query_timestamp\":\"2021-12-11T22:46:23Z\",\"query_name\":\"a.\"}", LogFormat::Dns),
+            ("version account-id interface-id srcaddr dstaddr srcport dstport protocol packets bytes start end action log-status\n", LogFormat::VpcFlow),
+            ("2 123456789010 eni-1235b8ca123456789 172.31.16.139 172.31.16.21 20641 22 6 20 4249 1418530010 1418530070 ACCEPT OK\n", LogFormat::VpcFlow),
+            ("{\"message\":\"2 428961148399 eni-0e0bf7be352692297 - - - - - - - 1671029698 1671029728 - NODATA\"}", LogFormat::VpcFlow),
+            ("http 2018-07-02T22:23:00.186641Z app/my-loadbalancer/50dc6c495c0c9188 192.168.131.39:2817 10.0.0.1:80", LogFormat::Unknown),
+            ("{\"InsightSelectors\":[],\"TrailARN\":\"arn:aws:cloudtrail:us-east-1:123456789012:trail/T\"}", LogFormat::Unknown),
+            ("", LogFormat::Unknown),
+        ];
+        for (content, format) in cases {
+            assert_eq!(sniff(content.as_bytes()), format, "{content}");
+        }
+        assert_eq!(sniff(&[0xff, 0xfe, 0x00, 0x13]), LogFormat::Unknown);
+    }
+
+    #[test]
+    fn object_ids_and_folders() {
+        let local = ObjectRef { bucket: String::new(), key: "a/b.json.gz".into(), size: 3 };
+        let s3 = ObjectRef { bucket: "bunker".into(), key: "a/b.json.gz".into(), size: 3 };
+        assert_eq!(local.id(), "a/b.json.gz");
+        assert_eq!(s3.id(), "s3://bunker/a/b.json.gz");
+        assert!(ObjectRef { bucket: "b".into(), key: "AWSLogs/".into(), size: 0 }.is_folder_marker());
+        assert!(!local.is_folder_marker());
+    }
+}

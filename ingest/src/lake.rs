@@ -1,1 +1,387 @@
-//! lake (being written).
+//! The lake: a Delta Lake table per log table, plus the `ingest_log` table, under one root.
+//!
+//! Rows enter as [`PendingObject`]s — the batch parsed from one source object — and leave as one
+//! atomic Delta commit per flush whose `commitInfo` lists every object it contains (under the
+//! `bunker` key). That list is the ledger behind the exactly-once promise: before committing, the
+//! table is brought up to date, objects some earlier commit already holds are dropped, and the
+//! commit is attempted at exactly the next version; if another writer got there first, the
+//! ledger is refreshed and the commit is tried again. So an object redelivered, re-ingested, or
+//! raced by a second writer adds zero rows.
+//!
+//! Inside a commit, rows are sorted by date, account and time, so that Parquet row-group
+//! statistics prune on time and account; files are zstd-compressed Parquet, partitioned by `date`.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::Path;
+use std::sync::Arc;
+
+use arrow::array::{
+    ArrayRef, Date32Array, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
+};
+use arrow::compute::{SortColumn, SortOptions, concat_batches, lexsort_to_indices, take_record_batch};
+use bunker_schemas::{DATE_COLUMN, LogTable, SCHEMA_VERSION, ingest_log};
+use deltalake::kernel::engine::arrow_conversion::TryIntoKernel as _;
+use deltalake::kernel::transaction::{CommitProperties, TransactionError};
+use deltalake::kernel::StructType;
+use deltalake::operations::create::CreateBuilder;
+use deltalake::parquet::basic::{Compression, ZstdLevel};
+use deltalake::parquet::file::properties::WriterProperties;
+use deltalake::protocol::SaveMode;
+use deltalake::{DeltaTable, DeltaTableError, TableProperty};
+use serde_json::json;
+use url::Url;
+
+use crate::classify::{LogFormat, ObjectRef};
+use crate::timestamp::micros_to_days;
+use crate::{IngestError, Result};
+
+/// Key of the `commitInfo` entry in which bunker records what a commit contains.
+const COMMIT_INFO_KEY: &str = "bunker";
+
+/// How many times a commit is re-attempted after losing a race with another writer.
+const MAX_COMMIT_ATTEMPTS: usize = 20;
+
+/// How the lake writes its files.
+#[derive(Debug, Clone)]
+pub struct LakeConfig {
+    /// zstd level of the Parquet files (1 is fast; compaction can recompress harder later).
+    pub zstd_level: i32,
+    /// Rows per Parquet row group: small enough that time and account statistics prune well.
+    pub max_row_group_rows: usize,
+}
+
+impl Default for LakeConfig {
+    fn default() -> Self {
+        Self { zstd_level: 1, max_row_group_rows: 128 * 1024 }
+    }
+}
+
+/// The rows parsed from one source object, waiting to be committed.
+#[derive(Debug)]
+pub struct PendingObject {
+    /// The object the rows came from.
+    pub object: ObjectRef,
+    /// Its rows, in the table's schema. May be empty.
+    pub batch: RecordBatch,
+}
+
+/// What a commit did.
+#[derive(Debug, Default, Clone)]
+pub struct CommitOutcome {
+    /// Version of the Delta commit, if anything was committed.
+    pub version: Option<u64>,
+    /// Rows committed.
+    pub rows: u64,
+    /// Ids of the objects the commit contains.
+    pub committed: Vec<String>,
+    /// Ids of the objects dropped because an earlier commit already holds them.
+    pub duplicates: Vec<String>,
+}
+
+/// One row of the `ingest_log` table.
+#[derive(Debug, Clone)]
+pub struct LogEntry {
+    /// The object.
+    pub object: ObjectRef,
+    /// What it was classified as.
+    pub format: LogFormat,
+    /// The table its rows went to.
+    pub table: Option<LogTable>,
+    /// One of [`ingest_log::status`].
+    pub status: &'static str,
+    /// Rows committed.
+    pub rows: u64,
+    /// Records or lines rejected.
+    pub rejected_records: u64,
+    /// Kind of failure, for failed objects.
+    pub error_kind: Option<&'static str>,
+    /// Why it failed or was skipped, or the first rejected records.
+    pub reason: Option<String>,
+    /// Version of the data commit holding its rows.
+    pub lake_version: Option<u64>,
+}
+
+/// One Delta table of log rows, with the ledger of objects it holds.
+#[derive(Debug)]
+struct LakeTable {
+    table: LogTable,
+    delta: DeltaTable,
+    /// Ids of every object some commit of this table contains.
+    committed: HashSet<String>,
+    /// The newest version whose commit has been read into `committed`.
+    ledger_version: Option<u64>,
+}
+
+/// The lake under one root: the three log tables and `ingest_log`.
+#[derive(Debug)]
+pub struct Lake {
+    root: Url,
+    config: LakeConfig,
+    tables: BTreeMap<LogTable, LakeTable>,
+    log: DeltaTable,
+}
+
+impl Lake {
+    /// Opens the lake at a local directory, creating the directory and any missing table.
+    pub async fn open(location: &Path, config: LakeConfig) -> Result<Lake> {
+        let root = local_root_url(location)?;
+        let mut tables = BTreeMap::new();
+        for table in LogTable::ALL {
+            let delta = open_or_create(&root, table.name(), table.schema(), &stats_columns(table)).await?;
+            let mut lake_table = LakeTable { table, delta, committed: HashSet::new(), ledger_version: None };
+            lake_table.read_ledger().await?;
+            tables.insert(table, lake_table);
+        }
+        let log = open_or_create(&root, ingest_log::TABLE_NAME, ingest_log::schema(), &["ingested_at", "source_key", "status"]).await?;
+        Ok(Lake { root, config, tables, log })
+    }
+
+    /// The URL of the lake's root.
+    pub fn root(&self) -> &Url {
+        &self.root
+    }
+
+    /// Whether some commit of any table already holds this object (as of the last refresh).
+    pub fn is_committed(&self, object_id: &str) -> bool {
+        self.tables.values().any(|t| t.committed.contains(object_id))
+    }
+
+    /// Brings every table's ledger up to date with commits made by other writers.
+    pub async fn refresh(&mut self) -> Result<()> {
+        for table in self.tables.values_mut() {
+            table.refresh().await?;
+        }
+        Ok(())
+    }
+
+    /// Commits the rows of these objects to `table` in one atomic commit, leaving out objects the
+    /// table already holds.
+    pub async fn commit(&mut self, table: LogTable, objects: Vec<PendingObject>) -> Result<CommitOutcome> {
+        let props = writer_properties(&self.config)?;
+        let lake_table = self.tables.get_mut(&table).ok_or_else(|| IngestError::Config(format!("no table {table}")))?;
+        lake_table.commit(objects, props).await
+    }
+
+    /// Appends rows to the `ingest_log` table.
+    pub async fn append_log(&mut self, entries: &[LogEntry]) -> Result<()> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let batch = log_batch(entries, chrono::Utc::now())?;
+        let props = writer_properties(&self.config)?;
+        self.log = self
+            .log
+            .clone()
+            .write(vec![batch])
+            .with_save_mode(SaveMode::Append)
+            .with_writer_properties(props)
+            .await
+            .map_err(|e| lake_error(ingest_log::TABLE_NAME, e))?;
+        Ok(())
+    }
+
+    /// The current Delta version of a table, if it has any commit.
+    pub fn version(&self, table: LogTable) -> Option<u64> {
+        self.tables.get(&table).and_then(|t| t.delta.version())
+    }
+}
+
+impl LakeTable {
+    /// Reads the commits this table has that the ledger has not seen yet.
+    async fn read_ledger(&mut self) -> Result<()> {
+        let Some(latest) = self.delta.version() else { return Ok(()) };
+        let log_store = self.delta.log_store();
+        let first = self.ledger_version.map_or(0, |v| v + 1);
+        for version in first..=latest {
+            let entry = log_store.read_commit_entry(version).await.map_err(|e| lake_error(self.table.name(), e))?;
+            // A commit file can be missing only if the log was cleaned up, which the tables are
+            // created to prevent; the data is still there, only its lineage record is not.
+            let Some(bytes) = entry else { continue };
+            self.committed.extend(objects_in_commit(&bytes));
+        }
+        self.ledger_version = Some(latest);
+        Ok(())
+    }
+
+    async fn refresh(&mut self) -> Result<()> {
+        self.delta.update_state().await.map_err(|e| lake_error(self.table.name(), e))?;
+        self.read_ledger().await
+    }
+
+    async fn commit(&mut self, objects: Vec<PendingObject>, props: WriterProperties) -> Result<CommitOutcome> {
+        let mut outcome = CommitOutcome::default();
+        let mut pending = objects;
+        for _attempt in 0..MAX_COMMIT_ATTEMPTS {
+            self.refresh().await?;
+            let (fresh, dups): (Vec<_>, Vec<_>) = pending.into_iter().partition(|p| !self.committed.contains(&p.object.id()));
+            outcome.duplicates.extend(dups.iter().map(|p| p.object.id()));
+            // Within one flush the same object may also appear twice (a message delivered twice).
+            let mut seen = HashSet::new();
+            let (fresh, repeated): (Vec<_>, Vec<_>) = fresh.into_iter().partition(|p| seen.insert(p.object.id()));
+            outcome.duplicates.extend(repeated.iter().map(|p| p.object.id()));
+            if fresh.is_empty() {
+                return Ok(outcome);
+            }
+            let rows: usize = fresh.iter().map(|p| p.batch.num_rows()).sum();
+            if rows == 0 {
+                // Nothing to write; re-reading an empty object later adds nothing either.
+                outcome.committed = fresh.iter().map(|p| p.object.id()).collect();
+                return Ok(outcome);
+            }
+            let ids: Vec<String> = fresh.iter().map(|p| p.object.id()).collect();
+            let batch = sorted_batch(self.table, &fresh)?;
+            let metadata = json!({ "objects": ids, "rows": rows, "schema_version": SCHEMA_VERSION });
+            let commit = CommitProperties::default()
+                .with_metadata([(COMMIT_INFO_KEY.to_owned(), metadata)])
+                // Zero retries: a concurrent commit may hold some of our objects, so instead of
+                // letting delta-rs rebase a blind append we refresh the ledger and filter again.
+                .with_max_retries(0);
+            let result = self
+                .delta
+                .clone()
+                .write(vec![batch])
+                .with_save_mode(SaveMode::Append)
+                .with_writer_properties(props.clone())
+                .with_commit_properties(commit)
+                .await;
+            match result {
+                Ok(delta) => {
+                    self.delta = delta;
+                    self.committed.extend(ids.iter().cloned());
+                    // Our own commit is in the ledger now; later refreshes start after it only if
+                    // nothing else landed in between, which read_ledger checks by version.
+                    outcome.version = self.delta.version();
+                    outcome.rows = rows as u64;
+                    outcome.committed = ids;
+                    return Ok(outcome);
+                }
+                Err(e) if lost_race(&e) => {
+                    tracing::info!(table = %self.table, "another writer committed first; re-checking the ledger");
+                    pending = fresh;
+                }
+                Err(e) => return Err(lake_error(self.table.name(), e)),
+            }
+        }
+        Err(IngestError::Lake {
+            table: self.table.name().to_owned(),
+            source: Box::new(DeltaTableError::Generic(format!(
+                "gave up after {MAX_COMMIT_ATTEMPTS} attempts lost to concurrent writers"
+            ))),
+        })
+    }
+}
+
+/// Whether a failed commit lost a race with another writer (and is worth retrying).
+fn lost_race(e: &DeltaTableError) -> bool {
+    matches!(
+        e,
+        DeltaTableError::VersionAlreadyExists(_)
+            | DeltaTableError::Transaction { source: TransactionError::MaxCommitAttempts(_) }
+            | DeltaTableError::Transaction { source: TransactionError::VersionAlreadyExists(_) }
+    )
+}
+
+/// The object ids a commit file lists under `commitInfo.bunker.objects`.
+fn objects_in_commit(bytes: &[u8]) -> Vec<String> {
+    let mut ids = Vec::new();
+    for line in bytes.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+        let Ok(action) = serde_json::from_slice::<serde_json::Value>(line) else { continue };
+        if let Some(objects) = action.pointer(&format!("/commitInfo/{COMMIT_INFO_KEY}/objects")).and_then(|v| v.as_array()) {
+            ids.extend(objects.iter().filter_map(|o| o.as_str().map(str::to_owned)));
+        }
+    }
+    ids
+}
+
+/// Concatenates the objects' rows and sorts them by date, account and time.
+fn sorted_batch(table: LogTable, objects: &[PendingObject]) -> Result<RecordBatch> {
+    let schema = table.schema();
+    let batch = concat_batches(&schema, objects.iter().map(|p| &p.batch))?;
+    let column = |name: &str| -> Result<ArrayRef> {
+        batch.column_by_name(name).cloned().ok_or_else(|| IngestError::Config(format!("{table} has no column {name}")))
+    };
+    let options = Some(SortOptions { descending: false, nulls_first: false });
+    let keys = [
+        SortColumn { values: column(DATE_COLUMN)?, options },
+        SortColumn { values: column(table.account_column())?, options },
+        SortColumn { values: column(table.time_column())?, options },
+    ];
+    let indices = lexsort_to_indices(&keys, None)?;
+    Ok(take_record_batch(&batch, &indices)?)
+}
+
+fn writer_properties(config: &LakeConfig) -> Result<WriterProperties> {
+    let level = ZstdLevel::try_new(config.zstd_level).map_err(|e| IngestError::Config(format!("zstd level: {e}")))?;
+    Ok(WriterProperties::builder()
+        .set_compression(Compression::ZSTD(level))
+        .set_max_row_group_row_count(Some(config.max_row_group_rows))
+        .build())
+}
+
+/// Columns whose min/max go into the Delta log for file skipping: time, account, and what
+/// responders filter on most. (By default Delta only indexes the first 32 leaf columns, and the
+/// `useridentity` struct alone has more.)
+fn stats_columns(table: LogTable) -> Vec<&'static str> {
+    let mut columns = vec![table.time_column(), table.account_column()];
+    columns.extend(match table {
+        LogTable::CloudTrail => &["eventname", "eventsource", "awsregion", "sourceipaddress"][..],
+        LogTable::VpcFlow => &["srcaddr", "dstaddr", "dstport", "action", "interface_id"][..],
+        LogTable::Dns => &["query_name", "srcaddr", "rcode", "vpc_id"][..],
+    });
+    columns
+}
+
+/// Opens the Delta table `name` under the root, creating it from `schema` if it does not exist.
+async fn open_or_create(root: &Url, name: &str, schema: arrow::datatypes::SchemaRef, stats: &[&str]) -> Result<DeltaTable> {
+    let url = root.join(&format!("{name}/")).map_err(|e| IngestError::Config(format!("table url: {e}")))?;
+    let table = DeltaTable::try_from_url(url.clone()).await.map_err(|e| lake_error(name, e))?;
+    if table.version().is_some() {
+        return Ok(table);
+    }
+    let kernel_schema: StructType = schema.as_ref().try_into_kernel().map_err(|e| lake_error(name, e.into()))?;
+    CreateBuilder::new()
+        .with_location(url.as_str())
+        .with_table_name(name)
+        .with_columns(kernel_schema.fields().cloned())
+        .with_partition_columns([DATE_COLUMN])
+        .with_configuration_property(TableProperty::DataSkippingStatsColumns, Some(stats.join(",")))
+        // The commit history is the ledger of which objects the table holds: never expire it.
+        .with_configuration_property(TableProperty::EnableExpiredLogCleanup, Some("false"))
+        // Another writer may create the table at the same moment; then we simply open theirs.
+        .with_save_mode(SaveMode::Ignore)
+        .await
+        .map_err(|e| lake_error(name, e))
+}
+
+fn local_root_url(location: &Path) -> Result<Url> {
+    std::fs::create_dir_all(location).map_err(|source| IngestError::Io { path: location.to_owned(), source })?;
+    let absolute = std::fs::canonicalize(location).map_err(|source| IngestError::Io { path: location.to_owned(), source })?;
+    Url::from_directory_path(&absolute).map_err(|()| IngestError::Config(format!("{} is not a usable lake path", absolute.display())))
+}
+
+fn lake_error(table: &str, source: DeltaTableError) -> IngestError {
+    IngestError::Lake { table: table.to_owned(), source: Box::new(source) }
+}
+
+fn log_batch(entries: &[LogEntry], now: chrono::DateTime<chrono::Utc>) -> Result<RecordBatch> {
+    let n = entries.len();
+    let strings = |f: &dyn Fn(&LogEntry) -> Option<String>| -> ArrayRef { Arc::new(entries.iter().map(f).collect::<StringArray>()) };
+    let ints = |f: &dyn Fn(&LogEntry) -> Option<i64>| -> ArrayRef { Arc::new(entries.iter().map(f).collect::<Int64Array>()) };
+    let micros = now.timestamp_micros();
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(TimestampMicrosecondArray::from(vec![micros; n]).with_timezone("UTC")),
+        strings(&|e| Some(e.object.bucket.clone())),
+        strings(&|e| Some(e.object.key.clone())),
+        strings(&|e| Some(e.format.name().to_owned())),
+        strings(&|e| e.table.map(|t| t.name().to_owned())),
+        strings(&|e| Some(e.status.to_owned())),
+        ints(&|e| Some(e.rows as i64)),
+        ints(&|e| Some(e.rejected_records as i64)),
+        ints(&|e| Some(e.object.size as i64)),
+        strings(&|e| e.error_kind.map(str::to_owned)),
+        strings(&|e| e.reason.clone()),
+        ints(&|e| e.lake_version.map(|v| v as i64)),
+        Arc::new(Date32Array::from(vec![micros_to_days(micros); n])),
+    ];
+    Ok(RecordBatch::try_new(ingest_log::schema(), columns)?)
+}

@@ -1,1 +1,439 @@
-//! pipeline (being written).
+//! The ingest driver: from objects to committed rows and a record of every object.
+//!
+//! [`process_object`] is the pure CPU step the worker and the backfill share: classify, gunzip,
+//! sniff, parse — bytes in, an [`ObjectOutcome`] out, never a panic or an early return on bad input.
+//! [`ingest_directory`] walks a local archive: a producer thread reads and processes objects on the
+//! rayon pool in chunks, and sends their outcomes over a bounded channel (so memory is bounded by
+//! the channel and the commit size, not by the archive) to the async side, which groups rows per
+//! table, commits them to the lake, and appends one `ingest_log` row per object.
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bunker_schemas::{LogTable, ingest_log::status};
+use rayon::prelude::*;
+
+use crate::classify::{LogFormat, ObjectRef, classify_key, sniff};
+use crate::cloudtrail::CloudTrailParser;
+use crate::decode::{DEFAULT_MAX_OBJECT_BYTES, decompress};
+use crate::dns::DnsParser;
+use crate::lake::{Lake, LogEntry, PendingObject};
+use crate::parsed::{ObjectContext, Parsed};
+use crate::vpcflow::FlowLogParser;
+use crate::{IngestError, Result};
+
+/// How many rejected records are quoted in an object's `ingest_log` reason.
+const QUOTED_REJECTIONS: usize = 3;
+
+/// What became of one object.
+#[derive(Debug)]
+pub enum ObjectOutcome {
+    /// Parsed into rows of a table (some records may have been rejected).
+    Parsed {
+        /// The object.
+        object: ObjectRef,
+        /// What it was classified as.
+        format: LogFormat,
+        /// The table its rows go to.
+        table: LogTable,
+        /// The rows and the rejected records.
+        parsed: Parsed,
+        /// Decompressed size.
+        content_bytes: u64,
+    },
+    /// Not a log bunker ingests (another AWS log type, a digest, a folder marker).
+    Skipped {
+        /// The object.
+        object: ObjectRef,
+        /// What it was classified as.
+        format: LogFormat,
+        /// Why it was skipped.
+        reason: String,
+    },
+    /// Already committed by an earlier run; not read again.
+    Duplicate {
+        /// The object.
+        object: ObjectRef,
+    },
+    /// Could not be ingested at all.
+    Failed {
+        /// The object.
+        object: ObjectRef,
+        /// What it was classified as, as far as that got.
+        format: LogFormat,
+        /// Why.
+        error: IngestError,
+    },
+}
+
+thread_local! {
+    // One parser per pool thread, so their scratch buffers are reused across objects.
+    static CLOUDTRAIL: RefCell<CloudTrailParser> = RefCell::new(CloudTrailParser::new());
+    static FLOW: RefCell<FlowLogParser> = RefCell::new(FlowLogParser::new());
+    static DNS: RefCell<DnsParser> = RefCell::new(DnsParser::new());
+}
+
+/// Classifies, decompresses and parses one object's stored bytes.
+pub fn process_object(object: &ObjectRef, data: Vec<u8>, max_object_bytes: u64) -> ObjectOutcome {
+    if object.is_folder_marker() {
+        return ObjectOutcome::Skipped { object: object.clone(), format: LogFormat::Unknown, reason: "folder marker".into() };
+    }
+    let class = classify_key(&object.key);
+    match class.format {
+        Some(LogFormat::Unknown) => {
+            return ObjectOutcome::Skipped { object: object.clone(), format: LogFormat::Unknown, reason: "not a log type bunker ingests (by key)".into() };
+        }
+        Some(LogFormat::CloudTrailDigest) => {
+            return ObjectOutcome::Skipped { object: object.clone(), format: LogFormat::CloudTrailDigest, reason: "CloudTrail digest file".into() };
+        }
+        _ => {}
+    }
+    let fail = |format: LogFormat, error: IngestError| ObjectOutcome::Failed { object: object.clone(), format, error };
+    let guessed = class.format.unwrap_or(LogFormat::Unknown);
+    if data.is_empty() {
+        return fail(guessed, IngestError::Malformed { key: object.key.clone(), format: guessed, reason: "empty object (0 bytes)".into() });
+    }
+    let mut content = match decompress(&object.key, data, max_object_bytes) {
+        Ok(content) => content,
+        Err(error) => return fail(guessed, error),
+    };
+    if content.iter().all(u8::is_ascii_whitespace) {
+        return fail(guessed, IngestError::Malformed { key: object.key.clone(), format: guessed, reason: "no content (empty after decompression)".into() });
+    }
+    let format = match class.format {
+        Some(format) => format,
+        None => match sniff(&content) {
+            LogFormat::Unknown => {
+                return ObjectOutcome::Skipped { object: object.clone(), format: LogFormat::Unknown, reason: "content is not a log type bunker ingests".into() };
+            }
+            LogFormat::CloudTrailDigest => {
+                return ObjectOutcome::Skipped { object: object.clone(), format: LogFormat::CloudTrailDigest, reason: "CloudTrail digest file".into() };
+            }
+            format => format,
+        },
+    };
+    let Some(table) = format.table() else {
+        return ObjectOutcome::Skipped { object: object.clone(), format, reason: format!("{format} objects are not ingested") };
+    };
+    let content_bytes = content.len() as u64;
+    let ctx = ObjectContext { bucket: &object.bucket, key: &object.key, key_date: class.date };
+    match parse_content(table, &mut content, &ctx) {
+        Ok(parsed) => ObjectOutcome::Parsed { object: object.clone(), format, table, parsed, content_bytes },
+        Err(error) => fail(format, error),
+    }
+}
+
+/// Runs the table's parser over decompressed content.
+pub fn parse_content(table: LogTable, content: &mut [u8], ctx: &ObjectContext<'_>) -> Result<Parsed> {
+    match table {
+        LogTable::CloudTrail => CLOUDTRAIL.with_borrow_mut(|p| p.parse(content, ctx)),
+        LogTable::VpcFlow => FLOW.with_borrow_mut(|p| p.parse(content, ctx)),
+        LogTable::Dns => DNS.with_borrow_mut(|p| p.parse(content, ctx)),
+    }
+}
+
+/// Settings of an ingest run.
+#[derive(Debug, Clone)]
+pub struct IngestOptions {
+    /// Cap on one object's decompressed size.
+    pub max_object_bytes: u64,
+    /// Commit a table once this many bytes of Arrow data are waiting for it.
+    pub commit_bytes: usize,
+    /// Objects are read and parsed in chunks of about this many stored bytes.
+    pub chunk_bytes: u64,
+}
+
+impl Default for IngestOptions {
+    fn default() -> Self {
+        Self { max_object_bytes: DEFAULT_MAX_OBJECT_BYTES, commit_bytes: 128 << 20, chunk_bytes: 8 << 20 }
+    }
+}
+
+/// Receives progress while an ingest runs (the CLI draws a progress bar with it).
+pub trait ProgressSink {
+    /// The run has found `objects` objects totalling `bytes` stored bytes.
+    fn start(&self, objects: u64, bytes: u64);
+    /// One more object is done.
+    fn object_done(&self, bytes: u64);
+    /// The run is over.
+    fn finish(&self);
+}
+
+/// A [`ProgressSink`] that shows nothing.
+#[derive(Debug, Default)]
+pub struct NoProgress;
+
+impl ProgressSink for NoProgress {
+    fn start(&self, _: u64, _: u64) {}
+    fn object_done(&self, _: u64) {}
+    fn finish(&self) {}
+}
+
+/// One object that could not be ingested, for the run's summary.
+#[derive(Debug, Clone)]
+pub struct FailedObject {
+    /// The object's key.
+    pub key: String,
+    /// Kind of failure.
+    pub kind: &'static str,
+    /// The full message.
+    pub message: String,
+}
+
+/// What an ingest run did.
+#[derive(Debug, Default, Clone)]
+pub struct IngestSummary {
+    /// Objects looked at.
+    pub objects: u64,
+    /// Objects whose rows were committed.
+    pub committed_objects: u64,
+    /// Objects skipped because an earlier commit already holds them.
+    pub duplicate_objects: u64,
+    /// Objects skipped as not ours (other logs, digests, folders).
+    pub skipped_objects: u64,
+    /// Objects that failed.
+    pub failed: Vec<FailedObject>,
+    /// Rows committed per table.
+    pub rows: BTreeMap<LogTable, u64>,
+    /// Records or lines rejected inside otherwise good objects.
+    pub rejected_records: u64,
+    /// Stored (compressed) bytes read.
+    pub bytes: u64,
+    /// Decompressed bytes parsed.
+    pub content_bytes: u64,
+    /// Delta commits made to data tables.
+    pub commits: u64,
+    /// Wall time of the run.
+    pub elapsed: Duration,
+}
+
+impl IngestSummary {
+    /// Rows committed across all tables.
+    pub fn total_rows(&self) -> u64 {
+        self.rows.values().sum()
+    }
+
+    /// Rows committed per second of wall time.
+    pub fn events_per_second(&self) -> f64 {
+        self.total_rows() as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+}
+
+/// Lists the files under a local archive directory as objects, in a stable order.
+pub fn list_directory(root: &Path) -> Result<Vec<(ObjectRef, PathBuf)>> {
+    if !root.is_dir() {
+        return Err(IngestError::Io {
+            path: root.to_owned(),
+            source: std::io::Error::new(std::io::ErrorKind::NotFound, "not a directory"),
+        });
+    }
+    let mut objects = Vec::new();
+    for entry in walkdir::WalkDir::new(root).sort_by_file_name() {
+        let entry = entry.map_err(|e| IngestError::Io {
+            path: e.path().map(Path::to_owned).unwrap_or_else(|| root.to_owned()),
+            source: e.into_io_error().unwrap_or_else(|| std::io::Error::other("walk failed")),
+        })?;
+        if !entry.file_type().is_file() {
+            continue;
+        }
+        let relative = entry.path().strip_prefix(root).unwrap_or(entry.path());
+        let key = relative.components().map(|c| c.as_os_str().to_string_lossy()).collect::<Vec<_>>().join("/");
+        let size = entry.metadata().map(|m| m.len()).unwrap_or(0);
+        objects.push((ObjectRef { bucket: String::new(), key, size }, entry.path().to_owned()));
+    }
+    Ok(objects)
+}
+
+/// Ingests every object under a local archive directory into the lake.
+pub async fn ingest_directory(root: &Path, lake: &mut Lake, options: &IngestOptions, progress: &dyn ProgressSink) -> Result<IngestSummary> {
+    let started = Instant::now();
+    let objects = list_directory(root)?;
+    progress.start(objects.len() as u64, objects.iter().map(|(o, _)| o.size).sum());
+    lake.refresh().await?;
+    let already: Arc<HashSet<String>> =
+        Arc::new(objects.iter().map(|(o, _)| o.id()).filter(|id| lake.is_committed(id)).collect());
+
+    // Two chunks in flight at most: one being parsed, one being committed.
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<ObjectOutcome>>(1);
+    let max_object_bytes = options.max_object_bytes;
+    let chunk_bytes = options.chunk_bytes.max(1);
+    let producer = std::thread::Builder::new()
+        .name("bunker-parse".into())
+        .spawn(move || {
+            for chunk in chunks_by_bytes(&objects, chunk_bytes) {
+                let outcomes: Vec<ObjectOutcome> = chunk
+                    .par_iter()
+                    .map(|(object, path)| {
+                        if already.contains(&object.id()) {
+                            return ObjectOutcome::Duplicate { object: object.clone() };
+                        }
+                        match std::fs::read(path) {
+                            Ok(data) => process_object(object, data, max_object_bytes),
+                            Err(source) => ObjectOutcome::Failed {
+                                object: object.clone(),
+                                format: LogFormat::Unknown,
+                                error: IngestError::Io { path: path.clone(), source },
+                            },
+                        }
+                    })
+                    .collect();
+                if tx.blocking_send(outcomes).is_err() {
+                    return; // The consumer stopped (a lake error); it reports why.
+                }
+            }
+        })
+        .map_err(|e| IngestError::Config(format!("cannot start parser thread: {e}")))?;
+
+    let mut run = Run { summary: IngestSummary::default(), pending: BTreeMap::new(), log: Vec::new(), commit_bytes: options.commit_bytes };
+    let mut result = Ok(());
+    while let Some(outcomes) = rx.recv().await {
+        for outcome in outcomes {
+            if let Some(bytes) = run.accept(outcome) {
+                progress.object_done(bytes);
+            }
+        }
+        if let Err(e) = run.flush(lake, false).await {
+            result = Err(e);
+            break;
+        }
+    }
+    drop(rx);
+    let _ = producer.join();
+    result?;
+    run.flush(lake, true).await?;
+    progress.finish();
+    run.summary.elapsed = started.elapsed();
+    Ok(run.summary)
+}
+
+/// Splits objects into consecutive chunks of about `limit` stored bytes each.
+fn chunks_by_bytes<T>(objects: &[(ObjectRef, T)], limit: u64) -> Vec<&[(ObjectRef, T)]> {
+    let mut chunks = Vec::new();
+    let (mut start, mut bytes) = (0, 0u64);
+    for (i, (object, _)) in objects.iter().enumerate() {
+        bytes += object.size.max(1);
+        if bytes >= limit {
+            chunks.push(&objects[start..=i]);
+            (start, bytes) = (i + 1, 0);
+        }
+    }
+    if start < objects.len() {
+        chunks.push(&objects[start..]);
+    }
+    chunks
+}
+
+/// Rows of one table waiting for a commit, with the log entries of their objects.
+#[derive(Debug, Default)]
+struct PendingTable {
+    objects: Vec<PendingObject>,
+    entries: Vec<LogEntry>,
+    bytes: usize,
+}
+
+/// The consumer side of an ingest run.
+struct Run {
+    summary: IngestSummary,
+    pending: BTreeMap<LogTable, PendingTable>,
+    /// Log entries ready to be appended (their objects are committed, skipped or failed).
+    log: Vec<LogEntry>,
+    commit_bytes: usize,
+}
+
+impl Run {
+    /// Takes one outcome in; returns the object's stored size for progress.
+    fn accept(&mut self, outcome: ObjectOutcome) -> Option<u64> {
+        self.summary.objects += 1;
+        let entry = |object: ObjectRef, format, table, status| LogEntry {
+            object,
+            format,
+            table,
+            status,
+            rows: 0,
+            rejected_records: 0,
+            error_kind: None,
+            reason: None,
+            lake_version: None,
+        };
+        match outcome {
+            ObjectOutcome::Parsed { object, format, table, parsed, content_bytes } => {
+                let size = object.size;
+                self.summary.bytes += size;
+                self.summary.content_bytes += content_bytes;
+                self.summary.rejected_records += parsed.rejected.len() as u64;
+                let mut e = entry(object.clone(), format, Some(table), status::COMMITTED);
+                e.rows = parsed.batch.num_rows() as u64;
+                e.rejected_records = parsed.rejected.len() as u64;
+                if !parsed.rejected.is_empty() {
+                    let quoted: Vec<String> = parsed.rejected.iter().take(QUOTED_REJECTIONS).map(|r| format!("{}: {}", r.position, r.reason)).collect();
+                    e.reason = Some(format!("{} records rejected; {}", parsed.rejected.len(), quoted.join("; ")));
+                    tracing::warn!(key = %object.key, rejected = parsed.rejected.len(), first = %quoted[0], "records rejected");
+                }
+                let pending = self.pending.entry(table).or_default();
+                pending.bytes += parsed.batch.get_array_memory_size();
+                pending.objects.push(PendingObject { object, batch: parsed.batch });
+                pending.entries.push(e);
+                Some(size)
+            }
+            ObjectOutcome::Skipped { object, format, reason } => {
+                self.summary.skipped_objects += 1;
+                let size = object.size;
+                let mut e = entry(object, format, None, status::SKIPPED);
+                e.reason = Some(reason);
+                self.log.push(e);
+                Some(size)
+            }
+            ObjectOutcome::Duplicate { object } => {
+                self.summary.duplicate_objects += 1;
+                let size = object.size;
+                let format = classify_key(&object.key).format.unwrap_or(LogFormat::Unknown);
+                self.log.push(entry(object, format, format.table(), status::DUPLICATE));
+                Some(size)
+            }
+            ObjectOutcome::Failed { object, format, error } => {
+                tracing::warn!(key = %object.key, kind = error.kind(), error = %error, "object failed");
+                self.summary.failed.push(FailedObject { key: object.key.clone(), kind: error.kind(), message: error.to_string() });
+                let size = object.size;
+                let mut e = entry(object, format, format.table(), status::FAILED);
+                e.error_kind = Some(error.kind());
+                e.reason = Some(error.to_string());
+                self.log.push(e);
+                Some(size)
+            }
+        }
+    }
+
+    /// Commits tables whose pending rows reached the commit size (all of them when `all`), then
+    /// appends the log entries of everything committed, skipped or failed so far.
+    async fn flush(&mut self, lake: &mut Lake, all: bool) -> Result<()> {
+        let ready: Vec<LogTable> = self.pending.iter().filter(|(_, p)| all || p.bytes >= self.commit_bytes).map(|(t, _)| *t).collect();
+        for table in ready {
+            let Some(pending) = self.pending.remove(&table) else { continue };
+            let outcome = lake.commit(table, pending.objects).await?;
+            if outcome.version.is_some() {
+                self.summary.commits += 1;
+            }
+            let duplicates: HashSet<&str> = outcome.duplicates.iter().map(String::as_str).collect();
+            for mut e in pending.entries {
+                if duplicates.contains(e.object.id().as_str()) {
+                    e.status = status::DUPLICATE;
+                    e.rows = 0;
+                    self.summary.duplicate_objects += 1;
+                } else {
+                    e.lake_version = outcome.version;
+                    self.summary.committed_objects += 1;
+                    *self.summary.rows.entry(table).or_default() += e.rows;
+                }
+                self.log.push(e);
+            }
+        }
+        // The log is appended after the data it describes, and in few large writes.
+        if all || self.log.len() >= 50_000 {
+            lake.append_log(&std::mem::take(&mut self.log)).await?;
+        }
+        Ok(())
+    }
+}

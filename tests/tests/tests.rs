@@ -1,1 +1,8 @@
+//! End-to-end tests of the crates together: generated and hand-made archives through ingest into a
+//! lake, checked with SQL. One binary, so it links once; each area is a module.
 
+mod support;
+
+mod bad_input;
+mod exactly_once;
+mod real_samples;
