@@ -557,3 +557,6 @@ fn trim_mut(bytes: &mut [u8]) -> &mut [u8] {
     let end = bytes.iter().rposition(|b| !b.is_ascii_whitespace()).map_or(start, |i| i + 1);
     bytes.get_mut(start..end.max(start)).unwrap_or_default()
 }
+
+#[cfg(test)]
+mod tests;
