@@ -205,7 +205,8 @@ impl CloudTrailParser {
     /// One JSON document per line; bad lines are rejected one by one.
     fn parse_lines(&mut self, body: &mut [u8]) -> Result<(), String> {
         let mut tape = std::mem::replace(&mut self.tape, Tape(Vec::new())).reset();
-        let mut json_lines = 0usize;
+        // Lines that held CloudTrail (a Records file or an event, even one rejected for its time).
+        let mut cloudtrail_lines = 0usize;
         let mut first_error = None;
         let mut outcome = Ok(());
         for (n, line) in body.split_mut(|&b| b == b'\n').enumerate() {
@@ -216,9 +217,11 @@ impl CloudTrailParser {
             }
             let reason = match simd_json::fill_tape(line, &mut self.buffers, &mut tape) {
                 Ok(()) => {
-                    json_lines += 1;
                     match self.push_document(&tape.0, Locator::Line(line_number)) {
-                        Ok(()) => continue,
+                        Ok(()) => {
+                            cloudtrail_lines += 1;
+                            continue;
+                        }
                         Err(reason) => reason,
                     }
                 }
@@ -235,7 +238,8 @@ impl CloudTrailParser {
         self.tape = tape.reset();
         outcome?;
         match first_error {
-            Some(reason) if json_lines == 0 => Err(format!("no line is JSON; {reason}")),
+            // Every line bad: this is not a CloudTrail JSON-lines object at all.
+            Some(reason) if cloudtrail_lines == 0 => Err(format!("no line is a CloudTrail event; {reason}")),
             _ => Ok(()),
         }
     }
@@ -396,11 +400,16 @@ fn append_value(
     scratch: &mut Scratch,
     event_time: i64,
 ) {
+    if let (Kind::EventTime, Column::Time(builder)) = (kind, &mut *column) {
+        // Validated before the row started; may come from `@timestamp`, so not from this slot.
+        builder.append_value(event_time);
+        return;
+    }
     let Some((at, node)) = at.and_then(|at| nodes.get(at).map(|node| (at, node))) else {
         column.append_null();
         return;
     };
-    if matches!(node, Node::Static(StaticNode::Null)) && !matches!(kind, Kind::EventTime) {
+    if matches!(node, Node::Static(StaticNode::Null)) {
         column.append_null();
         return;
     }
@@ -439,7 +448,6 @@ fn append_value(
                 record_extra(scratch, nodes, at, path);
             }
         },
-        (Kind::EventTime, Column::Time(builder)) => builder.append_value(event_time),
         (Kind::Struct(_), Column::Struct(child)) => {
             if matches!(node, Node::Object { .. }) {
                 child.validity.append_non_null();

@@ -414,8 +414,8 @@ fn objects_that_are_not_cloudtrail_are_malformed() {
         (b"<?xml version=\"1.0\"?><Error/>", "not JSON: "),
         (b"{\"eventTime\":\"2024-05-01T00:00:00Z\",\"eventName\":\"\xff\xfe\"}", "not valid UTF-8 text"),
         (b"{\"eventTime\":\"2024-05-01T00:00:00Z\"}\n{\"eventName\":\"\xc3\x28\"}", "line 2 is not valid UTF-8 text"),
-        (b"{\"a\":1}\n{\"b\":2}", "no line is JSON"),
-        (b"{not json}\nstill not", "no line is JSON; line 1: not JSON: "),
+        (b"{\"a\":1}\n{\"b\":2}", "no line is a CloudTrail event; line 1: no \"Records\" array"),
+        (b"{not json}\nstill not", "no line is a CloudTrail event; line 1: not JSON: "),
     ];
     for (input, expected) in cases {
         let reason = malformed_reason(input);
@@ -607,6 +607,8 @@ fn real_samples_parse() {
         let parsed = parser.parse(&mut data, &ctx()).unwrap_or_else(|e| panic!("{file}: {e}"));
         assert_eq!(parsed.batch.schema(), bunker_schemas::cloudtrail::schema(), "{file}");
         assert_eq!((parsed.batch.num_rows(), parsed.rejected.len()), (*rows, *rejected), "{file}: {:?}", parsed.rejected);
+        let times = parsed.batch.column_by_name("eventtime").expect("eventtime");
+        assert_eq!(times.null_count(), 0, "{file}: every row has its event time");
     }
 
     let bad = [
