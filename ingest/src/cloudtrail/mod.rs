@@ -49,6 +49,9 @@ const EVENT_MARKERS: [&str; 8] = [
 /// The name some log shippers give the event time; used when `eventTime` is absent.
 const SHIPPER_TIMESTAMP: &str = "@timestamp";
 
+/// Position of `eventTime` in [`RECORD`] (checked by a test).
+const EVENT_TIME_SLOT: usize = 2;
+
 /// How long a value may be when quoted in a rejection reason.
 const PREVIEW_CHARS: usize = 80;
 
@@ -336,9 +339,7 @@ impl CloudTrailParser {
     fn push_record(&mut self, nodes: &[Node<'_>], at: usize) -> Result<(), String> {
         self.scratch.extras.clear();
         let shipper_time = scan_keys(&mut self.record, nodes, at, None, &mut self.scratch, true);
-        let event_time = RECORD
-            .find("eventTime", 0)
-            .and_then(|i| self.record.slots.get(i).copied().flatten());
+        let event_time = self.record.slots.get(EVENT_TIME_SLOT).copied().flatten();
         let micros = match (event_time, shipper_time) {
             (Some(value), _) if !is_null(nodes, value) => {
                 let micros = parse_time(nodes, value, "eventTime")?;

@@ -736,6 +736,7 @@ fn layout_names_are_the_schema_columns() {
             }
         }
     }
+    assert_eq!(RECORD.fields[EVENT_TIME_SLOT].key, "eventTime");
     let schema = bunker_schemas::cloudtrail::schema();
     check(&RECORD, &schema.fields()[..RECORD.fields.len()], "");
     assert_eq!(
