@@ -1,1 +1,0 @@
-//! cloudtrail (being written).
