@@ -119,7 +119,7 @@ fn main() -> std::process::ExitCode {
 }
 
 fn init_logging(json: bool) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("BUNKER_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error"));
+    let filter = tracing_subscriber::EnvFilter::try_from_env("BUNKER_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error,buoyant_kernel::snapshot::builder=off"));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     if json {
         builder.json().init();

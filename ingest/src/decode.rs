@@ -37,7 +37,9 @@ pub fn decompress(key: &str, data: Vec<u8>, limit_bytes: u64) -> Result<Vec<u8>>
         .and_then(|at| data.get(at..))
         .map(|t| u32::from_le_bytes([t[0], t[1], t[2], t[3]]) as u64)
         .unwrap_or(0)
-        .clamp(data.len() as u64, limit_bytes.min(256 << 20));
+        .max(data.len() as u64)
+        .min(limit_bytes)
+        .min(256 << 20);
     let mut out = Vec::with_capacity(hint as usize + 1);
     let mut decoder = MultiGzDecoder::new(data.as_slice()).take(limit_bytes + 1);
     decoder.read_to_end(&mut out).map_err(|e| IngestError::Gzip {

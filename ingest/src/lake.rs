@@ -334,6 +334,9 @@ fn stats_columns(table: LogTable) -> Vec<&'static str> {
 /// Opens the Delta table `name` under the root, creating it from `schema` if it does not exist.
 async fn open_or_create(root: &Url, name: &str, schema: arrow::datatypes::SchemaRef, stats: &[&str]) -> Result<DeltaTable> {
     let url = root.join(&format!("{name}/")).map_err(|e| IngestError::Config(format!("table url: {e}")))?;
+    if let Ok(dir) = url.to_file_path() {
+        std::fs::create_dir_all(&dir).map_err(|source| IngestError::Io { path: dir, source })?;
+    }
     let table = DeltaTable::try_from_url(url.clone()).await.map_err(|e| lake_error(name, e))?;
     if table.version().is_some() {
         return Ok(table);
