@@ -1,0 +1,111 @@
+//! Tests of the `bunker` binary as a user runs it: arguments, exit codes, output formats, errors.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn bunker(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_bunker")).args(args).output().expect("run bunker")
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+fn ok(args: &[&str]) -> String {
+    let output = bunker(args);
+    assert!(output.status.success(), "bunker {args:?} failed:\n{}\n{}", stdout(&output), stderr(&output));
+    stdout(&output)
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
+
+#[test]
+fn gen_ingest_query_in_every_format() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let archive = dir.path().join("archive");
+    let lake = dir.path().join("lake");
+    let generated = ok(&["gen", "--out", path(&archive), "--events", "1500", "--seed", "3"]);
+    assert!(generated.contains("1500 cloudtrail events"), "{generated}");
+
+    let summary = ok(&["ingest", "--from", path(&archive), "--lake", path(&lake)]);
+    assert!(summary.contains("cloudtrail          1500 events"), "{summary}");
+    assert!(summary.contains("0 failed"), "{summary}");
+    assert!(summary.contains("events/s"), "{summary}");
+
+    let again = ok(&["ingest", "--from", path(&archive), "--lake", path(&lake)]);
+    assert!(again.contains(" 0 committed"), "{again}");
+    assert!(again.contains("cloudtrail             0 events"), "{again}");
+
+    let sql = "SELECT count(*) AS n FROM cloudtrail";
+    let table = ok(&["query", "--lake", path(&lake), sql]);
+    assert!(table.contains("| 1500 |"), "{table}");
+    assert_eq!(ok(&["query", "--lake", path(&lake), "--format", "csv", sql]), "n\n1500\n");
+    assert_eq!(ok(&["query", "--lake", path(&lake), "--format", "json", sql]), "{\"n\":1500}\n");
+
+    // `eventName` and `eventname` are the same column, as in Athena.
+    let json = ok(&["query", "--lake", path(&lake), "--format", "json", "SELECT eventName, useridentity.type AS t FROM cloudtrail ORDER BY eventtime LIMIT 2"]);
+    let lines: Vec<serde_json::Value> = json.lines().map(|l| serde_json::from_str(l).expect("json line")).collect();
+    assert_eq!(lines.len(), 2);
+    assert!(lines.iter().all(|l| l["eventname"].is_string() && l["t"].is_string()), "{json}");
+}
+
+#[test]
+fn errors_are_clear_and_fail_the_command() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let missing = dir.path().join("nope");
+
+    let output = bunker(&["query", "--lake", path(&missing), "SELECT 1"]);
+    assert!(!output.status.success());
+    assert!(stderr(&output).contains("no lake at"), "{}", stderr(&output));
+
+    let output = bunker(&["ingest", "--from", path(&missing), "--lake", path(&dir.path().join("lake"))]);
+    assert!(!output.status.success());
+    assert!(stderr(&output).contains("is not a directory"), "{}", stderr(&output));
+
+    let lake = dir.path().join("lake");
+    std::fs::create_dir_all(&lake).expect("mkdir");
+    let output = bunker(&["query", "--lake", path(&lake), "SELECT nosuchcolumn FROM cloudtrail"]);
+    assert!(!output.status.success());
+    assert!(stderr(&output).contains("nosuchcolumn"), "{}", stderr(&output));
+
+    let output = bunker(&["schema", "nosuchtable"]);
+    assert!(!output.status.success());
+    assert!(stderr(&output).contains("tables are cloudtrail, vpcflow, dns, ingest_log"), "{}", stderr(&output));
+}
+
+#[test]
+fn schema_prints_columns_with_docs() {
+    let text = ok(&["schema", "cloudtrail"]);
+    for column in ["eventtime", "useridentity", "  arn", "sourceipaddress", "requestparameters", "additionalfields", "source_key", "date"] {
+        assert!(text.contains(column), "missing {column} in:\n{text}");
+    }
+    assert!(ok(&["schema", "vpcflow"]).contains("log_status"));
+    assert!(ok(&["schema", "dns"]).contains("query_name"));
+    assert!(ok(&["schema", "ingest_log"]).contains("reason"));
+}
+
+#[test]
+fn demo_runs_from_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let demo_dir = dir.path().join("demo");
+    let text = ok(&["demo", "--dir", path(&demo_dir), "--events", "2000"]);
+    for expected in ["Generating a synthetic log archive", "2000 CloudTrail events", "adds nothing", "Busiest API calls", "Rejected flows by destination port", "NXDOMAIN"] {
+        assert!(text.contains(expected), "demo output lacks {expected:?}:\n{text}");
+    }
+    // Running it again starts clean instead of failing or doubling.
+    let again = ok(&["demo", "--dir", path(&demo_dir), "--events", "2000"]);
+    assert!(again.contains("2000 CloudTrail events"), "{again}");
+    // A folder that is not a demo folder is never wiped.
+    let precious = dir.path().join("precious");
+    std::fs::create_dir_all(&precious).expect("mkdir");
+    std::fs::write(precious.join("keep.txt"), b"x").expect("write");
+    let output = bunker(&["demo", "--dir", path(&precious)]);
+    assert!(!output.status.success());
+    assert!(precious.join("keep.txt").exists());
+}
