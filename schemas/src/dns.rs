@@ -28,7 +28,8 @@ pub fn answers_type() -> DataType {
     DataType::List(Arc::new(answers_item()))
 }
 
-fn answers_item() -> Field {
+/// The item field of the `answers` list: one answer struct.
+pub fn answers_item() -> Field {
     field(LIST_ITEM_NAME, DataType::Struct(answer_fields()), "one answer of the response")
 }
 
