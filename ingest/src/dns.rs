@@ -414,7 +414,9 @@ mod tests {
     }
 
     /// The `answers` of each row as `(rdata, type, class)` tuples; `None` for a null list.
-    fn answers(batch: &RecordBatch) -> Vec<Option<Vec<(Option<String>, Option<String>, Option<String>)>>> {
+    type Answer = (Option<String>, Option<String>, Option<String>);
+
+    fn answers(batch: &RecordBatch) -> Vec<Option<Vec<Answer>>> {
         let list = batch.column_by_name("answers").expect("answers").as_list::<i32>();
         (0..list.len())
             .map(|row| {

@@ -553,7 +553,8 @@ pub(crate) mod tests {
     #[test]
     fn default_format_lines_without_header() {
         // (line, srcaddr, dstport, packets, action, log_status)
-        let cases: [(&str, Option<&str>, Option<i64>, Option<i64>, Option<&str>, Option<&str>); 4] = [
+        type Case = (&'static str, Option<&'static str>, Option<i64>, Option<i64>, Option<&'static str>, Option<&'static str>);
+        let cases: [Case; 4] = [
             (
                 "2 111122223333 eni-0a1b2c3d4e5f60718 198.51.100.7 10.1.2.3 51522 443 6 12 5320 1714521600 1714521660 ACCEPT OK",
                 Some("198.51.100.7"), Some(443), Some(12), Some("ACCEPT"), Some("OK"),
