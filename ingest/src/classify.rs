@@ -192,16 +192,18 @@ pub fn sniff(content: &[u8]) -> LogFormat {
     LogFormat::Unknown
 }
 
-/// A headerless flow record: a version number 2–8, then an account id (or `-` and a resource type for
-/// transit gateway records), and at least 14 space-separated fields.
+/// A headerless flow record: a version number 2–8, then an account id (some real samples have
+/// lost a leading zero, so any run of digits), or `-` and a transit-gateway resource, and at least
+/// 14 space-separated fields. Lines in a custom order cannot be read without their header, so they
+/// do not count.
 fn looks_like_flow_record(line: &str) -> bool {
     let fields: Vec<&str> = line.split_ascii_whitespace().collect();
     if fields.len() < 14 {
         return false;
     }
     let version_ok = matches!(fields[0], "2" | "3" | "4" | "5" | "6" | "7" | "8");
-    let account_ok = is_account_id(fields[1]) || (fields[1] == "-" && fields[2..].iter().take(2).any(|f| is_account_id(f)))
-        || fields[1] == "TransitGateway";
+    let digits = |s: &str| !s.is_empty() && s.len() <= 12 && s.bytes().all(|b| b.is_ascii_digit());
+    let account_ok = digits(fields[1]) || (matches!(fields[1], "-" | "TransitGateway") && digits(fields[2]) && fields[3].starts_with("tgw-"));
     version_ok && account_ok
 }
 
@@ -235,7 +237,7 @@ mod tests {
 
     #[test]
     fn content_sniffing() {
-        let cases: [(&str, LogFormat); 12] = [
+        let cases: [(&str, LogFormat); 15] = [
             ("{\"Records\":[{\"eventVersion\":\"1.08\",\"eventTime\":\"2024-05-01T00:00:00Z\"}]}", LogFormat::CloudTrail),
             ("{\n  \"Records\": [\n    {\n      \"eventVersion\": \"1.09\"", LogFormat::CloudTrail),
             ("{\"Records\":[]}", LogFormat::CloudTrail),
@@ -244,6 +246,10 @@ mod tests {
             ("{\"version\":\"1.100000\",\"query_timestamp\":\"2021-12-11T22:46:23Z\",\"query_name\":\"a.\"}", LogFormat::Dns),
             ("version account-id interface-id srcaddr dstaddr srcport dstport protocol packets bytes start end action log-status\n", LogFormat::VpcFlow),
             ("2 123456789010 eni-1235b8ca123456789 172.31.16.139 172.31.16.21 20641 22 6 20 4249 1418530010 1418530070 ACCEPT OK\n", LogFormat::VpcFlow),
+            ("5 64111117617 eni-069b7a490 89.160.20.156 10.200.0.0 50041 33004 17 52 1 1640000066 1640000297 REJECT OK vpc-0967\n", LogFormat::VpcFlow),
+            ("3 - 748335378900 tgw-0a12bc34 tgw-attach-0789 - - vpc-0jkl vpc-0ghi - - eni-0c eni-0c - - - 1.128.0.0 2a02:cf40:: 39464 22 6 49 8947 1755592533 1755592558 OK\n", LogFormat::VpcFlow),
+            // A custom field order without its header cannot be read safely.
+            ("3 vpc-abcdefab012345678 subnet-aaaaaaaa012345678 i-01234567890123456 eni-1235b8ca123456789 123456789010 IPv4 52.213.180.42 10.0.0.62 43416 5001 52.213.180.42 10.0.0.62 6 568 8 1566848875 1566848933 ACCEPT 2 OK\n", LogFormat::Unknown),
             ("{\"message\":\"2 428961148399 eni-0e0bf7be352692297 - - - - - - - 1671029698 1671029728 - NODATA\"}", LogFormat::VpcFlow),
             ("http 2018-07-02T22:23:00.186641Z app/my-loadbalancer/50dc6c495c0c9188 192.168.131.39:2817 10.0.0.1:80", LogFormat::Unknown),
             ("{\"InsightSelectors\":[],\"TrailARN\":\"arn:aws:cloudtrail:us-east-1:123456789012:trail/T\"}", LogFormat::Unknown),

@@ -19,7 +19,7 @@ use rayon::prelude::*;
 use crate::classify::{LogFormat, ObjectRef, classify_key, sniff};
 use crate::cloudtrail::CloudTrailParser;
 use crate::decode::{DEFAULT_MAX_OBJECT_BYTES, decompress};
-use crate::dns::DnsParser;
+use crate::dns::DnsLogParser;
 use crate::lake::{Lake, LogEntry, PendingObject};
 use crate::parsed::{ObjectContext, Parsed};
 use crate::vpcflow::FlowLogParser;
@@ -73,7 +73,7 @@ thread_local! {
     // One parser per pool thread, so their scratch buffers are reused across objects.
     static CLOUDTRAIL: RefCell<CloudTrailParser> = RefCell::new(CloudTrailParser::new());
     static FLOW: RefCell<FlowLogParser> = RefCell::new(FlowLogParser::new());
-    static DNS: RefCell<DnsParser> = RefCell::new(DnsParser::new());
+    static DNS: RefCell<DnsLogParser> = RefCell::new(DnsLogParser::new());
 }
 
 /// Classifies, decompresses and parses one object's stored bytes.
