@@ -387,7 +387,8 @@ mod tests {
     use chrono::NaiveDate;
 
     use super::*;
-    use crate::vpcflow::tests::{numbers, real_samples_dir, texts};
+    use crate::test_support::{noise, real_samples_dir};
+    use crate::vpcflow::tests::{numbers, texts};
 
     const KEY: &str = "AWSLogs/111122223333/vpcdnsquerylogs/vpc-0a1b2c3d/2024/05/01/vpc-0a1b2c3d_vpcdnsquerylogs_111122223333_20240501T1205Z_3f9a.log.gz";
 
@@ -530,14 +531,7 @@ mod tests {
 
     #[test]
     fn objects_with_nothing_like_a_query_log_are_malformed() {
-        let mut random = Vec::with_capacity(4096);
-        let mut state: u64 = 0x2545_f491_4f6c_dd1d;
-        for _ in 0..4096 {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            random.push(state.to_le_bytes()[0]);
-        }
+        let random = noise(0x2545_f491_4f6c_dd1d, 4096);
         // (name, bytes, phrase in the reason)
         let cases: [(&str, Vec<u8>, &str); 5] = [
             ("plain text", b"hello\nworld\n".to_vec(), "line 1: not JSON"),

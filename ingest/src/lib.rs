@@ -17,6 +17,8 @@ pub mod lake;
 pub mod parsed;
 pub mod pipeline;
 pub mod synth;
+#[cfg(test)]
+mod test_support;
 pub mod timestamp;
 pub mod vpcflow;
 

@@ -484,7 +484,6 @@ impl FlowRows {
 
 #[cfg(test)]
 pub(crate) mod tests {
-    use std::path::PathBuf;
 
     use arrow::array::{Array, Int64Array, StringArray};
     use arrow::compute::cast;
@@ -492,6 +491,7 @@ pub(crate) mod tests {
     use chrono::NaiveDate;
 
     use super::*;
+    use crate::test_support::{noise, real_samples_dir};
 
     const KEY: &str = "AWSLogs/111122223333/vpcflowlogs/eu-west-1/2024/05/01/111122223333_vpcflowlogs_eu-west-1_fl-0a1b2c3d_20240501T0000Z_5e6f7a8b.log.gz";
 
@@ -787,14 +787,7 @@ version srcaddr dstaddr srcport dstport start end
 
     #[test]
     fn objects_that_are_not_text_are_malformed() {
-        let mut random = Vec::with_capacity(4096);
-        let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
-        for _ in 0..4096 {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            random.push(state.to_le_bytes()[0]);
-        }
+        let random = noise(0x9e37_79b9_7f4a_7c15, 4096);
         // (name, bytes, phrase in the reason)
         let cases: [(&str, Vec<u8>, &str); 4] = [
             ("non-UTF-8 header", b"version srcaddr \xff\xfe dstaddr\n".to_vec(), "not UTF-8"),
@@ -847,22 +840,6 @@ version srcaddr dstaddr srcport dstport start end
         assert_eq!(rejected[0].0, 2);
         assert!(rejected[0].1.len() < 200, "reason is {} bytes", rejected[0].1.len());
         assert!(rejected[0].1.starts_with("version: "), "{}", rejected[0].1);
-    }
-
-    /// The folder of real AWS samples, `shared/data/real` next to the workspace (or next to the
-    /// worktree's parent); panics with instructions when it is missing, so the test never passes
-    /// vacuously.
-    pub(crate) fn real_samples_dir() -> PathBuf {
-        let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-        let mut candidates: Vec<PathBuf> = std::env::var_os("BUNKER_REAL_SAMPLES").map(PathBuf::from).into_iter().collect();
-        candidates.push(manifest.join("../../shared/data/real"));
-        candidates.push(manifest.join("../../../shared/data/real"));
-        candidates.iter().find(|p| p.join("README.md").is_file()).cloned().unwrap_or_else(|| {
-            panic!(
-                "the real AWS samples folder is missing; looked in {candidates:?}. \
-                 Put the shared samples at ../shared/data/real next to the workspace or set BUNKER_REAL_SAMPLES"
-            )
-        })
     }
 
     #[test]

@@ -1,13 +1,12 @@
 //! Tests of the CloudTrail parser: shapes, values, unknown fields, bad input, and the public samples.
 
-use std::io::Read as _;
-use std::path::PathBuf;
 
 use arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
 use arrow::datatypes::{DataType, TimestampMicrosecondType};
 use rand::{RngCore as _, SeedableRng as _};
 
 use super::*;
+use crate::test_support::{read_sample, real_samples_dir};
 
 const KEY: &str = "AWSLogs/111122223333/CloudTrail/us-east-1/2024/05/01/111122223333_CloudTrail_us-east-1_20240501T1205Z_abc.json.gz";
 
@@ -814,44 +813,9 @@ fn a_fifty_megabyte_single_line_file() {
     assert_eq!(names, [Some("R".to_owned())]);
 }
 
-/// The public samples folder, found next to the workspace (`/work/shared/data/real` when the
-/// workspace is `/work/main` or a worktree below `/work/wt/`).
-fn real_samples() -> PathBuf {
-    let crate_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let candidates: Vec<PathBuf> = crate_dir
-        .ancestors()
-        .skip(1)
-        .map(|dir| dir.join("shared/data/real"))
-        .collect();
-    candidates
-        .iter()
-        .find(|p| p.join("README.md").is_file())
-        .cloned()
-        .unwrap_or_else(|| {
-            panic!(
-                "the real-world samples folder is missing (looked for shared/data/real above {}); \
-             CI provides it — fetch it before running this test",
-                crate_dir.display()
-            )
-        })
-}
-
-fn read_sample(path: &std::path::Path) -> Vec<u8> {
-    let raw = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    if path.extension().is_some_and(|e| e == "gz") {
-        let mut out = Vec::new();
-        flate2::read::MultiGzDecoder::new(raw.as_slice())
-            .read_to_end(&mut out)
-            .expect("gunzip");
-        out
-    } else {
-        raw
-    }
-}
-
 #[test]
 fn real_samples_parse() {
-    let root = real_samples();
+    let root = real_samples_dir();
     let lib = "aws-cloudtrail-processing-library/src/test/resources/resources";
     let docs = "awsdocs-cloudtrail/extracted";
     let elastic = "elastic-integrations/packages/aws/data_stream/cloudtrail/_dev/test/pipeline";
@@ -946,7 +910,7 @@ fn real_samples_parse() {
 
 #[test]
 fn real_user_identity_variants_keep_every_field() {
-    let root = real_samples();
+    let root = real_samples_dir();
     let mut data = read_sample(&root.join("aws-cloudtrail-processing-library/src/test/resources/resources/SerializerVariousUserIdentityTestFile.json"));
     let batch = CloudTrailParser::new()
         .parse(&mut data, &ctx())
