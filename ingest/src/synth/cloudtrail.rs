@@ -228,11 +228,11 @@ const BROWSERS: [&str; 3] = [
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:123.0) Gecko/20100101 Firefox/123.0",
     "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_3) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.3 Safari/605.1.15",
 ];
-const AWS_CLI: &str = "aws-cli/2.15.22 md/awscrt#0.19.19 ua/2.0 os/macos#23.3.0 md/arch#arm64 lang/python#3.11.8 md/pyimpl#CPython cfg/retry-mode#standard md/installer#exe md/prompt#off";
+const AWS_CLI: &str = "aws-cli/2.15.22 Python/3.11.8 Darwin/23.3.0 exe/x86_64 prompt/off";
 const SDK_AGENTS: [&str; 3] = [
-    "Boto3/1.34.49 md/Botocore#1.34.49 ua/2.0 os/linux#5.10.209-198.858.amzn2.x86_64 md/arch#x86_64 lang/python#3.12.2 md/pyimpl#CPython exec-env/AWS_Lambda_python3.12 cfg/retry-mode#legacy Botocore/1.34.49",
+    "Boto3/1.34.49 md/Botocore#1.34.49 ua/2.0 os/linux#5.10.209 md/arch#x86_64 lang/python#3.12.2 cfg/retry-mode#legacy Botocore/1.34.49",
     "aws-sdk-go-v2/1.25.2 os/linux lang/go#1.22.0 md/GOOS#linux md/GOARCH#amd64 api/s3#1.51.1",
-    "aws-sdk-java/2.25.3 Linux/5.10.209-198.858.amzn2.x86_64 OpenJDK_64-Bit_Server_VM/17.0.10+7-LTS Java/17.0.10 vendor/Amazon.com_Inc. io/sync http/Apache cfg/retry-mode/legacy",
+    "aws-sdk-java/2.25.3 Linux/5.10.209 OpenJDK_64-Bit_Server_VM/17.0.10+7-LTS Java/17.0.10 vendor/Amazon.com_Inc. io/sync http/Apache",
 ];
 const TERRAFORM: &str = "APN/1.0 HashiCorp/1.0 Terraform/1.7.4 (+https://www.terraform.io) terraform-provider-aws/5.39.1 (+https://registry.terraform.io/providers/hashicorp/aws) aws-sdk-go-v2/1.25.2 os/linux lang/go#1.22.0 md/GOOS#linux md/GOARCH#amd64";
 const TLS_SUITES: [(&str, &str); 3] = [
@@ -352,7 +352,7 @@ fn write_record(out: &mut Vec<u8>, resources: &mut Vec<u8>, rng: &mut ChaCha8Rng
         write_error(out, rng, call);
     }
     resources.clear();
-    write_detail(out, resources, rng, call, failed);
+    let bucket_host = write_detail(out, resources, rng, call, failed);
 
     if !is_login {
         out.extend_from_slice(b"\"requestID\":\"");
@@ -398,7 +398,10 @@ fn write_record(out: &mut Vec<u8>, resources: &mut Vec<u8>, rng: &mut ChaCha8Rng
         out.push(b',');
         push_field(out, "cipherSuite", suite);
         out.extend_from_slice(b",\"clientProvidedHostHeader\":\"");
-        write_host(out, call);
+        match &bucket_host {
+            Some(host) => out.extend_from_slice(host.as_bytes()),
+            None => write_host(out, call),
+        }
         out.extend_from_slice(b"\"}");
         if call.console {
             out.extend_from_slice(b",\"sessionCredentialFromConsole\":\"true\"");
@@ -592,8 +595,15 @@ fn write_host(out: &mut Vec<u8>, call: &Call<'_>) {
 }
 
 /// `requestParameters`, `responseElements` and `additionalEventData` (each followed by a comma),
-/// and the record's `resources` into `resources`.
-fn write_detail(out: &mut Vec<u8>, resources: &mut Vec<u8>, rng: &mut ChaCha8Rng, call: &Call<'_>, failed: bool) {
+/// and the record's `resources` into `resources`. Returns the virtual-hosted bucket host name for
+/// S3 calls on a bucket, which is what their clients connect to.
+fn write_detail(
+    out: &mut Vec<u8>,
+    resources: &mut Vec<u8>,
+    rng: &mut ChaCha8Rng,
+    call: &Call<'_>,
+    failed: bool,
+) -> Option<String> {
     let Call { account, region, principal, spec, time, .. } = *call;
     let acct = account.id.as_str();
     let params = |out: &mut Vec<u8>, json: &str| {
@@ -624,6 +634,8 @@ fn write_detail(out: &mut Vec<u8>, resources: &mut Vec<u8>, rng: &mut ChaCha8Rng
     let bucket = pick(rng, &account.buckets).as_str();
     let function = pick(rng, &account.functions).as_str();
     let key_arn = || format!("arn:aws:kms:{region}:{acct}:key/{}", account.kms_keys[call.region_index]);
+    let bucket_host = matches!(spec.detail, Detail::S3Object | Detail::Bucket)
+        .then(|| format!("{bucket}.s3.{region}.amazonaws.com"));
     match spec.detail {
         Detail::Plain => {
             params(out, "null");
@@ -645,7 +657,7 @@ fn write_detail(out: &mut Vec<u8>, resources: &mut Vec<u8>, rng: &mut ChaCha8Rng
             let role_arn = format!("arn:aws:iam::{acct}:role/{role}");
             let duration = if rng.random_bool(0.3) { ",\"durationSeconds\":3600" } else { "" };
             params(out, &format!(r#"{{"roleArn":"{role_arn}","roleSessionName":"{session}"{duration}}}"#));
-            let token = random_id(rng, Alphabet::Alnum, 120);
+            let token = random_id(rng, Alphabet::Alnum, 80);
             let role_id = random_id(rng, Alphabet::UpperAlnum, 17);
             response(
                 out,
@@ -673,7 +685,7 @@ fn write_detail(out: &mut Vec<u8>, resources: &mut Vec<u8>, rng: &mut ChaCha8Rng
             out.extend_from_slice(b"\"additionalEventData\":{\"SignatureVersion\":\"SigV4\",\"CipherSuite\":\"TLS_AES_128_GCM_SHA256\",\"bytesTransferredIn\":");
             push_u64(out, bytes_in);
             out.extend_from_slice(b",\"AuthenticationMethod\":\"AuthHeader\",\"x-amz-id-2\":\"");
-            out.extend_from_slice(random_id(rng, Alphabet::Alnum, 76).as_bytes());
+            out.extend_from_slice(random_id(rng, Alphabet::Alnum, 56).as_bytes());
             out.extend_from_slice(b"\",\"bytesTransferredOut\":");
             push_u64(out, bytes_out);
             out.extend_from_slice(b"},");
@@ -828,6 +840,7 @@ fn write_detail(out: &mut Vec<u8>, resources: &mut Vec<u8>, rng: &mut ChaCha8Rng
             response(out, &format!(r#"{{"requestId":"{}","_return":true}}"#, uuid(rng)));
         }
     }
+    bucket_host
 }
 
 #[cfg(test)]

@@ -158,7 +158,7 @@ fn query(rng: &mut ChaCha8Rng, vpc: &Vpc, region: &str) -> Query {
         q.name = name.to_string();
         q.qtype = "AAAA";
         // Not every site has IPv6: an empty NOERROR answer is the usual "no AAAA".
-        if fnv(name) % 3 != 0 {
+        if !fnv(name).is_multiple_of(3) {
             let h = fnv(name);
             q.answers.push((format!("2606:50c0:{:x}:{:x}::{:x}", (h >> 48) as u16, (h >> 32) as u16, h as u16), "AAAA"));
         }

@@ -1,6 +1,6 @@
 //! The files in a log archive that are not log records bunker ingests: CloudTrail digest files
 //! (the integrity chain over the log files) and other AWS logs that share the bucket (an ALB
-//! access log, an AWS Config history file). Ingest must recognise the first and skip the others.
+//! access log, an AWS Config snapshot). Ingest must recognise the first and skip the others.
 //!
 //! Digest hashes and signatures are random hex of the right length: bunker never validates them,
 //! and computing real ones would need the private key AWS signs with.
@@ -109,10 +109,12 @@ pub(crate) fn write_foreign(out: &mut Vec<u8>, rng: &mut ChaCha8Rng, world: &Wor
                 out.extend_from_slice(line.as_bytes());
             }
         }
-        Foreign::ConfigHistory { account, region, at } => {
+        Foreign::ConfigSnapshot { account, region, at } => {
             let account = &world.accounts[*account];
             let region = &world.regions[*region].name;
-            out.extend_from_slice(b"{\"fileVersion\":\"1.0\",\"configurationItems\":[");
+            out.extend_from_slice(b"{\"fileVersion\":\"1.0\",\"configSnapshotId\":\"");
+            out.extend_from_slice(uuid(rng).as_bytes());
+            out.extend_from_slice(b"\",\"configurationItems\":[");
             let instances: Vec<_> = account.vpcs[0].enis.iter().filter_map(|e| e.instance.as_ref()).collect();
             for (i, instance) in instances.iter().enumerate() {
                 if i > 0 {

@@ -93,8 +93,8 @@ pub(crate) enum Foreign {
         /// The load balancer ID part of the name.
         lb_id: String,
     },
-    /// An AWS Config configuration-history file.
-    ConfigHistory {
+    /// An AWS Config configuration snapshot.
+    ConfigSnapshot {
         /// Index into `World::accounts`.
         account: usize,
         /// Region index.
@@ -230,14 +230,14 @@ pub(crate) fn plan(config: &SynthConfig, world: &World, rng: &mut ChaCha8Rng) ->
     let start = chrono::DateTime::from_timestamp(at, 0).unwrap_or_default();
     // AWS Config writes unpadded month and day folders: 2025/3/3.
     let config_key = format!(
-        "AWSLogs/{acct}/Config/{region_name}/{y}/{m}/{d}/ConfigHistory/{acct}_Config_{region_name}_ConfigHistory_AWS::EC2::Instance_{from}_{to}_1.json.gz",
+        "AWSLogs/{acct}/Config/{region_name}/{y}/{m}/{d}/ConfigSnapshot/{acct}_Config_{region_name}_ConfigSnapshot_{stamp}_{id}.json.gz",
         y = start.year(),
         m = start.month(),
         d = start.day(),
-        from = key_second(at - 6 * 3600),
-        to = key_second(at),
+        stamp = key_second(at),
+        id = super::emit::uuid(rng),
     );
-    jobs.push(FileJob { key: config_key, content: Content::Foreign(Foreign::ConfigHistory { account: 0, region: 0, at }) });
+    jobs.push(FileJob { key: config_key, content: Content::Foreign(Foreign::ConfigSnapshot { account: 0, region: 0, at }) });
     jobs
 }
 

@@ -406,6 +406,8 @@ fn flow<'a>(rng: &mut ChaCha8Rng, vpc: &'a Vpc, window_start: i64, day_end: i64)
         f.packets = ((1.0 - u).powf(-1.0 / 1.1) as u64).clamp(1, 2_000_000);
     }
     let per_packet = match f.protocol {
+        // A rejected probe is a bare SYN.
+        6 if !f.accept => rng.random_range(40..60),
         6 => rng.random_range(52..1400),
         17 => rng.random_range(60..512),
         _ => 84,
