@@ -5,10 +5,11 @@
 //! - CloudTrail files of an organization trail, one per (account, region, 5-minute window) with
 //!   activity, holding a heavy-tailed number of events; a few are multi-member gzip, as AWS sometimes
 //!   delivers them;
-//! - one CloudTrail digest file per account and day (recognised and skipped by ingest);
+//! - one CloudTrail digest file per account and day, listing the log files of the hour it covers
+//!   (recognised and skipped by ingest);
 //! - VPC flow log files, most in the default version-2 format, some in a custom version-5 field order;
 //! - Route 53 Resolver query log files (JSON lines);
-//! - an ALB access log and an AWS Config history file: other AWS logs that ingest must classify as
+//! - an ALB access log and an AWS Config snapshot: other AWS logs that ingest must classify as
 //!   unknown and skip.
 //!
 //! How data flows: [`SynthConfig`] is validated, then a [`world::World`] (accounts, principals, VPCs,

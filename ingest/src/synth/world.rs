@@ -288,7 +288,7 @@ impl Account {
         let mut principals = Vec::with_capacity(n_principals);
         let mut weights = Vec::with_capacity(n_principals);
         principals.push(Principal::root(rng, &id));
-        weights.push(0.002);
+        weights.push(0.02);
         for service in SERVICES {
             principals.push(Principal::service(service));
             weights.push(2.0);
