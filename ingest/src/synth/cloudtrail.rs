@@ -9,9 +9,7 @@
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
-use super::emit::{
-    Alphabet, iso, push_field, push_iso, push_u64, push_uuid, random_id, sts_expiration, uuid,
-};
+use super::emit::{Alphabet, iso, push_field, push_iso, push_u64, push_uuid, random_id, sts_expiration, uuid};
 use super::plan::{WINDOW_SECS, Window};
 use super::weighted::Table;
 use super::world::{AWS_OCTETS, Account, IdentityKind, Persona, Principal, World, pick, public_ip};
@@ -347,7 +345,14 @@ fn write_record(out: &mut Vec<u8>, resources: &mut Vec<u8>, rng: &mut ChaCha8Rng
     out.push(b',');
 
     // A few percent of calls fail; AWS services' own calls practically never do.
-    let failed = !is_service && rng.random_bool(if is_login { 0.05 } else if spec.read_only { 0.02 } else { 0.05 });
+    let failed = !is_service
+        && rng.random_bool(if is_login {
+            0.05
+        } else if spec.read_only {
+            0.02
+        } else {
+            0.05
+        });
     if failed {
         write_error(out, rng, call);
     }
@@ -634,8 +639,8 @@ fn write_detail(
     let bucket = pick(rng, &account.buckets).as_str();
     let function = pick(rng, &account.functions).as_str();
     let key_arn = || format!("arn:aws:kms:{region}:{acct}:key/{}", account.kms_keys[call.region_index]);
-    let bucket_host = matches!(spec.detail, Detail::S3Object | Detail::Bucket)
-        .then(|| format!("{bucket}.s3.{region}.amazonaws.com"));
+    let bucket_host =
+        matches!(spec.detail, Detail::S3Object | Detail::Bucket).then(|| format!("{bucket}.s3.{region}.amazonaws.com"));
     match spec.detail {
         Detail::Plain => {
             params(out, "null");
@@ -677,7 +682,10 @@ fn write_detail(
                 random_id(rng, Alphabet::LowerAlnum, 12),
                 pick(rng, &OBJECT_EXTENSIONS)
             );
-            params(out, &format!(r#"{{"bucketName":"{bucket}","Host":"{bucket}.s3.{region}.amazonaws.com","key":"{key}"}}"#));
+            params(
+                out,
+                &format!(r#"{{"bucketName":"{bucket}","Host":"{bucket}.s3.{region}.amazonaws.com","key":"{key}"}}"#),
+            );
             let put = spec.name == "PutObject";
             response(out, if put { r#"{"x-amz-server-side-encryption":"aws:kms"}"# } else { "null" });
             let size = rng.random_range(200..5_000_000u64);
@@ -693,7 +701,10 @@ fn write_detail(
             resource(resources, Some(acct), "AWS::S3::Bucket", &format!("arn:aws:s3:::{bucket}"));
         }
         Detail::Bucket => {
-            params(out, &format!(r#"{{"bucketName":"{bucket}","Host":"{bucket}.s3.{region}.amazonaws.com","acl":""}}"#));
+            params(
+                out,
+                &format!(r#"{{"bucketName":"{bucket}","Host":"{bucket}.s3.{region}.amazonaws.com","acl":""}}"#),
+            );
             response(out, "null");
             resource(resources, Some(acct), "AWS::S3::Bucket", &format!("arn:aws:s3:::{bucket}"));
         }
@@ -702,7 +713,8 @@ fn write_detail(
             response(out, "null");
         }
         Detail::CreateAccessKey => {
-            let user = if principal.kind == IdentityKind::IamUser { principal.user_name.as_str() } else { "svc-backup" };
+            let user =
+                if principal.kind == IdentityKind::IamUser { principal.user_name.as_str() } else { "svc-backup" };
             params(out, &format!(r#"{{"userName":"{user}"}}"#));
             response(
                 out,
@@ -728,7 +740,9 @@ fn write_detail(
             let key = key_arn();
             params(
                 out,
-                &format!(r#"{{"keyId":"{key}","encryptionContext":{{"aws:s3:arn":"arn:aws:s3:::{bucket}"}},"keySpec":"AES_256"}}"#),
+                &format!(
+                    r#"{{"keyId":"{key}","encryptionContext":{{"aws:s3:arn":"arn:aws:s3:::{bucket}"}},"keySpec":"AES_256"}}"#
+                ),
             );
             response(out, "null");
             resource(resources, Some(acct), "AWS::KMS::Key", &key);

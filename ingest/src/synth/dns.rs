@@ -17,8 +17,19 @@ use super::plan::{WINDOW_SECS, Window};
 use super::world::{EniRole, Vpc, World, pick};
 
 const AWS_SERVICES: [&str; 13] = [
-    "sts", "s3", "ec2", "ssm", "ec2messages", "ssmmessages", "logs", "monitoring", "kms", "secretsmanager", "sqs",
-    "dynamodb", "lambda",
+    "sts",
+    "s3",
+    "ec2",
+    "ssm",
+    "ec2messages",
+    "ssmmessages",
+    "logs",
+    "monitoring",
+    "kms",
+    "secretsmanager",
+    "sqs",
+    "dynamodb",
+    "lambda",
 ];
 /// Public names and the CNAME chain (if any) before their A records.
 const PUBLIC_NAMES: [(&str, &[&str]); 10] = [
@@ -33,8 +44,13 @@ const PUBLIC_NAMES: [(&str, &[&str]); 10] = [
     ("security.ubuntu.com.", &[]),
     ("ntp.ubuntu.com.", &[]),
 ];
-const TYPO_NAMES: [&str; 5] =
-    ["githb.com.", "wpad.ec2.internal.", "api.github.com.ec2.internal.", "metadata.google.internal.", "db-prod.internal."];
+const TYPO_NAMES: [&str; 5] = [
+    "githb.com.",
+    "wpad.ec2.internal.",
+    "api.github.com.ec2.internal.",
+    "metadata.google.internal.",
+    "db-prod.internal.",
+];
 const BLOCKED_NAMES: [&str; 3] = ["pool.minexmr.com.", "x7f2k9q.duckdns.org.", "update.windows-telemetry.top."];
 
 /// Writes one query log file for `window`; returns the number of lines.
@@ -160,7 +176,8 @@ fn query(rng: &mut ChaCha8Rng, vpc: &Vpc, region: &str) -> Query {
         // Not every site has IPv6: an empty NOERROR answer is the usual "no AAAA".
         if !fnv(name).is_multiple_of(3) {
             let h = fnv(name);
-            q.answers.push((format!("2606:50c0:{:x}:{:x}::{:x}", (h >> 48) as u16, (h >> 32) as u16, h as u16), "AAAA"));
+            q.answers
+                .push((format!("2606:50c0:{:x}:{:x}::{:x}", (h >> 48) as u16, (h >> 32) as u16, h as u16), "AAAA"));
         }
     } else if roll < 0.91 {
         let host = pick(rng, &vpc.enis).ip;

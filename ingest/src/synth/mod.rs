@@ -165,6 +165,9 @@ pub struct SynthSummary {
 
 /// Writes the archive described by `config` under `out`, creating directories as needed and
 /// overwriting files of the same name (a rerun with the same config rewrites identical bytes).
+///
+/// Other files already under `out` are left alone and are not in the summary, so tests that compare
+/// the summary with an ingest of `out` should start from an empty directory.
 pub fn generate(out: &Path, config: &SynthConfig) -> Result<SynthSummary> {
     config.validate()?;
     let world = world::World::build(config, &mut rng_for(config.seed, Stream::World));
@@ -259,7 +262,9 @@ fn write_file(
     let mut rng = rng_for(config.seed, Stream::File(index));
     let mut raw = Vec::new();
     let (kind, records) = match &job.content {
-        Content::CloudTrail(window) => (Kind::CloudTrail, cloudtrail::write(&mut raw, &mut rng, world, catalog, window)),
+        Content::CloudTrail(window) => {
+            (Kind::CloudTrail, cloudtrail::write(&mut raw, &mut rng, world, catalog, window))
+        }
         Content::Digest(digest) => {
             extra::write_digest(&mut raw, &mut rng, world, digest);
             (Kind::Digest, 0)
@@ -446,7 +451,10 @@ mod tests {
                     let name = parts[8].strip_suffix(".json.gz").expect("suffix");
                     let fields: Vec<&str> = name.split('_').collect();
                     assert_eq!(fields.len(), 6, "{key}");
-                    assert_eq!((fields[0], fields[1], fields[2], fields[4]), (parts[2], "CloudTrail-Digest", parts[4], parts[4]));
+                    assert_eq!(
+                        (fields[0], fields[1], fields[2], fields[4]),
+                        (parts[2], "CloudTrail-Digest", parts[4], parts[4])
+                    );
                     assert!(fields[5].len() == 16 && fields[5].ends_with('Z'), "{key}");
                 }
                 "vpcflow" => {
@@ -553,7 +561,11 @@ mod tests {
                 "vpcflow" => {
                     let mut lines = text.lines();
                     let header: Vec<&str> = lines.next().expect("header").split(' ').collect();
-                    if header.len() == 14 { default += 1 } else { custom += 1 }
+                    if header.len() == 14 {
+                        default += 1
+                    } else {
+                        custom += 1
+                    }
                     let start = header.iter().position(|&f| f == "start").expect("start field");
                     for line in lines {
                         let values: Vec<&str> = line.split(' ').collect();

@@ -8,10 +8,10 @@ use chrono::{Datelike, Weekday};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
+use super::SynthConfig;
 use super::emit::{Alphabet, key_date, key_minute, key_second, random_id};
 use super::weighted::Table;
 use super::world::World;
-use super::SynthConfig;
 
 /// Seconds in a delivery window: CloudTrail, flow logs and query logs all deliver about every
 /// five minutes.
@@ -113,9 +113,8 @@ pub(crate) fn plan(config: &SynthConfig, world: &World, rng: &mut ChaCha8Rng) ->
     let mut jobs = Vec::new();
 
     // CloudTrail: one stream per (account, region).
-    let streams: Vec<(usize, usize)> = (0..world.accounts.len())
-        .flat_map(|a| (0..world.regions.len()).map(move |r| (a, r)))
-        .collect();
+    let streams: Vec<(usize, usize)> =
+        (0..world.accounts.len()).flat_map(|a| (0..world.regions.len()).map(move |r| (a, r))).collect();
     let stream_table =
         Table::new(streams.iter().map(|&(a, r)| ((a, r), world.account_weights[a] * world.region_weights[r])));
     let capacity = (streams.len() * days * WINDOWS_PER_DAY / 2) as u64;
@@ -167,12 +166,8 @@ pub(crate) fn plan(config: &SynthConfig, world: &World, rng: &mut ChaCha8Rng) ->
     }
 
     // Flow logs and query logs: one stream per VPC.
-    let vpcs: Vec<(usize, usize)> = world
-        .accounts
-        .iter()
-        .enumerate()
-        .flat_map(|(a, acct)| (0..acct.vpcs.len()).map(move |v| (a, v)))
-        .collect();
+    let vpcs: Vec<(usize, usize)> =
+        world.accounts.iter().enumerate().flat_map(|(a, acct)| (0..acct.vpcs.len()).map(move |v| (a, v))).collect();
     let vpc_table = Table::new(vpcs.iter().map(|&(a, v)| {
         let region = world.accounts[a].vpcs[v].region;
         ((a, v), world.account_weights[a] * world.region_weights[region])
@@ -223,10 +218,18 @@ pub(crate) fn plan(config: &SynthConfig, world: &World, rng: &mut ChaCha8Rng) ->
         "AWSLogs/{acct}/elasticloadbalancing/{region_name}/{date}/{acct}_elasticloadbalancing_{region_name}_app.web-alb.{lb_id}_{stamp}_{ip}_{suffix}.log.gz",
         date = key_date(noon),
         stamp = key_minute(noon),
-        ip = format_args!("52.{}.{}.{}", rng.random_range(0..255u8), rng.random_range(0..255u8), rng.random_range(1..255u8)),
+        ip = format_args!(
+            "52.{}.{}.{}",
+            rng.random_range(0..255u8),
+            rng.random_range(0..255u8),
+            rng.random_range(1..255u8)
+        ),
         suffix = random_id(rng, Alphabet::LowerAlnum, 8),
     );
-    jobs.push(FileJob { key: alb_key, content: Content::Foreign(Foreign::AlbAccessLog { account: 0, region: 0, at: noon, lb_id }) });
+    jobs.push(FileJob {
+        key: alb_key,
+        content: Content::Foreign(Foreign::AlbAccessLog { account: 0, region: 0, at: noon, lb_id }),
+    });
     let at = noon + 3600;
     let start = chrono::DateTime::from_timestamp(at, 0).unwrap_or_default();
     // AWS Config writes unpadded month and day folders: 2025/3/3.
@@ -238,7 +241,10 @@ pub(crate) fn plan(config: &SynthConfig, world: &World, rng: &mut ChaCha8Rng) ->
         stamp = key_second(at),
         id = super::emit::uuid(rng),
     );
-    jobs.push(FileJob { key: config_key, content: Content::Foreign(Foreign::ConfigSnapshot { account: 0, region: 0, at }) });
+    jobs.push(FileJob {
+        key: config_key,
+        content: Content::Foreign(Foreign::ConfigSnapshot { account: 0, region: 0, at }),
+    });
     jobs
 }
 

@@ -245,13 +245,23 @@ fn ephemeral(rng: &mut ChaCha8Rng) -> u16 {
 }
 
 fn internet_v6(rng: &mut ChaCha8Rng) -> IpAddr {
-    IpAddr::V6(Ipv6Addr::new(*pick(rng, &[0x2a00u16, 0x2001, 0x2606, 0x2803]), rng.random(), rng.random(), 0, 0, 0, 0, rng.random()))
+    IpAddr::V6(Ipv6Addr::new(
+        *pick(rng, &[0x2a00u16, 0x2001, 0x2606, 0x2803]),
+        rng.random(),
+        rng.random(),
+        0,
+        0,
+        0,
+        0,
+        rng.random(),
+    ))
 }
 
 /// One row for an interface of `vpc`.
 fn flow<'a>(rng: &mut ChaCha8Rng, vpc: &'a Vpc, window_start: i64, day_end: i64) -> Flow<'a> {
     // Public-facing interfaces (the first three) carry more flows than their share.
-    let eni = if rng.random_bool(0.3) { &vpc.enis[rng.random_range(0..3.min(vpc.enis.len()))] } else { pick(rng, &vpc.enis) };
+    let eni =
+        if rng.random_bool(0.3) { &vpc.enis[rng.random_range(0..3.min(vpc.enis.len()))] } else { pick(rng, &vpc.enis) };
     let start = (window_start + rng.random_range(0..WINDOW_SECS)).min(day_end);
     let end = (start + rng.random_range(0..60)).min(day_end);
     let me = IpAddr::V4(eni.ip);

@@ -7,9 +7,9 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
+use super::SynthConfig;
 use super::emit::{Alphabet, random_id, uuid};
 use super::weighted::Table;
-use super::SynthConfig;
 
 /// Everything shared by the generated files.
 #[derive(Debug)]
@@ -198,16 +198,26 @@ pub(crate) struct Principal {
 
 const ACCOUNT_NAMES: [&str; 8] = ["prod", "management", "security", "staging", "dev", "log-archive", "data", "sandbox"];
 const FIRST_NAMES: [&str; 24] = [
-    "alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi", "ivan", "judy", "mallory", "niaj",
-    "olivia", "peggy", "rupert", "sybil", "trent", "victor", "walter", "yasmin", "zoe", "omar", "li", "priya",
+    "alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi", "ivan", "judy", "mallory", "niaj", "olivia",
+    "peggy", "rupert", "sybil", "trent", "victor", "walter", "yasmin", "zoe", "omar", "li", "priya",
 ];
 const LAST_NAMES: [&str; 16] = [
-    "smith", "jones", "garcia", "chen", "nguyen", "patel", "kim", "muller", "rossi", "silva", "kowalski",
-    "haddad", "okafor", "larsen", "tanaka", "dubois",
+    "smith", "jones", "garcia", "chen", "nguyen", "patel", "kim", "muller", "rossi", "silva", "kowalski", "haddad",
+    "okafor", "larsen", "tanaka", "dubois",
 ];
 const PERMISSION_SETS: [&str; 4] = ["AdministratorAccess", "PowerUserAccess", "ReadOnlyAccess", "SecurityAudit"];
 const APPS: [&str; 12] = [
-    "orders", "billing", "ingest", "thumbnail", "notify", "auth", "search", "report", "etl", "sync", "payments",
+    "orders",
+    "billing",
+    "ingest",
+    "thumbnail",
+    "notify",
+    "auth",
+    "search",
+    "report",
+    "etl",
+    "sync",
+    "payments",
     "inventory",
 ];
 const APP_SUFFIXES: [&str; 5] = ["processor", "handler", "api", "worker", "consumer"];
@@ -291,7 +301,7 @@ impl Account {
         weights.push(0.02);
         for service in SERVICES {
             principals.push(Principal::service(service));
-            weights.push(2.0);
+            weights.push(5.0);
         }
         while principals.len() < n_principals {
             let roll: f64 = rng.random();
@@ -391,7 +401,14 @@ impl Principal {
         }
     }
 
-    fn session(rng: &mut ChaCha8Rng, account: &str, role: &str, session: &str, persona: Persona, mfa: bool) -> Principal {
+    fn session(
+        rng: &mut ChaCha8Rng,
+        account: &str,
+        role: &str,
+        session: &str,
+        persona: Persona,
+        mfa: bool,
+    ) -> Principal {
         let role_id = format!("AROA{}", random_id(rng, Alphabet::UpperAlnum, 17));
         let home_ips = (0..rng.random_range(1..3)).map(|_| public_ip(rng, &PUBLIC_OCTETS)).collect();
         Principal {
@@ -493,7 +510,14 @@ impl Vpc {
                 .then(|| Ipv6Addr::new(0x2600, 0x1f18, v6_prefix, u16::from(octet), 0, 0, rng.random(), rng.random()));
             let instance = matches!(role, EniRole::Web | EniRole::App | EniRole::Database)
                 .then(|| format!("i-{}", random_id(rng, Alphabet::Hex, 17)));
-            enis.push(Eni { id: format!("eni-{}", random_id(rng, Alphabet::Hex, 17)), subnet, ip, ipv6, instance, role });
+            enis.push(Eni {
+                id: format!("eni-{}", random_id(rng, Alphabet::Hex, 17)),
+                subnet,
+                ip,
+                ipv6,
+                instance,
+                role,
+            });
         }
         Vpc {
             region,
@@ -550,7 +574,9 @@ mod tests {
 
     #[test]
     fn az_prefixes_follow_aws_naming() {
-        for (region, want) in [("us-east-1", "use1"), ("eu-west-1", "euw1"), ("ap-southeast-2", "apse2"), ("eu-central-1", "euc1")] {
+        for (region, want) in
+            [("us-east-1", "use1"), ("eu-west-1", "euw1"), ("ap-southeast-2", "apse2"), ("eu-central-1", "euc1")]
+        {
             assert_eq!(az_prefix(region), want);
         }
     }
