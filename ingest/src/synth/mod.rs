@@ -12,7 +12,7 @@
 //! - an ALB access log and an AWS Config snapshot: other AWS logs that ingest must classify as
 //!   unknown and skip.
 //!
-//! How data flows: [`SynthConfig`] is validated, then a [`world::World`] (accounts, principals, VPCs,
+//! How data flows: [`SynthConfig`] is validated, then a `world::World` (accounts, principals, VPCs,
 //! …) is drawn from the seed, then a plan lists every file with its key and record count, and
 //! finally the files are generated and written in parallel. Each file draws from its own random
 //! stream, derived from the seed and its position in the plan, so the archive is byte-identical
@@ -20,7 +20,7 @@
 //!
 //! The counts in [`SynthSummary`] are summed from what the writers actually wrote, not from the
 //! plan, so they stay exact whatever is added to the plan. That is the seam for labelled attack
-//! scenarios: a scenario appends its own [`plan::FileJob`]s (or a new `Content` kind carrying
+//! scenarios: a scenario appends its own `plan::FileJob`s (or a new `Content` kind carrying
 //! fully specified records) to the plan before the write phase, and its records are counted like
 //! any others.
 
