@@ -62,6 +62,15 @@ enum Command {
         /// Seed; the same seed gives the same archive, byte for byte.
         #[arg(long, default_value_t = 1)]
         seed: u64,
+        /// Days the archive spans.
+        #[arg(long)]
+        days: Option<u32>,
+        /// Number of AWS accounts in the organization.
+        #[arg(long)]
+        accounts: Option<u32>,
+        /// First day of the archive (YYYY-MM-DD).
+        #[arg(long)]
+        start: Option<chrono::NaiveDate>,
     },
     /// Generate a small archive, ingest it, and show what bunker does with it.
     Demo {
@@ -141,8 +150,12 @@ async fn run(command: Command) -> Result<()> {
             let mut out = std::io::stdout().lock();
             bunker_query::render(&schema, &batches, format.into(), &mut out)?;
         }
-        Command::Gen { out, events, seed } => {
-            let summary = tokio::task::spawn_blocking(move || generate(&out, &SynthConfig::new(events, seed))).await??;
+        Command::Gen { out, events, seed, days, accounts, start } => {
+            let mut config = SynthConfig::new(events, seed);
+            config.days = days.unwrap_or(config.days);
+            config.accounts = accounts.unwrap_or(config.accounts);
+            config.start = start.unwrap_or(config.start);
+            let summary = tokio::task::spawn_blocking(move || generate(&out, &config)).await??;
             println!(
                 "generated {} objects ({:.1} MiB): {} cloudtrail events, {} vpcflow records, {} dns records, {} digest and {} other objects",
                 summary.objects,
