@@ -13,6 +13,9 @@ use bunker_schemas::LogTable;
 use clap::{Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Debug, Parser)]
 #[command(name = "bunker", version, about = "Ingest, query and detect on an AWS log archive (CloudTrail, VPC Flow, Route 53 Resolver)")]
 struct Cli {
@@ -34,10 +37,10 @@ enum Command {
         #[arg(long)]
         lake: PathBuf,
         /// Largest decompressed object accepted, in MiB; bigger objects are recorded as failed.
-        #[arg(long, default_value_t = 1024)]
+        #[arg(long, default_value_t = 256)]
         max_object_mib: u64,
         /// Commit a table once this many MiB of rows are waiting.
-        #[arg(long, default_value_t = 128)]
+        #[arg(long, default_value_t = 64)]
         commit_mib: usize,
     },
     /// Run one SQL statement over a lake (tables: cloudtrail, vpcflow, dns, ingest_log).

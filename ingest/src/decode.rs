@@ -11,8 +11,9 @@ use crate::{IngestError, Result};
 /// The two bytes every gzip member starts with.
 const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 
-/// Default cap on the decompressed size of one object: CloudTrail files are at most tens of MB.
-pub const DEFAULT_MAX_OBJECT_BYTES: u64 = 1 << 30;
+/// Default cap on the decompressed size of one object: real CloudTrail, flow and DNS files are at
+/// most tens of MB, and the cap bounds what one hostile object can make the ingest hold in memory.
+pub const DEFAULT_MAX_OBJECT_BYTES: u64 = 256 << 20;
 
 /// Whether the bytes start like a gzip stream.
 pub fn is_gzip(data: &[u8]) -> bool {

@@ -148,7 +148,7 @@ pub struct IngestOptions {
 
 impl Default for IngestOptions {
     fn default() -> Self {
-        Self { max_object_bytes: DEFAULT_MAX_OBJECT_BYTES, commit_bytes: 128 << 20, chunk_bytes: 8 << 20 }
+        Self { max_object_bytes: DEFAULT_MAX_OBJECT_BYTES, commit_bytes: 64 << 20, chunk_bytes: 4 << 20 }
     }
 }
 
@@ -208,6 +208,10 @@ pub struct IngestSummary {
     pub commits: u64,
     /// Wall time of the run.
     pub elapsed: Duration,
+    /// Thread time spent reading, decompressing and parsing objects (summed over threads).
+    pub parse_time: Duration,
+    /// Wall time spent committing to data tables (sort, Parquet encoding, Delta commit).
+    pub commit_time: Duration,
 }
 
 impl IngestSummary {
@@ -257,29 +261,33 @@ pub async fn ingest_directory(root: &Path, lake: &mut Lake, options: &IngestOpti
         Arc::new(objects.iter().map(|(o, _)| o.id()).filter(|id| lake.is_committed(id)).collect());
 
     // Two chunks in flight at most: one being parsed, one being committed.
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<ObjectOutcome>>(1);
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<(ObjectOutcome, Duration)>>(1);
     let max_object_bytes = options.max_object_bytes;
     let chunk_bytes = options.chunk_bytes.max(1);
     let producer = std::thread::Builder::new()
         .name("bunker-parse".into())
         .spawn(move || {
             for chunk in chunks_by_bytes(&objects, chunk_bytes) {
-                let outcomes: Vec<ObjectOutcome> = chunk
+                let started = Instant::now();
+                let outcomes: Vec<(ObjectOutcome, Duration)> = chunk
                     .par_iter()
                     .map(|(object, path)| {
+                        let started = Instant::now();
                         if already.contains(&object.id()) {
-                            return ObjectOutcome::Duplicate { object: object.clone() };
+                            return (ObjectOutcome::Duplicate { object: object.clone() }, started.elapsed());
                         }
-                        match std::fs::read(path) {
+                        let outcome = match std::fs::read(path) {
                             Ok(data) => process_object(object, data, max_object_bytes),
                             Err(source) => ObjectOutcome::Failed {
                                 object: object.clone(),
                                 format: LogFormat::Unknown,
                                 error: IngestError::Io { path: path.clone(), source },
                             },
-                        }
+                        };
+                        (outcome, started.elapsed())
                     })
                     .collect();
+                tracing::debug!(objects = chunk.len(), wall = ?started.elapsed(), "chunk parsed");
                 if tx.blocking_send(outcomes).is_err() {
                     return; // The consumer stopped (a lake error); it reports why.
                 }
@@ -290,7 +298,8 @@ pub async fn ingest_directory(root: &Path, lake: &mut Lake, options: &IngestOpti
     let mut run = Run { summary: IngestSummary::default(), pending: BTreeMap::new(), log: Vec::new(), commit_bytes: options.commit_bytes };
     let mut result = Ok(());
     while let Some(outcomes) = rx.recv().await {
-        for outcome in outcomes {
+        for (outcome, took) in outcomes {
+            run.summary.parse_time += took;
             if let Some(bytes) = run.accept(outcome) {
                 progress.object_done(bytes);
             }
@@ -412,7 +421,9 @@ impl Run {
         let ready: Vec<LogTable> = self.pending.iter().filter(|(_, p)| all || p.bytes >= self.commit_bytes).map(|(t, _)| *t).collect();
         for table in ready {
             let Some(pending) = self.pending.remove(&table) else { continue };
+            let started = Instant::now();
             let outcome = lake.commit(table, pending.objects).await?;
+            self.summary.commit_time += started.elapsed();
             if outcome.version.is_some() {
                 self.summary.commits += 1;
             }
