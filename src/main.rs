@@ -17,7 +17,11 @@ use indicatif::{ProgressBar, ProgressStyle};
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Debug, Parser)]
-#[command(name = "bunker", version, about = "Ingest, query and detect on an AWS log archive (CloudTrail, VPC Flow, Route 53 Resolver)")]
+#[command(
+    name = "bunker",
+    version,
+    about = "Ingest, query and detect on an AWS log archive (CloudTrail, VPC Flow, Route 53 Resolver)"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -131,7 +135,8 @@ fn main() -> std::process::ExitCode {
 }
 
 fn init_logging(json: bool) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("BUNKER_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error,buoyant_kernel::snapshot::builder=off"));
+    let filter = tracing_subscriber::EnvFilter::try_from_env("BUNKER_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error,buoyant_kernel::snapshot::builder=off"));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     if json {
         builder.json().init();
@@ -143,7 +148,11 @@ fn init_logging(json: bool) {
 async fn run(command: Command) -> Result<()> {
     match command {
         Command::Ingest { from, lake, max_object_mib, commit_mib } => {
-            let options = IngestOptions { max_object_bytes: max_object_mib << 20, commit_bytes: commit_mib << 20, ..IngestOptions::default() };
+            let options = IngestOptions {
+                max_object_bytes: max_object_mib << 20,
+                commit_bytes: commit_mib << 20,
+                ..IngestOptions::default()
+            };
             let summary = ingest(&from, &lake, &options).await?;
             print_summary(&summary, &mut std::io::stdout().lock())?;
         }
@@ -188,13 +197,15 @@ async fn ingest(from: &Path, lake_dir: &Path, options: &IngestOptions) -> Result
     if !from.is_dir() {
         bail!("--from {} is not a directory", from.display());
     }
-    let mut lake = Lake::open(lake_dir, LakeConfig::default()).await.with_context(|| format!("opening lake {}", lake_dir.display()))?;
+    let mut lake = Lake::open(lake_dir, LakeConfig::default())
+        .await
+        .with_context(|| format!("opening lake {}", lake_dir.display()))?;
     let summary = if std::io::stderr().is_terminal() {
         ingest_directory(from, &mut lake, options, &BarProgress::new()).await
     } else {
         ingest_directory(from, &mut lake, options, &NoProgress).await
     };
-    Ok(summary.with_context(|| format!("ingesting {} into {}", from.display(), lake_dir.display()))?)
+    summary.with_context(|| format!("ingesting {} into {}", from.display(), lake_dir.display()))
 }
 
 /// A progress bar on stderr, by stored bytes.
@@ -205,8 +216,10 @@ struct BarProgress {
 impl BarProgress {
     fn new() -> Self {
         let bar = ProgressBar::new(0);
-        let style = ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} ({bytes_per_sec}, {msg})")
-            .unwrap_or_else(|_| ProgressStyle::default_bar());
+        let style = ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} ({bytes_per_sec}, {msg})",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar());
         bar.set_style(style);
         bar.enable_steady_tick(Duration::from_millis(200));
         Self { bar }
@@ -262,13 +275,34 @@ fn print_summary(s: &IngestSummary, out: &mut dyn Write) -> Result<()> {
 
 /// The queries the demo shows, each with a line saying what it answers.
 const DEMO_QUERIES: &[(&str, &str)] = &[
-    ("Events per table", "SELECT 'cloudtrail' AS table_name, count(*) AS events FROM cloudtrail UNION ALL SELECT 'vpcflow', count(*) FROM vpcflow UNION ALL SELECT 'dns', count(*) FROM dns ORDER BY table_name"),
-    ("Busiest API calls", "SELECT eventsource, eventname, count(*) AS calls FROM cloudtrail GROUP BY eventsource, eventname ORDER BY calls DESC LIMIT 8"),
-    ("Who got AccessDenied most", "SELECT useridentity.arn AS principal, count(*) AS denied FROM cloudtrail WHERE errorcode LIKE '%AccessDenied%' GROUP BY useridentity.arn ORDER BY denied DESC LIMIT 5"),
-    ("Console logins", "SELECT eventtime, useridentity.type AS identity, useridentity.arn AS principal, sourceipaddress, responseelements FROM cloudtrail WHERE eventname = 'ConsoleLogin' ORDER BY eventtime LIMIT 5"),
-    ("Rejected flows by destination port", "SELECT dstport, count(*) AS flows, count(DISTINCT srcaddr) AS sources FROM vpcflow WHERE action = 'REJECT' GROUP BY dstport ORDER BY flows DESC LIMIT 5"),
-    ("Names that did not resolve", "SELECT query_name, count(*) AS queries FROM dns WHERE rcode = 'NXDOMAIN' GROUP BY query_name ORDER BY queries DESC LIMIT 5"),
-    ("What the ingest log says", "SELECT status, format, count(*) AS objects, sum(rows) AS rows FROM ingest_log GROUP BY status, format ORDER BY status, format"),
+    (
+        "Events per table",
+        "SELECT 'cloudtrail' AS table_name, count(*) AS events FROM cloudtrail UNION ALL SELECT 'vpcflow', count(*) FROM vpcflow UNION ALL SELECT 'dns', count(*) FROM dns ORDER BY table_name",
+    ),
+    (
+        "Busiest API calls",
+        "SELECT eventsource, eventname, count(*) AS calls FROM cloudtrail GROUP BY eventsource, eventname ORDER BY calls DESC LIMIT 8",
+    ),
+    (
+        "Who got AccessDenied most",
+        "SELECT useridentity.arn AS principal, count(*) AS denied FROM cloudtrail WHERE errorcode LIKE '%AccessDenied%' GROUP BY useridentity.arn ORDER BY denied DESC LIMIT 5",
+    ),
+    (
+        "Console logins",
+        "SELECT eventtime, useridentity.type AS identity, useridentity.arn AS principal, sourceipaddress, responseelements FROM cloudtrail WHERE eventname = 'ConsoleLogin' ORDER BY eventtime LIMIT 5",
+    ),
+    (
+        "Rejected flows by destination port",
+        "SELECT dstport, count(*) AS flows, count(DISTINCT srcaddr) AS sources FROM vpcflow WHERE action = 'REJECT' GROUP BY dstport ORDER BY flows DESC LIMIT 5",
+    ),
+    (
+        "Names that did not resolve",
+        "SELECT query_name, count(*) AS queries FROM dns WHERE rcode = 'NXDOMAIN' GROUP BY query_name ORDER BY queries DESC LIMIT 5",
+    ),
+    (
+        "What the ingest log says",
+        "SELECT status, format, count(*) AS objects, sum(rows) AS rows FROM ingest_log GROUP BY status, format ORDER BY status, format",
+    ),
 ];
 
 async fn demo(dir: &Path, events: u64) -> Result<()> {
@@ -283,13 +317,21 @@ async fn demo(dir: &Path, events: u64) -> Result<()> {
         std::fs::remove_dir_all(dir).with_context(|| format!("clearing {}", dir.display()))?;
     }
     println!("bunker demo — a log archive made useful\n");
-    println!("1. Generating a synthetic log archive in {} (real AWS key layout: CloudTrail org trail, VPC Flow Logs, Route 53 Resolver query logs)", archive.display());
+    println!(
+        "1. Generating a synthetic log archive in {} (real AWS key layout: CloudTrail org trail, VPC Flow Logs, Route 53 Resolver query logs)",
+        archive.display()
+    );
     let config = SynthConfig::new(events, 7);
     let out = archive.clone();
     let generated = tokio::task::spawn_blocking(move || generate(&out, &config)).await??;
     println!(
         "   {} objects: {} CloudTrail events, {} flow records, {} DNS queries (+{} digest and {} other files that bunker skips)\n",
-        generated.objects, generated.cloudtrail_events, generated.vpcflow_records, generated.dns_records, generated.digest_objects, generated.unknown_objects
+        generated.objects,
+        generated.cloudtrail_events,
+        generated.vpcflow_records,
+        generated.dns_records,
+        generated.digest_objects,
+        generated.unknown_objects
     );
     println!("2. Ingesting it into a Delta Lake in {}", lake_dir.display());
     println!("   $ bunker ingest --from {} --lake {}", archive.display(), lake_dir.display());
@@ -311,6 +353,10 @@ async fn demo(dir: &Path, events: u64) -> Result<()> {
         bunker_query::render(&schema, &batches, OutputFormat::Table, &mut out)?;
         writeln!(out)?;
     }
-    writeln!(out, "Next: `bunker schema cloudtrail` for the columns, `bunker query --lake {} \"SELECT ...\"` for your own questions.", lake_dir.display())?;
+    writeln!(
+        out,
+        "Next: `bunker schema cloudtrail` for the columns, `bunker query --lake {} \"SELECT ...\"` for your own questions.",
+        lake_dir.display()
+    )?;
     Ok(())
 }

@@ -4,9 +4,9 @@
 use std::hint::black_box;
 
 use bunker_benches::Inputs;
+use bunker_ingest::ObjectContext;
 use bunker_ingest::decode::{DEFAULT_MAX_OBJECT_BYTES, decompress};
 use bunker_ingest::pipeline::parse_content;
-use bunker_ingest::ObjectContext;
 use bunker_schemas::LogTable;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 

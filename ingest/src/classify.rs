@@ -7,6 +7,7 @@
 //! - `AWSLogs/<acct>/CloudTrail-Digest/...`, `AWSLogs/<acct>/CloudTrail-Insight/...`
 //! - `AWSLogs/<acct>/vpcflowlogs/<region>/YYYY/MM/DD/..._vpcflowlogs_..._.log.gz`
 //! - `AWSLogs/<acct>/vpcdnsquerylogs/<vpc-id>/YYYY/MM/DD/..._vpcdnsquerylogs_..._.log.gz`
+//!
 //! Everything else is [`LogFormat::Unknown`]: skipped and counted, not an error.
 
 use chrono::NaiveDate;
@@ -183,7 +184,9 @@ pub fn sniff(content: &[u8]) -> LogFormat {
         }
         return LogFormat::Unknown;
     }
-    if first_line.starts_with("version ") && (first_line.contains("log-status") || first_line.contains("srcaddr") || first_line.contains("interface-id")) {
+    if first_line.starts_with("version ")
+        && (first_line.contains("log-status") || first_line.contains("srcaddr") || first_line.contains("interface-id"))
+    {
         return LogFormat::VpcFlow;
     }
     if looks_like_flow_record(first_line) {
@@ -203,7 +206,8 @@ fn looks_like_flow_record(line: &str) -> bool {
     }
     let version_ok = matches!(fields[0], "2" | "3" | "4" | "5" | "6" | "7" | "8");
     let digits = |s: &str| !s.is_empty() && s.len() <= 12 && s.bytes().all(|b| b.is_ascii_digit());
-    let account_ok = digits(fields[1]) || (matches!(fields[1], "-" | "TransitGateway") && digits(fields[2]) && fields[3].starts_with("tgw-"));
+    let account_ok = digits(fields[1])
+        || (matches!(fields[1], "-" | "TransitGateway") && digits(fields[2]) && fields[3].starts_with("tgw-"));
     version_ok && account_ok
 }
 
@@ -218,13 +222,41 @@ mod tests {
     #[test]
     fn keys_in_aws_layouts() {
         let cases = [
-            ("AWSLogs/111122223333/CloudTrail/us-east-1/2024/05/01/111122223333_CloudTrail_us-east-1_20240501T0005Z_abc.json.gz", Some(LogFormat::CloudTrail), date(2024, 5, 1)),
-            ("archive/AWSLogs/o-abc123defg/111122223333/CloudTrail/eu-west-1/2023/12/31/x.json.gz", Some(LogFormat::CloudTrail), date(2023, 12, 31)),
-            ("AWSLogs/111122223333/CloudTrail-Digest/us-east-1/2024/05/01/111122223333_CloudTrail-Digest_us-east-1_t_us-east-1_20240501T000000Z.json.gz", Some(LogFormat::CloudTrailDigest), date(2024, 5, 1)),
-            ("AWSLogs/o-abc123defg/111122223333/CloudTrail-Insight/us-east-1/2024/05/01/f.json.gz", Some(LogFormat::CloudTrailInsight), date(2024, 5, 1)),
-            ("AWSLogs/111122223333/vpcflowlogs/us-east-1/2024/05/01/111122223333_vpcflowlogs_us-east-1_fl-1_20240501T0000Z_ab.log.gz", Some(LogFormat::VpcFlow), date(2024, 5, 1)),
-            ("AWSLogs/111122223333/vpcdnsquerylogs/vpc-0abc/2024/05/01/111122223333_vpcdnsquerylogs_vpc-0abc_20240501T0000Z_ab.log.gz", Some(LogFormat::Dns), date(2024, 5, 1)),
-            ("AWSLogs/111122223333/elasticloadbalancing/us-east-1/2024/05/01/alb.log.gz", Some(LogFormat::Unknown), date(2024, 5, 1)),
+            (
+                "AWSLogs/111122223333/CloudTrail/us-east-1/2024/05/01/111122223333_CloudTrail_us-east-1_20240501T0005Z_abc.json.gz",
+                Some(LogFormat::CloudTrail),
+                date(2024, 5, 1),
+            ),
+            (
+                "archive/AWSLogs/o-abc123defg/111122223333/CloudTrail/eu-west-1/2023/12/31/x.json.gz",
+                Some(LogFormat::CloudTrail),
+                date(2023, 12, 31),
+            ),
+            (
+                "AWSLogs/111122223333/CloudTrail-Digest/us-east-1/2024/05/01/111122223333_CloudTrail-Digest_us-east-1_t_us-east-1_20240501T000000Z.json.gz",
+                Some(LogFormat::CloudTrailDigest),
+                date(2024, 5, 1),
+            ),
+            (
+                "AWSLogs/o-abc123defg/111122223333/CloudTrail-Insight/us-east-1/2024/05/01/f.json.gz",
+                Some(LogFormat::CloudTrailInsight),
+                date(2024, 5, 1),
+            ),
+            (
+                "AWSLogs/111122223333/vpcflowlogs/us-east-1/2024/05/01/111122223333_vpcflowlogs_us-east-1_fl-1_20240501T0000Z_ab.log.gz",
+                Some(LogFormat::VpcFlow),
+                date(2024, 5, 1),
+            ),
+            (
+                "AWSLogs/111122223333/vpcdnsquerylogs/vpc-0abc/2024/05/01/111122223333_vpcdnsquerylogs_vpc-0abc_20240501T0000Z_ab.log.gz",
+                Some(LogFormat::Dns),
+                date(2024, 5, 1),
+            ),
+            (
+                "AWSLogs/111122223333/elasticloadbalancing/us-east-1/2024/05/01/alb.log.gz",
+                Some(LogFormat::Unknown),
+                date(2024, 5, 1),
+            ),
             ("exports/111122223333_CloudTrail_us-east-1_20240501T0005Z_abc.json.gz", Some(LogFormat::CloudTrail), None),
             ("exports/incident/events.json", None, None),
             ("AWSLogs/not-an-account/CloudTrail/us-east-1/2024/05/01/x.json.gz", None, date(2024, 5, 1)),
@@ -238,21 +270,54 @@ mod tests {
     #[test]
     fn content_sniffing() {
         let cases: [(&str, LogFormat); 15] = [
-            ("{\"Records\":[{\"eventVersion\":\"1.08\",\"eventTime\":\"2024-05-01T00:00:00Z\"}]}", LogFormat::CloudTrail),
+            (
+                "{\"Records\":[{\"eventVersion\":\"1.08\",\"eventTime\":\"2024-05-01T00:00:00Z\"}]}",
+                LogFormat::CloudTrail,
+            ),
             ("{\n  \"Records\": [\n    {\n      \"eventVersion\": \"1.09\"", LogFormat::CloudTrail),
             ("{\"Records\":[]}", LogFormat::CloudTrail),
-            ("{\"eventVersion\":\"1.05\",\"eventTime\":\"2014-07-16T15:49:27Z\",\"eventName\":\"ConsoleLogin\"}\n", LogFormat::CloudTrail),
+            (
+                "{\"eventVersion\":\"1.05\",\"eventTime\":\"2014-07-16T15:49:27Z\",\"eventName\":\"ConsoleLogin\"}\n",
+                LogFormat::CloudTrail,
+            ),
             ("{\"awsAccountId\":\"1\",\"digestStartTime\":\"2015-08-17T14:01:31Z\"}", LogFormat::CloudTrailDigest),
-            ("{\"version\":\"1.100000\",\"query_timestamp\":\"2021-12-11T22:46:23Z\",\"query_name\":\"a.\"}", LogFormat::Dns),
-            ("version account-id interface-id srcaddr dstaddr srcport dstport protocol packets bytes start end action log-status\n", LogFormat::VpcFlow),
-            ("2 123456789010 eni-1235b8ca123456789 172.31.16.139 172.31.16.21 20641 22 6 20 4249 1418530010 1418530070 ACCEPT OK\n", LogFormat::VpcFlow),
-            ("5 64111117617 eni-069b7a490 89.160.20.156 10.200.0.0 50041 33004 17 52 1 1640000066 1640000297 REJECT OK vpc-0967\n", LogFormat::VpcFlow),
-            ("3 - 748335378900 tgw-0a12bc34 tgw-attach-0789 - - vpc-0jkl vpc-0ghi - - eni-0c eni-0c - - - 1.128.0.0 2a02:cf40:: 39464 22 6 49 8947 1755592533 1755592558 OK\n", LogFormat::VpcFlow),
+            (
+                "{\"version\":\"1.100000\",\"query_timestamp\":\"2021-12-11T22:46:23Z\",\"query_name\":\"a.\"}",
+                LogFormat::Dns,
+            ),
+            (
+                "version account-id interface-id srcaddr dstaddr srcport dstport protocol packets bytes start end action log-status\n",
+                LogFormat::VpcFlow,
+            ),
+            (
+                "2 123456789010 eni-1235b8ca123456789 172.31.16.139 172.31.16.21 20641 22 6 20 4249 1418530010 1418530070 ACCEPT OK\n",
+                LogFormat::VpcFlow,
+            ),
+            (
+                "5 64111117617 eni-069b7a490 89.160.20.156 10.200.0.0 50041 33004 17 52 1 1640000066 1640000297 REJECT OK vpc-0967\n",
+                LogFormat::VpcFlow,
+            ),
+            (
+                "3 - 748335378900 tgw-0a12bc34 tgw-attach-0789 - - vpc-0jkl vpc-0ghi - - eni-0c eni-0c - - - 1.128.0.0 2a02:cf40:: 39464 22 6 49 8947 1755592533 1755592558 OK\n",
+                LogFormat::VpcFlow,
+            ),
             // A custom field order without its header cannot be read safely.
-            ("3 vpc-abcdefab012345678 subnet-aaaaaaaa012345678 i-01234567890123456 eni-1235b8ca123456789 123456789010 IPv4 52.213.180.42 10.0.0.62 43416 5001 52.213.180.42 10.0.0.62 6 568 8 1566848875 1566848933 ACCEPT 2 OK\n", LogFormat::Unknown),
-            ("{\"message\":\"2 428961148399 eni-0e0bf7be352692297 - - - - - - - 1671029698 1671029728 - NODATA\"}", LogFormat::VpcFlow),
-            ("http 2018-07-02T22:23:00.186641Z app/my-loadbalancer/50dc6c495c0c9188 192.168.131.39:2817 10.0.0.1:80", LogFormat::Unknown),
-            ("{\"InsightSelectors\":[],\"TrailARN\":\"arn:aws:cloudtrail:us-east-1:123456789012:trail/T\"}", LogFormat::Unknown),
+            (
+                "3 vpc-abcdefab012345678 subnet-aaaaaaaa012345678 i-01234567890123456 eni-1235b8ca123456789 123456789010 IPv4 52.213.180.42 10.0.0.62 43416 5001 52.213.180.42 10.0.0.62 6 568 8 1566848875 1566848933 ACCEPT 2 OK\n",
+                LogFormat::Unknown,
+            ),
+            (
+                "{\"message\":\"2 428961148399 eni-0e0bf7be352692297 - - - - - - - 1671029698 1671029728 - NODATA\"}",
+                LogFormat::VpcFlow,
+            ),
+            (
+                "http 2018-07-02T22:23:00.186641Z app/my-loadbalancer/50dc6c495c0c9188 192.168.131.39:2817 10.0.0.1:80",
+                LogFormat::Unknown,
+            ),
+            (
+                "{\"InsightSelectors\":[],\"TrailARN\":\"arn:aws:cloudtrail:us-east-1:123456789012:trail/T\"}",
+                LogFormat::Unknown,
+            ),
             ("", LogFormat::Unknown),
         ];
         for (content, format) in cases {

@@ -18,11 +18,11 @@
 
 use std::sync::Arc;
 
+use arrow::array::NullBufferBuilder;
 use arrow::array::{
     ArrayRef, Date32Builder, Int32Builder, ListArray, RecordBatch, StringBuilder, StructArray,
     TimestampMicrosecondBuilder,
 };
-use arrow::array::NullBufferBuilder;
 use arrow::buffer::OffsetBuffer;
 use arrow::datatypes::{FieldRef, SchemaRef};
 use bunker_schemas::dns;
@@ -194,7 +194,9 @@ impl<'t, 'i> Record<'t, 'i> {
         let query_timestamp_micros = match timestamp {
             None => return Err("no query_timestamp".to_owned()),
             Some(v) => match v.as_str() {
-                Some(s) => parse_rfc3339_micros(s).ok_or_else(|| format!("query_timestamp {} is not a time", quote(s)))?,
+                Some(s) => {
+                    parse_rfc3339_micros(s).ok_or_else(|| format!("query_timestamp {} is not a time", quote(s)))?
+                }
                 None => return Err(format!("query_timestamp is {}, not a time", quote(&v.encode()))),
             },
         };
@@ -345,7 +347,8 @@ impl DnsRows {
         let mut text = self.text.iter_mut().map(|b| Arc::new(b.finish()) as ArrayRef);
         let mut next_text = || text.next().ok_or_else(|| arrow::error::ArrowError::SchemaError("text columns".into()));
 
-        let answer_children: Vec<ArrayRef> = self.answer_children.iter_mut().map(|b| Arc::new(b.finish()) as ArrayRef).collect();
+        let answer_children: Vec<ArrayRef> =
+            self.answer_children.iter_mut().map(|b| Arc::new(b.finish()) as ArrayRef).collect();
         let answer_structs = StructArray::try_new(dns::answer_fields(), answer_children, None)?;
         let answers = ListArray::try_new(
             answers_item.clone(),
@@ -353,7 +356,8 @@ impl DnsRows {
             Arc::new(answer_structs),
             self.answer_validity.finish(),
         )?;
-        let srcids_children: Vec<ArrayRef> = self.srcids_children.iter_mut().map(|b| Arc::new(b.finish()) as ArrayRef).collect();
+        let srcids_children: Vec<ArrayRef> =
+            self.srcids_children.iter_mut().map(|b| Arc::new(b.finish()) as ArrayRef).collect();
         let srcids = StructArray::try_new(dns::srcids_fields(), srcids_children, self.srcids_validity.finish())?;
 
         // Schema order: version account_id region vpc_id query_timestamp query_name query_type
@@ -456,7 +460,10 @@ mod tests {
         assert!(parsed.rejected.is_empty(), "{:?}", parsed.rejected);
         let b = &parsed.batch;
         assert_eq!(b.schema(), dns::schema());
-        assert_eq!(texts(b, "query_name"), [s("nothing-here.example.net."), s("www.example.org."), s("c2.bad.example.")]);
+        assert_eq!(
+            texts(b, "query_name"),
+            [s("nothing-here.example.net."), s("www.example.org."), s("c2.bad.example.")]
+        );
         assert_eq!(texts(b, "rcode"), [s("NXDOMAIN"), s("NOERROR"), s("NOERROR")]);
         assert_eq!(texts(b, "version"), [s("1.100000"), s("1.100000"), s("1.100000")]);
         assert_eq!(texts(b, "srcaddr"), [s("10.20.30.40"), s("2001:db8:5::17"), s("10.20.30.41")]);
@@ -471,10 +478,7 @@ mod tests {
             answers(b),
             [
                 Some(vec![]),
-                Some(vec![
-                    (s("edge.example.org."), s("CNAME"), s("IN")),
-                    (s("192.0.2.80"), s("A"), s("IN")),
-                ]),
+                Some(vec![(s("edge.example.org."), s("CNAME"), s("IN")), (s("192.0.2.80"), s("A"), s("IN")),]),
                 Some(vec![(s("198.51.100.66"), s("A"), s("IN"))]),
             ]
         );
@@ -586,7 +590,10 @@ mod tests {
     fn real_samples_parse_without_rejections() {
         let root = real_samples_dir();
         // (file, rows)
-        let cases = [("elastic-integrations/packages/aws/data_stream/route53_resolver_logs/_dev/test/pipeline/test-route53.log", 34)];
+        let cases = [(
+            "elastic-integrations/packages/aws/data_stream/route53_resolver_logs/_dev/test/pipeline/test-route53.log",
+            34,
+        )];
         let mut parser = DnsLogParser::new();
         for (file, rows) in cases {
             let path = root.join(file);

@@ -15,15 +15,13 @@ use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
 
-use arrow::array::{
-    ArrayRef, Date32Array, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
-};
-use arrow::compute::{SortColumn, SortOptions, concat_batches, lexsort_to_indices, take_record_batch};
 use arrow::array::make_comparator;
+use arrow::array::{ArrayRef, Date32Array, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray};
+use arrow::compute::{SortColumn, SortOptions, concat_batches, lexsort_to_indices, take_record_batch};
 use bunker_schemas::{DATE_COLUMN, LogTable, SCHEMA_VERSION, ingest_log};
+use deltalake::kernel::StructType;
 use deltalake::kernel::engine::arrow_conversion::TryIntoKernel as _;
 use deltalake::kernel::transaction::{CommitProperties, TransactionError};
-use deltalake::kernel::StructType;
 use deltalake::operations::create::CreateBuilder;
 use deltalake::parquet::basic::{Compression, ZstdLevel};
 use deltalake::parquet::file::properties::{EnabledStatistics, WriterProperties};
@@ -134,7 +132,13 @@ impl Lake {
             lake_table.read_ledger().await?;
             tables.insert(table, lake_table);
         }
-        let log = open_or_create(&root, ingest_log::TABLE_NAME, ingest_log::schema(), &["ingested_at", "source_key", "status"]).await?;
+        let log = open_or_create(
+            &root,
+            ingest_log::TABLE_NAME,
+            ingest_log::schema(),
+            &["ingested_at", "source_key", "status"],
+        )
+        .await?;
         Ok(Lake { root, config, tables, log })
     }
 
@@ -215,7 +219,8 @@ impl LakeTable {
         let mut pending = objects;
         for _attempt in 0..MAX_COMMIT_ATTEMPTS {
             self.refresh().await?;
-            let (fresh, dups): (Vec<_>, Vec<_>) = pending.into_iter().partition(|p| !self.committed.contains(&p.object.id()));
+            let (fresh, dups): (Vec<_>, Vec<_>) =
+                pending.into_iter().partition(|p| !self.committed.contains(&p.object.id()));
             outcome.duplicates.extend(dups.iter().map(|p| p.object.id()));
             // Within one flush the same object may also appear twice (a message delivered twice).
             let mut seen = HashSet::new();
@@ -291,7 +296,9 @@ fn objects_in_commit(bytes: &[u8]) -> Vec<String> {
     let mut ids = Vec::new();
     for line in bytes.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
         let Ok(action) = serde_json::from_slice::<serde_json::Value>(line) else { continue };
-        if let Some(objects) = action.pointer(&format!("/commitInfo/{COMMIT_INFO_KEY}/objects")).and_then(|v| v.as_array()) {
+        if let Some(objects) =
+            action.pointer(&format!("/commitInfo/{COMMIT_INFO_KEY}/objects")).and_then(|v| v.as_array())
+        {
             ids.extend(objects.iter().filter_map(|o| o.as_str().map(str::to_owned)));
         }
     }
@@ -422,7 +429,12 @@ fn stats_columns(table: LogTable) -> Vec<&'static str> {
 }
 
 /// Opens the Delta table `name` under the root, creating it from `schema` if it does not exist.
-async fn open_or_create(root: &Url, name: &str, schema: arrow::datatypes::SchemaRef, stats: &[&str]) -> Result<DeltaTable> {
+async fn open_or_create(
+    root: &Url,
+    name: &str,
+    schema: arrow::datatypes::SchemaRef,
+    stats: &[&str],
+) -> Result<DeltaTable> {
     let url = root.join(&format!("{name}/")).map_err(|e| IngestError::Config(format!("table url: {e}")))?;
     if let Ok(dir) = url.to_file_path() {
         std::fs::create_dir_all(&dir).map_err(|source| IngestError::Io { path: dir, source })?;
@@ -448,8 +460,10 @@ async fn open_or_create(root: &Url, name: &str, schema: arrow::datatypes::Schema
 
 fn local_root_url(location: &Path) -> Result<Url> {
     std::fs::create_dir_all(location).map_err(|source| IngestError::Io { path: location.to_owned(), source })?;
-    let absolute = std::fs::canonicalize(location).map_err(|source| IngestError::Io { path: location.to_owned(), source })?;
-    Url::from_directory_path(&absolute).map_err(|()| IngestError::Config(format!("{} is not a usable lake path", absolute.display())))
+    let absolute =
+        std::fs::canonicalize(location).map_err(|source| IngestError::Io { path: location.to_owned(), source })?;
+    Url::from_directory_path(&absolute)
+        .map_err(|()| IngestError::Config(format!("{} is not a usable lake path", absolute.display())))
 }
 
 fn lake_error(table: &str, source: DeltaTableError) -> IngestError {
@@ -458,8 +472,11 @@ fn lake_error(table: &str, source: DeltaTableError) -> IngestError {
 
 fn log_batch(entries: &[LogEntry], now: chrono::DateTime<chrono::Utc>) -> Result<RecordBatch> {
     let n = entries.len();
-    let strings = |f: &dyn Fn(&LogEntry) -> Option<String>| -> ArrayRef { Arc::new(entries.iter().map(f).collect::<StringArray>()) };
-    let ints = |f: &dyn Fn(&LogEntry) -> Option<i64>| -> ArrayRef { Arc::new(entries.iter().map(f).collect::<Int64Array>()) };
+    let strings = |f: &dyn Fn(&LogEntry) -> Option<String>| -> ArrayRef {
+        Arc::new(entries.iter().map(f).collect::<StringArray>())
+    };
+    let ints =
+        |f: &dyn Fn(&LogEntry) -> Option<i64>| -> ArrayRef { Arc::new(entries.iter().map(f).collect::<Int64Array>()) };
     let micros = now.timestamp_micros();
     let columns: Vec<ArrayRef> = vec![
         Arc::new(TimestampMicrosecondArray::from(vec![micros; n]).with_timezone("UTC")),

@@ -79,44 +79,82 @@ thread_local! {
 /// Classifies, decompresses and parses one object's stored bytes.
 pub fn process_object(object: &ObjectRef, data: Vec<u8>, max_object_bytes: u64) -> ObjectOutcome {
     if object.is_folder_marker() {
-        return ObjectOutcome::Skipped { object: object.clone(), format: LogFormat::Unknown, reason: "folder marker".into() };
+        return ObjectOutcome::Skipped {
+            object: object.clone(),
+            format: LogFormat::Unknown,
+            reason: "folder marker".into(),
+        };
     }
     let class = classify_key(&object.key);
     match class.format {
         Some(LogFormat::Unknown) => {
-            return ObjectOutcome::Skipped { object: object.clone(), format: LogFormat::Unknown, reason: "not a log type bunker ingests (by key)".into() };
+            return ObjectOutcome::Skipped {
+                object: object.clone(),
+                format: LogFormat::Unknown,
+                reason: "not a log type bunker ingests (by key)".into(),
+            };
         }
         Some(LogFormat::CloudTrailDigest) => {
-            return ObjectOutcome::Skipped { object: object.clone(), format: LogFormat::CloudTrailDigest, reason: "CloudTrail digest file".into() };
+            return ObjectOutcome::Skipped {
+                object: object.clone(),
+                format: LogFormat::CloudTrailDigest,
+                reason: "CloudTrail digest file".into(),
+            };
         }
         _ => {}
     }
     let fail = |format: LogFormat, error: IngestError| ObjectOutcome::Failed { object: object.clone(), format, error };
     let guessed = class.format.unwrap_or(LogFormat::Unknown);
     if data.is_empty() {
-        return fail(guessed, IngestError::Malformed { key: object.key.clone(), format: guessed, reason: "empty object (0 bytes)".into() });
+        return fail(
+            guessed,
+            IngestError::Malformed {
+                key: object.key.clone(),
+                format: guessed,
+                reason: "empty object (0 bytes)".into(),
+            },
+        );
     }
     let mut content = match decompress(&object.key, data, max_object_bytes) {
         Ok(content) => content,
         Err(error) => return fail(guessed, error),
     };
     if content.iter().all(u8::is_ascii_whitespace) {
-        return fail(guessed, IngestError::Malformed { key: object.key.clone(), format: guessed, reason: "no content (empty after decompression)".into() });
+        return fail(
+            guessed,
+            IngestError::Malformed {
+                key: object.key.clone(),
+                format: guessed,
+                reason: "no content (empty after decompression)".into(),
+            },
+        );
     }
     let format = match class.format {
         Some(format) => format,
         None => match sniff(&content) {
             LogFormat::Unknown => {
-                return ObjectOutcome::Skipped { object: object.clone(), format: LogFormat::Unknown, reason: "content is not a log type bunker ingests".into() };
+                return ObjectOutcome::Skipped {
+                    object: object.clone(),
+                    format: LogFormat::Unknown,
+                    reason: "content is not a log type bunker ingests".into(),
+                };
             }
             LogFormat::CloudTrailDigest => {
-                return ObjectOutcome::Skipped { object: object.clone(), format: LogFormat::CloudTrailDigest, reason: "CloudTrail digest file".into() };
+                return ObjectOutcome::Skipped {
+                    object: object.clone(),
+                    format: LogFormat::CloudTrailDigest,
+                    reason: "CloudTrail digest file".into(),
+                };
             }
             format => format,
         },
     };
     let Some(table) = format.table() else {
-        return ObjectOutcome::Skipped { object: object.clone(), format, reason: format!("{format} objects are not ingested") };
+        return ObjectOutcome::Skipped {
+            object: object.clone(),
+            format,
+            reason: format!("{format} objects are not ingested"),
+        };
     };
     let content_bytes = content.len() as u64;
     let ctx = ObjectContext { bucket: &object.bucket, key: &object.key, key_date: class.date };
@@ -252,7 +290,12 @@ pub fn list_directory(root: &Path) -> Result<Vec<(ObjectRef, PathBuf)>> {
 }
 
 /// Ingests every object under a local archive directory into the lake.
-pub async fn ingest_directory(root: &Path, lake: &mut Lake, options: &IngestOptions, progress: &dyn ProgressSink) -> Result<IngestSummary> {
+pub async fn ingest_directory(
+    root: &Path,
+    lake: &mut Lake,
+    options: &IngestOptions,
+    progress: &dyn ProgressSink,
+) -> Result<IngestSummary> {
     let started = Instant::now();
     let objects = list_directory(root)?;
     progress.start(objects.len() as u64, objects.iter().map(|(o, _)| o.size).sum());
@@ -295,7 +338,12 @@ pub async fn ingest_directory(root: &Path, lake: &mut Lake, options: &IngestOpti
         })
         .map_err(|e| IngestError::Config(format!("cannot start parser thread: {e}")))?;
 
-    let mut run = Run { summary: IngestSummary::default(), pending: BTreeMap::new(), log: Vec::new(), commit_bytes: options.commit_bytes };
+    let mut run = Run {
+        summary: IngestSummary::default(),
+        pending: BTreeMap::new(),
+        log: Vec::new(),
+        commit_bytes: options.commit_bytes,
+    };
     let mut result = Ok(());
     while let Some(outcomes) = rx.recv().await {
         for (outcome, took) in outcomes {
@@ -377,7 +425,12 @@ impl Run {
                 e.rows = parsed.batch.num_rows() as u64;
                 e.rejected_records = parsed.rejected.len() as u64;
                 if !parsed.rejected.is_empty() {
-                    let quoted: Vec<String> = parsed.rejected.iter().take(QUOTED_REJECTIONS).map(|r| format!("{}: {}", r.position, r.reason)).collect();
+                    let quoted: Vec<String> = parsed
+                        .rejected
+                        .iter()
+                        .take(QUOTED_REJECTIONS)
+                        .map(|r| format!("{}: {}", r.position, r.reason))
+                        .collect();
                     e.reason = Some(format!("{} records rejected; {}", parsed.rejected.len(), quoted.join("; ")));
                     tracing::warn!(key = %object.key, rejected = parsed.rejected.len(), first = %quoted[0], "records rejected");
                 }
@@ -404,7 +457,11 @@ impl Run {
             }
             ObjectOutcome::Failed { object, format, error } => {
                 tracing::warn!(key = %object.key, kind = error.kind(), error = %error, "object failed");
-                self.summary.failed.push(FailedObject { key: object.key.clone(), kind: error.kind(), message: error.to_string() });
+                self.summary.failed.push(FailedObject {
+                    key: object.key.clone(),
+                    kind: error.kind(),
+                    message: error.to_string(),
+                });
                 let size = object.size;
                 let mut e = entry(object, format, format.table(), status::FAILED);
                 e.error_kind = Some(error.kind());
@@ -418,7 +475,8 @@ impl Run {
     /// Commits tables whose pending rows reached the commit size (all of them when `all`), then
     /// appends the log entries of everything committed, skipped or failed so far.
     async fn flush(&mut self, lake: &mut Lake, all: bool) -> Result<()> {
-        let ready: Vec<LogTable> = self.pending.iter().filter(|(_, p)| all || p.bytes >= self.commit_bytes).map(|(t, _)| *t).collect();
+        let ready: Vec<LogTable> =
+            self.pending.iter().filter(|(_, p)| all || p.bytes >= self.commit_bytes).map(|(t, _)| *t).collect();
         for table in ready {
             let Some(pending) = self.pending.remove(&table) else { continue };
             let started = Instant::now();

@@ -28,7 +28,9 @@ pub(crate) fn read_sample(path: &Path) -> Vec<u8> {
         return raw;
     }
     let mut out = Vec::new();
-    flate2::read::MultiGzDecoder::new(raw.as_slice()).read_to_end(&mut out).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    flate2::read::MultiGzDecoder::new(raw.as_slice())
+        .read_to_end(&mut out)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     out
 }
 

@@ -13,7 +13,8 @@ const MICROS_PER_DAY: i64 = MICROS_PER_SECOND * SECONDS_PER_DAY;
 /// CloudTrail and DNS record); anything else goes through chrono.
 pub fn parse_rfc3339_micros(s: &str) -> Option<i64> {
     let b = s.as_bytes();
-    if b.len() == 20 && b[4] == b'-' && b[7] == b'-' && b[10] == b'T' && b[13] == b':' && b[16] == b':' && b[19] == b'Z' {
+    if b.len() == 20 && b[4] == b'-' && b[7] == b'-' && b[10] == b'T' && b[13] == b':' && b[16] == b':' && b[19] == b'Z'
+    {
         let num = |r: std::ops::Range<usize>| -> Option<u32> {
             b[r].iter().try_fold(0u32, |acc, &c| c.is_ascii_digit().then(|| acc * 10 + u32::from(c - b'0')))
         };
@@ -65,7 +66,14 @@ mod tests {
 
     #[test]
     fn rejects_what_is_not_a_time() {
-        for s in ["", "yesterday", "2024-13-01T00:00:00Z", "2024-02-30T00:00:00Z", "2024-05-01T25:00:00Z", "2024-05-01 12:34:56"] {
+        for s in [
+            "",
+            "yesterday",
+            "2024-13-01T00:00:00Z",
+            "2024-02-30T00:00:00Z",
+            "2024-05-01T25:00:00Z",
+            "2024-05-01 12:34:56",
+        ] {
             assert_eq!(parse_rfc3339_micros(s), None, "{s:?}");
         }
     }

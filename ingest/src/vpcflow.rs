@@ -84,7 +84,10 @@ impl FlowLogHeader {
 
     /// AWS's default transit-gateway format (36 fields).
     pub fn transit_gateway_default() -> FlowLogHeader {
-        FlowLogHeader { columns: TGW_DEFAULT_FORMAT.iter().map(|name| vpcflow::column_index(name)).collect(), names: Vec::new() }
+        FlowLogHeader {
+            columns: TGW_DEFAULT_FORMAT.iter().map(|name| vpcflow::column_index(name)).collect(),
+            names: Vec::new(),
+        }
     }
 
     /// Number of fields a line under this header has.
@@ -121,11 +124,7 @@ fn is_field_name(word: &str) -> bool {
 }
 
 fn lookup_column(word: &str) -> Option<usize> {
-    if word.contains('_') {
-        vpcflow::column_index(&word.replace('_', "-"))
-    } else {
-        vpcflow::column_index(word)
-    }
+    if word.contains('_') { vpcflow::column_index(&word.replace('_', "-")) } else { vpcflow::column_index(word) }
 }
 
 /// Indices in [`COLUMNS`] of `start` and `end`, which give a row its date partition.
@@ -230,7 +229,10 @@ impl FlowLogParser {
                         self.unwrapped.as_str()
                     }
                     None => {
-                        reject(format!("line starts with `{{` but is not a {{\"message\": \"...\"}} wrapper: {}", quote(line)));
+                        reject(format!(
+                            "line starts with `{{` but is not a {{\"message\": \"...\"}} wrapper: {}",
+                            quote(line)
+                        ));
                         continue;
                     }
                 }
@@ -302,7 +304,8 @@ impl FlowLogParser {
 /// Fails for an object whose first non-blank line is not text: a binary or still-compressed object
 /// is not a flow log with bad lines, it is the wrong object.
 fn check_is_text(data: &[u8], ctx: &ObjectContext<'_>) -> Result<()> {
-    let malformed = |reason: String| IngestError::Malformed { key: ctx.key.to_owned(), format: LogFormat::VpcFlow, reason };
+    let malformed =
+        |reason: String| IngestError::Malformed { key: ctx.key.to_owned(), format: LogFormat::VpcFlow, reason };
     if data.starts_with(&[0x1f, 0x8b]) {
         return Err(malformed("object is still gzip-compressed".to_owned()));
     }
@@ -553,23 +556,40 @@ pub(crate) mod tests {
     #[test]
     fn default_format_lines_without_header() {
         // (line, srcaddr, dstport, packets, action, log_status)
-        type Case = (&'static str, Option<&'static str>, Option<i64>, Option<i64>, Option<&'static str>, Option<&'static str>);
+        type Case =
+            (&'static str, Option<&'static str>, Option<i64>, Option<i64>, Option<&'static str>, Option<&'static str>);
         let cases: [Case; 4] = [
             (
                 "2 111122223333 eni-0a1b2c3d4e5f60718 198.51.100.7 10.1.2.3 51522 443 6 12 5320 1714521600 1714521660 ACCEPT OK",
-                Some("198.51.100.7"), Some(443), Some(12), Some("ACCEPT"), Some("OK"),
+                Some("198.51.100.7"),
+                Some(443),
+                Some(12),
+                Some("ACCEPT"),
+                Some("OK"),
             ),
             (
                 "2 111122223333 eni-0a1b2c3d4e5f60718 203.0.113.40 10.1.2.3 0 0 1 3 252 1714521600 1714521660 REJECT OK",
-                Some("203.0.113.40"), Some(0), Some(3), Some("REJECT"), Some("OK"),
+                Some("203.0.113.40"),
+                Some(0),
+                Some(3),
+                Some("REJECT"),
+                Some("OK"),
             ),
             (
                 "2 111122223333 eni-0a1b2c3d4e5f60718 - - - - - - - 1714521600 1714521660 - NODATA",
-                None, None, None, None, Some("NODATA"),
+                None,
+                None,
+                None,
+                None,
+                Some("NODATA"),
             ),
             (
                 "2 111122223333 eni-0a1b2c3d4e5f60718 2001:db8:10::25 2001:db8:20::9 40022 22 6 31 6611 1714521600 1714521660 ACCEPT OK",
-                Some("2001:db8:10::25"), Some(22), Some(31), Some("ACCEPT"), Some("OK"),
+                Some("2001:db8:10::25"),
+                Some(22),
+                Some(31),
+                Some("ACCEPT"),
+                Some("OK"),
             ),
         ];
         for (line, srcaddr, dstport, packets, action, log_status) in cases {
@@ -899,8 +919,10 @@ version srcaddr dstaddr srcport dstport start end
     #[test]
     fn real_sample_values_land_in_the_right_columns() {
         let root = real_samples_dir();
-        let tgw = std::fs::read(root.join("elastic-integrations/packages/aws/data_stream/vpcflow/_dev/test/pipeline/test-tgw-samples.log"))
-            .expect("tgw sample");
+        let tgw = std::fs::read(
+            root.join("elastic-integrations/packages/aws/data_stream/vpcflow/_dev/test/pipeline/test-tgw-samples.log"),
+        )
+        .expect("tgw sample");
         let parsed = FlowLogParser::new().parse(&tgw, &ctx()).expect("tgw parses");
         let b = &parsed.batch;
         assert_eq!(texts(b, "tgw_id")[0], s("tgw-0a12bc34de56f7890"));

@@ -75,7 +75,10 @@ impl LakeSession {
         // Information schema lets analysts run `SHOW TABLES` / `SHOW COLUMNS FROM cloudtrail`.
         let config = SessionConfig::new().with_information_schema(true);
         let ctx = SessionContext::new_with_config(config);
-        let tables = LogTable::ALL.iter().map(|t| (t.name(), t.schema())).chain([(ingest_log::TABLE_NAME, ingest_log::schema())]);
+        let tables = LogTable::ALL
+            .iter()
+            .map(|t| (t.name(), t.schema()))
+            .chain([(ingest_log::TABLE_NAME, ingest_log::schema())]);
         for (name, schema) in tables {
             let dir = root.join(name);
             let opened = if dir.join("_delta_log").is_dir() { Some(open_table(&dir, name).await?) } else { None };
@@ -170,7 +173,15 @@ fn flat_schema(schema: &SchemaRef) -> SchemaRef {
         schema
             .fields()
             .iter()
-            .map(|f| if is_nested(f.data_type()) { Field::new(f.name(), DataType::Utf8, true) } else { f.as_ref().clone() })
+            .map(
+                |f| {
+                    if is_nested(f.data_type()) {
+                        Field::new(f.name(), DataType::Utf8, true)
+                    } else {
+                        f.as_ref().clone()
+                    }
+                },
+            )
             .collect::<Vec<_>>(),
     ))
 }
@@ -189,9 +200,8 @@ fn flatten_nested(batch: &RecordBatch) -> Result<RecordBatch> {
                 return Ok(column.clone());
             }
             let formatter = ArrayFormatter::try_new(column.as_ref(), &options)?;
-            let text: StringArray = (0..column.len())
-                .map(|i| column.is_valid(i).then(|| formatter.value(i).to_string()))
-                .collect();
+            let text: StringArray =
+                (0..column.len()).map(|i| column.is_valid(i).then(|| formatter.value(i).to_string())).collect();
             Ok(Arc::new(text))
         })
         .collect::<Result<Vec<_>>>()?;
@@ -242,6 +252,10 @@ mod tests {
         };
         assert_eq!(text(OutputFormat::Csv), "n,s,who\n1,\"a,b\",{arn: arn:aws:iam::1:root}\n");
         assert_eq!(text(OutputFormat::Json), "{\"n\":1,\"s\":\"a,b\",\"who\":{\"arn\":\"arn:aws:iam::1:root\"}}\n");
-        assert!(text(OutputFormat::Table).contains("| 1 | a,b | {arn: arn:aws:iam::1:root} |"), "{}", text(OutputFormat::Table));
+        assert!(
+            text(OutputFormat::Table).contains("| 1 | a,b | {arn: arn:aws:iam::1:root} |"),
+            "{}",
+            text(OutputFormat::Table)
+        );
     }
 }

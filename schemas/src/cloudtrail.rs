@@ -49,15 +49,8 @@ fn session_context() -> Field {
                 "attributes",
                 "when and how the session was created",
                 vec![
-                    flag(
-                        "mfaauthenticated",
-                        "whether the session's root credentials were MFA-authenticated",
-                    ),
-                    field(
-                        "creationdate",
-                        crate::utc_timestamp(),
-                        "when the temporary credentials were issued",
-                    ),
+                    flag("mfaauthenticated", "whether the session's root credentials were MFA-authenticated"),
+                    field("creationdate", crate::utc_timestamp(), "when the temporary credentials were issued"),
                 ],
             ),
             record(
@@ -75,25 +68,13 @@ fn session_context() -> Field {
                 "webidfederationdata",
                 "web identity federation the session came from",
                 vec![
-                    text(
-                        "federatedprovider",
-                        "identity provider (for example accounts.google.com)",
-                    ),
+                    text("federatedprovider", "identity provider (for example accounts.google.com)"),
                     json("attributes", "provider attributes, as JSON text"),
                 ],
             ),
-            text(
-                "sourceidentity",
-                "source identity set when the role was assumed",
-            ),
-            text(
-                "ec2roledelivery",
-                "instance metadata service version that delivered EC2 role credentials",
-            ),
-            text(
-                "assumedroot",
-                "whether the session came from a centralised-root AssumeRoot call",
-            ),
+            text("sourceidentity", "source identity set when the role was assumed"),
+            text("ec2roledelivery", "instance metadata service version that delivered EC2 role credentials"),
+            text("assumedroot", "whether the session came from a centralised-root AssumeRoot call"),
         ],
     )
 }
@@ -104,17 +85,11 @@ fn user_identity() -> Field {
         "useridentity",
         "the identity that made the request",
         vec![
-            text(
-                "type",
-                "kind of identity: Root, IAMUser, AssumedRole, AWSService, ...",
-            ),
+            text("type", "kind of identity: Root, IAMUser, AssumedRole, AWSService, ..."),
             text("principalid", "unique ID of the principal"),
             text("arn", "ARN of the principal"),
             text("accountid", "account that owns the principal"),
-            text(
-                "invokedby",
-                "AWS service that made the request on the principal's behalf",
-            ),
+            text("invokedby", "AWS service that made the request on the principal's behalf"),
             text("accesskeyid", "access key used to sign the request"),
             text("username", "friendly name of the principal"),
             record(
@@ -122,21 +97,12 @@ fn user_identity() -> Field {
                 "IAM Identity Center user the request was made for",
                 vec![
                     text("userid", "Identity Center user ID"),
-                    text(
-                        "identitystorearn",
-                        "ARN of the Identity Center identity store",
-                    ),
+                    text("identitystorearn", "ARN of the Identity Center identity store"),
                 ],
             ),
             session_context(),
-            text(
-                "identityprovider",
-                "external identity provider of a federated user",
-            ),
-            text(
-                "credentialid",
-                "ID of the credential used (Identity Center bearer tokens)",
-            ),
+            text("identityprovider", "external identity provider of a federated user"),
+            text("credentialid", "ID of the credential used (Identity Center bearer tokens)"),
         ],
     )
 }
@@ -159,74 +125,30 @@ pub fn schema() -> SchemaRef {
     crate::with_lineage(vec![
         text("eventversion", "version of the CloudTrail record format"),
         user_identity(),
-        field(
-            EVENT_TIME,
-            crate::utc_timestamp(),
-            "when the request was completed (UTC)",
-        ),
-        text(
-            "eventsource",
-            "service the request was made to, for example iam.amazonaws.com",
-        ),
-        text(
-            "eventname",
-            "the API action or event, for example AssumeRole",
-        ),
+        field(EVENT_TIME, crate::utc_timestamp(), "when the request was completed (UTC)"),
+        text("eventsource", "service the request was made to, for example iam.amazonaws.com"),
+        text("eventname", "the API action or event, for example AssumeRole"),
         text("awsregion", "region the request was made to"),
-        text(
-            "sourceipaddress",
-            "IP address (or service name) the request came from",
-        ),
+        text("sourceipaddress", "IP address (or service name) the request came from"),
         text("useragent", "agent through which the request was made"),
         text("errorcode", "AWS error code, when the request failed"),
         text("errormessage", "error message, when the request failed"),
-        json(
-            "requestparameters",
-            "parameters of the request, as JSON text",
-        ),
-        json(
-            "responseelements",
-            "response elements of write actions, as JSON text",
-        ),
-        json(
-            "additionaleventdata",
-            "extra data about the event, as JSON text",
-        ),
+        json("requestparameters", "parameters of the request, as JSON text"),
+        json("responseelements", "response elements of write actions, as JSON text"),
+        json("additionaleventdata", "extra data about the event, as JSON text"),
         text("requestid", "ID of the request, generated by the service"),
         text("eventid", "GUID generated by CloudTrail for this record"),
         flag("readonly", "whether the operation only reads"),
-        field(
-            "resources",
-            DataType::List(resource().into()),
-            "resources accessed by the event",
-        ),
-        text(
-            "eventtype",
-            "AwsApiCall, AwsServiceEvent, AwsConsoleSignIn, AwsCloudTrailInsight, ...",
-        ),
-        text(
-            "apiversion",
-            "API version of the call, for the services that have one",
-        ),
-        flag(
-            "managementevent",
-            "whether this is a management (control-plane) event",
-        ),
+        field("resources", DataType::List(resource().into()), "resources accessed by the event"),
+        text("eventtype", "AwsApiCall, AwsServiceEvent, AwsConsoleSignIn, AwsCloudTrailInsight, ..."),
+        text("apiversion", "API version of the call, for the services that have one"),
+        flag("managementevent", "whether this is a management (control-plane) event"),
         text("recipientaccountid", "account that received this event"),
-        json(
-            "serviceeventdetails",
-            "details of a service event, as JSON text",
-        ),
-        text(
-            "sharedeventid",
-            "GUID shared by the copies of an event delivered to several accounts",
-        ),
+        json("serviceeventdetails", "details of a service event, as JSON text"),
+        text("sharedeventid", "GUID shared by the copies of an event delivered to several accounts"),
         text("vpcendpointid", "VPC endpoint the request came through"),
         text("vpcendpointaccountid", "account that owns the VPC endpoint"),
-        text(
-            "eventcategory",
-            "Management, Data, NetworkActivity or Insight",
-        ),
+        text("eventcategory", "Management, Data, NetworkActivity or Insight"),
         record(
             "addendum",
             "why a late or corrected event was delivered",
@@ -237,14 +159,8 @@ pub fn schema() -> SchemaRef {
                 text("originaleventid", "event ID of the original event"),
             ],
         ),
-        flag(
-            "sessioncredentialfromconsole",
-            "whether the credentials came from a console session",
-        ),
-        json(
-            "edgedevicedetails",
-            "the edge device (Snow family) the request came from, as JSON text",
-        ),
+        flag("sessioncredentialfromconsole", "whether the credentials came from a console session"),
+        json("edgedevicedetails", "the edge device (Snow family) the request came from, as JSON text"),
         record(
             "tlsdetails",
             "TLS used by the client",
@@ -254,10 +170,7 @@ pub fn schema() -> SchemaRef {
                 text("clientprovidedhostheader", "host name the client asked for"),
             ],
         ),
-        json(
-            "insightdetails",
-            "details of a CloudTrail Insights event, as JSON text",
-        ),
+        json("insightdetails", "details of a CloudTrail Insights event, as JSON text"),
         json(
             ADDITIONAL_FIELDS,
             "every field the parser did not recognise, as a JSON object keyed by dotted path; null when none",
@@ -272,11 +185,7 @@ mod tests {
     /// Every type Delta Lake can store; anything else makes the table unwritable.
     fn assert_delta_compatible(path: &str, data_type: &DataType) {
         match data_type {
-            DataType::Utf8
-            | DataType::Boolean
-            | DataType::Int32
-            | DataType::Int64
-            | DataType::Date32 => {}
+            DataType::Utf8 | DataType::Boolean | DataType::Int32 | DataType::Int64 | DataType::Date32 => {}
             DataType::Timestamp(arrow::datatypes::TimeUnit::Microsecond, Some(tz)) => {
                 assert_eq!(tz.as_ref(), "UTC", "{path}")
             }
@@ -287,11 +196,7 @@ mod tests {
                 }
             }
             DataType::List(item) => {
-                assert_eq!(
-                    item.name(),
-                    LIST_ELEMENT,
-                    "{path}: list items must be named element"
-                );
+                assert_eq!(item.name(), LIST_ELEMENT, "{path}: list items must be named element");
                 assert_delta_compatible(&format!("{path}[]"), item.data_type());
             }
             other => panic!("{path}: {other} is not a Delta Lake type"),
@@ -303,10 +208,7 @@ mod tests {
         let schema = schema();
         let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
         assert_eq!(names[..3], ["eventversion", "useridentity", EVENT_TIME]);
-        assert_eq!(
-            names[names.len() - 4..],
-            [ADDITIONAL_FIELDS, "source_bucket", "source_key", "date"]
-        );
+        assert_eq!(names[names.len() - 4..], [ADDITIONAL_FIELDS, "source_bucket", "source_key", "date"]);
         for f in schema.fields().iter().take(names.len() - 3) {
             assert!(f.is_nullable(), "{} must be nullable", f.name());
             assert_delta_compatible(f.name(), f.data_type());
@@ -325,11 +227,7 @@ mod tests {
             ("recipientaccountid", DataType::Utf8),
         ];
         for (name, expected) in cases {
-            assert_eq!(
-                schema.field_with_name(name).expect(name).data_type(),
-                &expected,
-                "{name}"
-            );
+            assert_eq!(schema.field_with_name(name).expect(name).data_type(), &expected, "{name}");
         }
     }
 }

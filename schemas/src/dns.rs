@@ -108,7 +108,11 @@ mod tests {
             assert!(
                 matches!(
                     f.data_type(),
-                    DataType::Utf8 | DataType::Int32 | DataType::Timestamp(..) | DataType::List(_) | DataType::Struct(_)
+                    DataType::Utf8
+                        | DataType::Int32
+                        | DataType::Timestamp(..)
+                        | DataType::List(_)
+                        | DataType::Struct(_)
                 ),
                 "{}: {}",
                 f.name(),

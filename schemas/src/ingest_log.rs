@@ -31,7 +31,11 @@ pub fn schema() -> SchemaRef {
         required_field("ingested_at", utc_timestamp(), "when bunker finished with the object (UTC)"),
         field("source_bucket", DataType::Utf8, "S3 bucket of the object; empty for a local archive"),
         required_field("source_key", DataType::Utf8, "key of the object (path relative to the archive root)"),
-        field("format", DataType::Utf8, "what the object was classified as: cloudtrail, vpcflow, dns, cloudtrail-digest, unknown, ..."),
+        field(
+            "format",
+            DataType::Utf8,
+            "what the object was classified as: cloudtrail, vpcflow, dns, cloudtrail-digest, unknown, ...",
+        ),
         field("table_name", DataType::Utf8, "lake table the rows went to, if any"),
         required_field("status", DataType::Utf8, "committed, duplicate, skipped or failed"),
         field("rows", DataType::Int64, "rows committed from this object"),

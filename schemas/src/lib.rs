@@ -60,11 +60,7 @@ pub fn lineage_fields() -> Vec<Field> {
             DataType::Utf8,
             "key of the source log object (path relative to the archive root)",
         ),
-        required_field(
-            DATE_COLUMN,
-            DataType::Date32,
-            "UTC date of the event; the partition column",
-        ),
+        required_field(DATE_COLUMN, DataType::Date32, "UTC date of the event; the partition column"),
     ]
 }
 
@@ -148,9 +144,7 @@ pub fn describe(schema: &Schema) -> String {
     fn walk(out: &mut String, field: &Field, depth: usize) {
         let ty = match field.data_type() {
             DataType::Struct(_) => "struct".to_owned(),
-            DataType::List(inner) if matches!(inner.data_type(), DataType::Struct(_)) => {
-                "list<struct>".to_owned()
-            }
+            DataType::List(inner) if matches!(inner.data_type(), DataType::Struct(_)) => "list<struct>".to_owned(),
             DataType::List(inner) => format!("list<{}>", inner.data_type()),
             other => other.to_string(),
         };

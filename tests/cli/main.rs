@@ -49,7 +49,14 @@ fn gen_ingest_query_in_every_format() {
     assert_eq!(ok(&["query", "--lake", path(&lake), "--format", "json", sql]), "{\"n\":1500}\n");
 
     // `eventName` and `eventname` are the same column, as in Athena.
-    let json = ok(&["query", "--lake", path(&lake), "--format", "json", "SELECT eventName, useridentity.type AS t FROM cloudtrail ORDER BY eventtime LIMIT 2"]);
+    let json = ok(&[
+        "query",
+        "--lake",
+        path(&lake),
+        "--format",
+        "json",
+        "SELECT eventName, useridentity.type AS t FROM cloudtrail ORDER BY eventtime LIMIT 2",
+    ]);
     let lines: Vec<serde_json::Value> = json.lines().map(|l| serde_json::from_str(l).expect("json line")).collect();
     assert_eq!(lines.len(), 2);
     assert!(lines.iter().all(|l| l["eventname"].is_string() && l["t"].is_string()), "{json}");
@@ -82,7 +89,16 @@ fn errors_are_clear_and_fail_the_command() {
 #[test]
 fn schema_prints_columns_with_docs() {
     let text = ok(&["schema", "cloudtrail"]);
-    for column in ["eventtime", "useridentity", "  arn", "sourceipaddress", "requestparameters", "additionalfields", "source_key", "date"] {
+    for column in [
+        "eventtime",
+        "useridentity",
+        "  arn",
+        "sourceipaddress",
+        "requestparameters",
+        "additionalfields",
+        "source_key",
+        "date",
+    ] {
         assert!(text.contains(column), "missing {column} in:\n{text}");
     }
     assert!(ok(&["schema", "vpcflow"]).contains("log_status"));
@@ -95,7 +111,14 @@ fn demo_runs_from_nothing() {
     let dir = tempfile::tempdir().expect("tempdir");
     let demo_dir = dir.path().join("demo");
     let text = ok(&["demo", "--dir", path(&demo_dir), "--events", "2000"]);
-    for expected in ["Generating a synthetic log archive", "2000 CloudTrail events", "adds nothing", "Busiest API calls", "Rejected flows by destination port", "NXDOMAIN"] {
+    for expected in [
+        "Generating a synthetic log archive",
+        "2000 CloudTrail events",
+        "adds nothing",
+        "Busiest API calls",
+        "Rejected flows by destination port",
+        "NXDOMAIN",
+    ] {
         assert!(text.contains(expected), "demo output lacks {expected:?}:\n{text}");
     }
     // Running it again starts clean instead of failing or doubling.

@@ -42,7 +42,8 @@ fn put(root: &Path, key: &str, data: &[u8]) {
 const BIG_EVENTS: i64 = 90_000;
 
 const FLOW_HEADER: &str = "version account-id interface-id srcaddr dstaddr srcport dstport protocol packets bytes start end action log-status";
-const FLOW_LINE: &str = "2 111122223333 eni-0a1b2c3d4e5f60718 10.0.1.5 203.0.113.9 44321 443 6 10 8400 1714521600 1714521660 ACCEPT OK";
+const FLOW_LINE: &str =
+    "2 111122223333 eni-0a1b2c3d4e5f60718 10.0.1.5 203.0.113.9 44321 443 6 10 8400 1714521600 1714521660 ACCEPT OK";
 const DNS_LINE: &str = r#"{"version":"1.100000","account_id":"111122223333","region":"us-east-1","vpc_id":"vpc-0a1b2c3d","query_timestamp":"2024-05-01T10:00:00Z","query_name":"example.com.","query_type":"A","query_class":"IN","rcode":"NOERROR","answers":[{"Rdata":"93.184.216.34","Type":"A","Class":"IN"}],"srcaddr":"10.0.1.5","srcport":"53211","transport":"UDP","srcids":{"instance":"i-0123456789abcdef0"}}"#;
 
 #[tokio::test]
@@ -58,8 +59,14 @@ async fn bad_objects_are_recorded_and_the_rest_is_ingested() {
     put(&archive, &format!("{CT}/empty.json.gz"), b"");
     put(&archive, &format!("{CT}/notjson.json.gz"), &gz(b"this is not JSON at all\n"));
     put(&archive, &format!("{CT}/norecords.json.gz"), &gz(br#"{"Logs":[{"eventName":1}],"foo":"bar"}"#));
-    put(&archive, &format!("{CT}/badtime.json.gz"), &gz(records(&[event("e-3", "2024-05-01T10:02:00Z"), event("e-4", "yesterday at noon")]).as_bytes()));
-    let wrong_types = records(&[event("e-5", "2024-05-01T10:03:00Z").replace(r#""readOnly":true"#, r#""readOnly":"sometimes""#).replace(r#""eventName":"DescribeInstances""#, r#""eventName":42"#)]);
+    put(
+        &archive,
+        &format!("{CT}/badtime.json.gz"),
+        &gz(records(&[event("e-3", "2024-05-01T10:02:00Z"), event("e-4", "yesterday at noon")]).as_bytes()),
+    );
+    let wrong_types = records(&[event("e-5", "2024-05-01T10:03:00Z")
+        .replace(r#""readOnly":true"#, r#""readOnly":"sometimes""#)
+        .replace(r#""eventName":"DescribeInstances""#, r#""eventName":42"#)]);
     put(&archive, &format!("{CT}/wrongtypes.json.gz"), &gz(wrong_types.as_bytes()));
     let mut non_utf8 = records(&[event("e-6", "2024-05-01T10:04:00Z")]).into_bytes();
     let at = non_utf8.windows(3).position(|w| w == b"ana").expect("name");
@@ -71,9 +78,21 @@ async fn bad_objects_are_recorded_and_the_rest_is_ingested() {
     assert!(huge.len() > 50 << 20 && !huge.contains('\n'), "{} bytes", huge.len());
     put(&archive, &format!("{CT}/huge.json.gz"), &gz(huge.as_bytes()));
 
-    put(&archive, &format!("{FLOW}/unknownfield.log.gz"), &gz(format!("{FLOW_HEADER} flow-colour\n{FLOW_LINE} blue\n").as_bytes()));
-    put(&archive, &format!("{FLOW}/shortline.log.gz"), &gz(format!("{FLOW_HEADER}\n{FLOW_LINE}\n2 111122223333 eni-0a1b 10.0.1.5\n{FLOW_LINE}\n").as_bytes()));
-    put(&archive, &format!("{DNS}/notjsonline.log.gz"), &gz(format!("{DNS_LINE}\nthis line is not JSON\n{DNS_LINE}\n").as_bytes()));
+    put(
+        &archive,
+        &format!("{FLOW}/unknownfield.log.gz"),
+        &gz(format!("{FLOW_HEADER} flow-colour\n{FLOW_LINE} blue\n").as_bytes()),
+    );
+    put(
+        &archive,
+        &format!("{FLOW}/shortline.log.gz"),
+        &gz(format!("{FLOW_HEADER}\n{FLOW_LINE}\n2 111122223333 eni-0a1b 10.0.1.5\n{FLOW_LINE}\n").as_bytes()),
+    );
+    put(
+        &archive,
+        &format!("{DNS}/notjsonline.log.gz"),
+        &gz(format!("{DNS_LINE}\nthis line is not JSON\n{DNS_LINE}\n").as_bytes()),
+    );
 
     let summary = ingest(&archive, &lake).await;
 
@@ -93,7 +112,8 @@ async fn bad_objects_are_recorded_and_the_rest_is_ingested() {
     assert_eq!(summary.failed.len(), failed.len(), "{:#?}", summary.failed);
     for (name, kind, reason) in failed {
         let key = format!("{CT}/{name}");
-        let found = rows(&lake, &format!("SELECT status, error_kind, reason FROM ingest_log WHERE source_key = '{key}'")).await;
+        let found =
+            rows(&lake, &format!("SELECT status, error_kind, reason FROM ingest_log WHERE source_key = '{key}'")).await;
         assert_eq!(found.len(), 1, "{key}: {found:?}");
         let parts: Vec<&str> = found[0].splitn(3, '|').collect();
         assert_eq!(parts[0], "failed", "{key}");
@@ -111,7 +131,10 @@ async fn bad_objects_are_recorded_and_the_rest_is_ingested() {
         (format!("{DNS}/notjsonline.log.gz"), "2|1", "line 2"),
     ];
     for (key, counts, reason) in &expect {
-        let row = partial.iter().find(|r| r.starts_with(&format!("{key}|"))).unwrap_or_else(|| panic!("{key} missing: {partial:#?}"));
+        let row = partial
+            .iter()
+            .find(|r| r.starts_with(&format!("{key}|")))
+            .unwrap_or_else(|| panic!("{key} missing: {partial:#?}"));
         assert!(row.contains(&format!("committed|{counts}|")) && row.contains(reason), "{row}");
     }
 
@@ -125,7 +148,9 @@ async fn bad_objects_are_recorded_and_the_rest_is_ingested() {
 fn a_zero_byte_folder_object_is_skipped_not_failed() {
     let folder = ObjectRef { bucket: "archive".into(), key: "AWSLogs/111122223333/CloudTrail/".into(), size: 0 };
     match process_object(&folder, Vec::new(), 1 << 20) {
-        ObjectOutcome::Skipped { format: LogFormat::Unknown, reason, .. } => assert!(reason.contains("folder"), "{reason}"),
+        ObjectOutcome::Skipped { format: LogFormat::Unknown, reason, .. } => {
+            assert!(reason.contains("folder"), "{reason}")
+        }
         other => panic!("{other:?}"),
     }
 }

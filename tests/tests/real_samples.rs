@@ -14,7 +14,10 @@ const COMMITTED: &[(&str, u64)] = &[
     ("aws-cloudtrail-processing-library/src/test/resources/resources/SerializerTestFileMissField.json", 3),
     ("aws-cloudtrail-processing-library/src/test/resources/resources/SerializerTestFileNewFieldAtRandomPlaces.json", 2),
     ("aws-cloudtrail-processing-library/src/test/resources/resources/SerializerTestFileNewFieldsInRoot.json", 2),
-    ("aws-cloudtrail-processing-library/src/test/resources/resources/SerializerTestFileNewFieldsInUserIdentity.json", 2),
+    (
+        "aws-cloudtrail-processing-library/src/test/resources/resources/SerializerTestFileNewFieldsInUserIdentity.json",
+        2,
+    ),
     ("aws-cloudtrail-processing-library/src/test/resources/resources/SerializerVariousUserIdentityTestFile.json", 1),
     ("aws-cloudtrail-processing-library/src/test/resources/resources/SerializerAllFieldsNull.json", 1),
     ("aws-cloudtrail-processing-library/src/test/resources/resources/SerializerTestFileBadFieldName.json", 1),
@@ -33,7 +36,10 @@ const COMMITTED: &[(&str, u64)] = &[
     ("cloudtrail2sightings/unzipped/aws.credential-access.secretsmanager-retrieve-secrets.json", 10),
     ("cloudtrail2sightings/unzipped/aws.defense-evasion.cloudtrail-delete.json", 1),
     ("cloudtrail2sightings/unzipped/aws.exfiltration.ec2-share-ebs-snapshot.json", 1),
-    ("elastic-integrations/packages/aws/data_stream/cloudtrail/_dev/test/pipeline/test-authorize-security-group-ingress-json.log", 1),
+    (
+        "elastic-integrations/packages/aws/data_stream/cloudtrail/_dev/test/pipeline/test-authorize-security-group-ingress-json.log",
+        1,
+    ),
     ("elastic-integrations/packages/aws/data_stream/cloudtrail/_dev/test/pipeline/test-console-login-json.log", 3),
     ("elastic-integrations/packages/aws/data_stream/cloudtrail/_dev/test/pipeline/test-delete-detector-json.log", 1),
     ("elastic-integrations/packages/aws/data_stream/cloudtrail/_dev/test/pipeline/test-update-trail-json.log", 2),
@@ -68,8 +74,14 @@ const SKIPPED: &[(&str, &str)] = &[
     ("grafana-loki/tools/lambda-promtail/testdata/cloudfront.log.gz", "unknown"),
     ("grafana-loki/tools/lambda-promtail/testdata/waflog.log.gz", "unknown"),
     ("grafana-loki/tools/lambda-promtail/testdata/eventbridge-s3-event.json", "unknown"),
-    ("awsdocs-cloudtrail/extracted/cloudtrail-log-file-validation-digest-file-structure__block02.json", "cloudtrail-digest"),
-    ("elastic-integrations/packages/aws/data_stream/cloudtrail/_dev/test/pipeline/test-cloudtrail-digest-json.log", "cloudtrail-digest"),
+    (
+        "awsdocs-cloudtrail/extracted/cloudtrail-log-file-validation-digest-file-structure__block02.json",
+        "cloudtrail-digest",
+    ),
+    (
+        "elastic-integrations/packages/aws/data_stream/cloudtrail/_dev/test/pipeline/test-cloudtrail-digest-json.log",
+        "cloudtrail-digest",
+    ),
     // Rows in a custom field order whose header line is in another file: unreadable alone.
     ("awsdocs-vpc/extracted/flow-logs-records-examples__block08.log", "unknown"),
     ("README.md", "unknown"),
@@ -82,14 +94,25 @@ async fn every_real_sample_is_ingested_skipped_or_recorded_as_bad() {
     let lake = dir.path().join("lake");
     let summary = ingest(&samples, &lake).await;
 
-    let log = rows(&lake, "SELECT source_key, status, format, rows, coalesce(reason, '') FROM ingest_log ORDER BY source_key").await;
+    let log = rows(
+        &lake,
+        "SELECT source_key, status, format, rows, coalesce(reason, '') FROM ingest_log ORDER BY source_key",
+    )
+    .await;
     let find = |key: &str| -> Vec<String> {
-        let line = log.iter().find(|l| l.starts_with(&format!("{key}|"))).unwrap_or_else(|| panic!("{key} is not in the ingest log"));
+        let line = log
+            .iter()
+            .find(|l| l.starts_with(&format!("{key}|")))
+            .unwrap_or_else(|| panic!("{key} is not in the ingest log"));
         line.splitn(5, '|').map(str::to_owned).collect()
     };
     for (key, expected_rows) in COMMITTED {
         let row = find(key);
-        assert_eq!((row[1].as_str(), row[3].parse::<u64>().expect("rows")), ("committed", *expected_rows), "{key}: {row:?}");
+        assert_eq!(
+            (row[1].as_str(), row[3].parse::<u64>().expect("rows")),
+            ("committed", *expected_rows),
+            "{key}: {row:?}"
+        );
     }
     for (key, reason) in FAILED {
         let row = find(key);
@@ -102,7 +125,8 @@ async fn every_real_sample_is_ingested_skipped_or_recorded_as_bad() {
     }
     // Nothing else failed, and every object is accounted for exactly once.
     assert_eq!(summary.failed.len(), FAILED.len(), "{:#?}", summary.failed);
-    let files = walkdir::WalkDir::new(&samples).into_iter().filter_map(Result::ok).filter(|e| e.file_type().is_file()).count();
+    let files =
+        walkdir::WalkDir::new(&samples).into_iter().filter_map(Result::ok).filter(|e| e.file_type().is_file()).count();
     assert_eq!(log.len(), files);
     // Every committed row has its time and lineage.
     let nulls = rows(&lake, "SELECT count(*) FROM cloudtrail WHERE eventtime IS NULL OR source_key IS NULL").await;

@@ -46,7 +46,10 @@ fn main() -> anyhow::Result<()> {
         config.vpcflow_records = 0;
         config.dns_records = 0;
     }
-    let name = format!("ct{}-flow{}-dns{}-seed{}", config.cloudtrail_events, config.vpcflow_records, config.dns_records, args.seed);
+    let name = format!(
+        "ct{}-flow{}-dns{}-seed{}",
+        config.cloudtrail_events, config.vpcflow_records, config.dns_records, args.seed
+    );
     let archive = args.cache.join(&name);
     let complete = args.cache.join(format!("{name}.complete"));
     if !complete.exists() {
@@ -54,7 +57,12 @@ fn main() -> anyhow::Result<()> {
         let started = Instant::now();
         let summary = generate(&archive, &config).context("generating the archive")?;
         std::fs::write(&complete, b"")?;
-        eprintln!("generated {} objects ({} bytes) in {:.1} s", summary.objects, summary.bytes, started.elapsed().as_secs_f64());
+        eprintln!(
+            "generated {} objects ({} bytes) in {:.1} s",
+            summary.objects,
+            summary.bytes,
+            started.elapsed().as_secs_f64()
+        );
     }
     let lake_dir = tempfile::tempdir_in(&args.cache)?;
 
@@ -73,16 +81,39 @@ fn main() -> anyhow::Result<()> {
     let peak = peak_rss_bytes().unwrap_or(0);
 
     let rows = summary.total_rows();
-    let lake_bytes: u64 = walkdir::WalkDir::new(lake_dir.path()).into_iter().filter_map(Result::ok).filter_map(|e| e.metadata().ok()).filter(|m| m.is_file()).map(|m| m.len()).sum();
-    println!("archive:        {name} ({} objects, {:.1} MiB gzip, {:.1} MiB decompressed)", summary.objects, summary.bytes as f64 / 1048576.0, summary.content_bytes as f64 / 1048576.0);
+    let lake_bytes: u64 = walkdir::WalkDir::new(lake_dir.path())
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter_map(|e| e.metadata().ok())
+        .filter(|m| m.is_file())
+        .map(|m| m.len())
+        .sum();
+    println!(
+        "archive:        {name} ({} objects, {:.1} MiB gzip, {:.1} MiB decompressed)",
+        summary.objects,
+        summary.bytes as f64 / 1048576.0,
+        summary.content_bytes as f64 / 1048576.0
+    );
     for (table, n) in &summary.rows {
         println!("rows {table:<10} {n}");
     }
     println!("failed objects: {}", summary.failed.len());
-    println!("elapsed:        {elapsed:.2} s (parse {:.2} s of thread time, commit {:.2} s of wall time)", summary.parse_time.as_secs_f64(), summary.commit_time.as_secs_f64());
+    println!(
+        "elapsed:        {elapsed:.2} s (parse {:.2} s of thread time, commit {:.2} s of wall time)",
+        summary.parse_time.as_secs_f64(),
+        summary.commit_time.as_secs_f64()
+    );
     println!("events/s:       {:.0}", rows as f64 / elapsed);
     println!("input MB/s:     {:.1} decompressed", summary.content_bytes as f64 / 1e6 / elapsed);
-    println!("lake size:      {:.1} MiB ({:.1} bytes/event)", lake_bytes as f64 / 1048576.0, lake_bytes as f64 / rows.max(1) as f64);
-    println!("peak RSS:       {:.0} MiB{}", peak as f64 / 1048576.0, if rss_reset { "" } else { " (includes generation: clear_refs unavailable)" });
+    println!(
+        "lake size:      {:.1} MiB ({:.1} bytes/event)",
+        lake_bytes as f64 / 1048576.0,
+        lake_bytes as f64 / rows.max(1) as f64
+    );
+    println!(
+        "peak RSS:       {:.0} MiB{}",
+        peak as f64 / 1048576.0,
+        if rss_reset { "" } else { " (includes generation: clear_refs unavailable)" }
+    );
     Ok(())
 }

@@ -10,8 +10,7 @@
 use std::sync::Arc;
 
 use arrow::array::{
-    ArrayRef, BooleanBuilder, ListArray, NullBufferBuilder, StringBuilder, StructArray,
-    TimestampMicrosecondBuilder,
+    ArrayRef, BooleanBuilder, ListArray, NullBufferBuilder, StringBuilder, StructArray, TimestampMicrosecondBuilder,
 };
 use arrow::buffer::{OffsetBuffer, ScalarBuffer};
 use arrow::datatypes::{DataType, FieldRef, Fields};
@@ -59,9 +58,7 @@ impl StructLayout {
     /// starting where the previous key matched usually finds the next one at the first comparison.
     pub fn find(&self, key: &str, hint: usize) -> Option<usize> {
         let n = self.fields.len();
-        (0..n)
-            .map(|k| (hint + k) % n)
-            .find(|&i| self.fields[i].key == key)
+        (0..n).map(|k| (hint + k) % n).find(|&i| self.fields[i].key == key)
     }
 }
 
@@ -70,12 +67,8 @@ const fn f(key: &'static str, kind: Kind) -> FieldLayout {
 }
 
 /// `userIdentity.sessionContext.attributes`.
-static SESSION_ATTRIBUTES: StructLayout = StructLayout {
-    fields: &[
-        f("mfaAuthenticated", Kind::Bool),
-        f("creationDate", Kind::Time),
-    ],
-};
+static SESSION_ATTRIBUTES: StructLayout =
+    StructLayout { fields: &[f("mfaAuthenticated", Kind::Bool), f("creationDate", Kind::Time)] };
 
 /// `userIdentity.sessionContext.sessionIssuer`.
 static SESSION_ISSUER: StructLayout = StructLayout {
@@ -89,12 +82,8 @@ static SESSION_ISSUER: StructLayout = StructLayout {
 };
 
 /// `userIdentity.sessionContext.webIdFederationData`.
-static WEB_ID_FEDERATION: StructLayout = StructLayout {
-    fields: &[
-        f("federatedProvider", Kind::Text),
-        f("attributes", Kind::Json),
-    ],
-};
+static WEB_ID_FEDERATION: StructLayout =
+    StructLayout { fields: &[f("federatedProvider", Kind::Text), f("attributes", Kind::Json)] };
 
 /// `userIdentity.sessionContext`.
 static SESSION_CONTEXT: StructLayout = StructLayout {
@@ -109,9 +98,8 @@ static SESSION_CONTEXT: StructLayout = StructLayout {
 };
 
 /// `userIdentity.onBehalfOf`.
-static ON_BEHALF_OF: StructLayout = StructLayout {
-    fields: &[f("userId", Kind::Text), f("identityStoreArn", Kind::Text)],
-};
+static ON_BEHALF_OF: StructLayout =
+    StructLayout { fields: &[f("userId", Kind::Text), f("identityStoreArn", Kind::Text)] };
 
 /// `userIdentity`.
 static USER_IDENTITY: StructLayout = StructLayout {
@@ -131,13 +119,8 @@ static USER_IDENTITY: StructLayout = StructLayout {
 };
 
 /// An item of `resources`. AWS spells the ARN key `ARN`.
-static RESOURCE: StructLayout = StructLayout {
-    fields: &[
-        f("ARN", Kind::Text),
-        f("accountId", Kind::Text),
-        f("type", Kind::Text),
-    ],
-};
+static RESOURCE: StructLayout =
+    StructLayout { fields: &[f("ARN", Kind::Text), f("accountId", Kind::Text), f("type", Kind::Text)] };
 
 /// `addendum`.
 static ADDENDUM: StructLayout = StructLayout {
@@ -151,11 +134,7 @@ static ADDENDUM: StructLayout = StructLayout {
 
 /// `tlsDetails`.
 static TLS_DETAILS: StructLayout = StructLayout {
-    fields: &[
-        f("tlsVersion", Kind::Text),
-        f("cipherSuite", Kind::Text),
-        f("clientProvidedHostHeader", Kind::Text),
-    ],
+    fields: &[f("tlsVersion", Kind::Text), f("cipherSuite", Kind::Text), f("clientProvidedHostHeader", Kind::Text)],
 };
 
 /// A CloudTrail record: every column before `additionalfields`.
@@ -237,9 +216,7 @@ impl Column {
         match (self, data_type) {
             (Column::Text(b), DataType::Utf8) => Ok(Arc::new(b.finish())),
             (Column::Bool(b), DataType::Boolean) => Ok(Arc::new(b.finish())),
-            (Column::Time(b), DataType::Timestamp(_, tz)) => {
-                Ok(Arc::new(b.finish().with_timezone_opt(tz.clone())))
-            }
+            (Column::Time(b), DataType::Timestamp(_, tz)) => Ok(Arc::new(b.finish().with_timezone_opt(tz.clone()))),
             (Column::Struct(s), DataType::Struct(fields)) => Ok(Arc::new(s.finish(fields)?)),
             (Column::List(l), DataType::List(item)) => {
                 let DataType::Struct(fields) = item.data_type() else {
@@ -248,12 +225,7 @@ impl Column {
                 let values = Arc::new(l.items.finish(fields)?);
                 let offsets = std::mem::replace(&mut l.offsets, vec![0]);
                 let offsets = OffsetBuffer::new(ScalarBuffer::from(offsets));
-                Ok(Arc::new(ListArray::try_new(
-                    item.clone(),
-                    offsets,
-                    values,
-                    l.validity.finish(),
-                )?))
+                Ok(Arc::new(ListArray::try_new(item.clone(), offsets, values, l.validity.finish())?))
             }
             (_, other) => Err(layout_mismatch(other)),
         }
@@ -305,11 +277,7 @@ impl StructColumn {
                 fields.len()
             )));
         }
-        self.children
-            .iter_mut()
-            .zip(fields.iter())
-            .map(|(c, f)| c.finish(f.data_type()))
-            .collect()
+        self.children.iter_mut().zip(fields.iter()).map(|(c, f)| c.finish(f.data_type())).collect()
     }
 
     fn finish(&mut self, fields: &Fields) -> Result<StructArray, ArrowError> {
@@ -331,11 +299,7 @@ pub(super) struct ListColumn {
 
 impl ListColumn {
     fn new(layout: &'static StructLayout) -> Self {
-        ListColumn {
-            offsets: vec![0],
-            validity: NullBufferBuilder::new(0),
-            items: StructColumn::new(layout),
-        }
+        ListColumn { offsets: vec![0], validity: NullBufferBuilder::new(0), items: StructColumn::new(layout) }
     }
 
     /// Appends a null list.

@@ -22,10 +22,7 @@ pub(super) fn span(nodes: &[Node<'_>], at: usize) -> usize {
 ///
 /// Yields nothing if `at` is not an object. The walk trusts the tape's own counts and stops early,
 /// rather than panicking, if they ever disagree with its length.
-pub(super) fn entries<'t, 'i>(
-    nodes: &'t [Node<'i>],
-    at: usize,
-) -> impl Iterator<Item = (&'i str, usize)> + 't {
+pub(super) fn entries<'t, 'i>(nodes: &'t [Node<'i>], at: usize) -> impl Iterator<Item = (&'i str, usize)> + 't {
     let len = match nodes.get(at) {
         Some(Node::Object { len, .. }) => *len,
         _ => 0,
@@ -175,28 +172,13 @@ mod tests {
     #[test]
     fn compact_text_round_trips() {
         let cases = [
-            (
-                r#"{ "a" : 1, "b": [true, false, null], "c": {} }"#,
-                r#"{"a":1,"b":[true,false,null],"c":{}}"#,
-            ),
+            (r#"{ "a" : 1, "b": [true, false, null], "c": {} }"#, r#"{"a":1,"b":[true,false,null],"c":{}}"#),
             (r#"[]"#, r#"[]"#),
-            (
-                r#"{"n": -12, "u": 18446744073709551615, "f": 1.5}"#,
-                r#"{"n":-12,"u":18446744073709551615,"f":1.5}"#,
-            ),
+            (r#"{"n": -12, "u": 18446744073709551615, "f": 1.5}"#, r#"{"n":-12,"u":18446744073709551615,"f":1.5}"#),
             (r#"[1e300, 2.5e-9, 10.0]"#, r#"[1e300,2.5e-9,10.0]"#),
-            (
-                r#""quote \" backslash \\ newline \n tab \t""#,
-                r#""quote \" backslash \\ newline \n tab \t""#,
-            ),
-            (
-                r#""bell \u0007 nul \u0000 é 😀""#,
-                r#""bell \u0007 nul \u0000 é 😀""#,
-            ),
-            (
-                r#"{"nested":{"deeper":[{"x":"y"}]}}"#,
-                r#"{"nested":{"deeper":[{"x":"y"}]}}"#,
-            ),
+            (r#""quote \" backslash \\ newline \n tab \t""#, r#""quote \" backslash \\ newline \n tab \t""#),
+            (r#""bell \u0007 nul \u0000 é 😀""#, r#""bell \u0007 nul \u0000 é 😀""#),
+            (r#"{"nested":{"deeper":[{"x":"y"}]}}"#, r#"{"nested":{"deeper":[{"x":"y"}]}}"#),
         ];
         for (input, expected) in cases {
             let out = reserialise(input);

@@ -35,16 +35,8 @@ use json_text::{elements, entries, type_name, write_escaped, write_static, write
 
 /// Keys of which at least one marks a root object without `Records` as a single CloudTrail event
 /// (rather than, say, a digest file or an API response).
-const EVENT_MARKERS: [&str; 8] = [
-    "eventTime",
-    "@timestamp",
-    "eventName",
-    "eventSource",
-    "eventVersion",
-    "eventID",
-    "userIdentity",
-    "eventType",
-];
+const EVENT_MARKERS: [&str; 8] =
+    ["eventTime", "@timestamp", "eventName", "eventSource", "eventVersion", "eventID", "userIdentity", "eventType"];
 
 /// The name some log shippers give the event time; used when `eventTime` is absent.
 const SHIPPER_TIMESTAMP: &str = "@timestamp";
@@ -183,18 +175,11 @@ impl CloudTrailParser {
         match outcome {
             Ok(()) => {
                 let batch = self.finish(ctx)?;
-                Ok(Parsed {
-                    batch,
-                    rejected: std::mem::take(&mut self.rejected),
-                })
+                Ok(Parsed { batch, rejected: std::mem::take(&mut self.rejected) })
             }
             Err(reason) => {
                 self.reset();
-                Err(IngestError::Malformed {
-                    key: ctx.key.into(),
-                    format: LogFormat::CloudTrail,
-                    reason,
-                })
+                Err(IngestError::Malformed { key: ctx.key.into(), format: LogFormat::CloudTrail, reason })
             }
         }
     }
@@ -202,11 +187,7 @@ impl CloudTrailParser {
     /// Parses `data` into the column buffers; `Err` is the reason the whole object is malformed.
     fn parse_body(&mut self, data: &mut [u8]) -> Result<(), String> {
         // A UTF-8 byte-order mark is legal at the start of a text file but not JSON.
-        let start = if data.starts_with(b"\xEF\xBB\xBF") {
-            3
-        } else {
-            0
-        };
+        let start = if data.starts_with(b"\xEF\xBB\xBF") { 3 } else { 0 };
         let body = trim_mut(data.get_mut(start..).unwrap_or_default());
         if body.is_empty() {
             return Err("the object is empty".to_owned());
@@ -253,18 +234,13 @@ impl CloudTrailParser {
                 Err(e) => not_json_reason(&e),
             };
             first_error.get_or_insert_with(|| format!("line {line_number}: {reason}"));
-            self.rejected.push(Rejected {
-                position: Position::Line(line_number),
-                reason,
-            });
+            self.rejected.push(Rejected { position: Position::Line(line_number), reason });
         }
         self.tape = tape.reset();
         outcome?;
         match first_error {
             // Every line bad: this is not a CloudTrail JSON-lines object at all.
-            Some(reason) if cloudtrail_lines == 0 => {
-                Err(format!("no line is a CloudTrail event; {reason}"))
-            }
+            Some(reason) if cloudtrail_lines == 0 => Err(format!("no line is a CloudTrail event; {reason}")),
             _ => Ok(()),
         }
     }
@@ -274,43 +250,28 @@ impl CloudTrailParser {
         match nodes.first() {
             Some(Node::Object { .. }) => {}
             Some(Node::Array { .. }) => {
-                return Err(
-                    r#"a JSON array, where {"Records":[...]} or one event object was expected"#
-                        .to_owned(),
-                );
+                return Err(r#"a JSON array, where {"Records":[...]} or one event object was expected"#.to_owned());
             }
             _ => return Err(format!("{}, not a JSON object", type_name(nodes, 0))),
         }
         if let Some((_, records)) = entries(nodes, 0).find(|(key, _)| *key == "Records") {
             if !matches!(nodes.get(records), Some(Node::Array { .. })) {
-                return Err(format!(
-                    r#""Records" is {}, not an array"#,
-                    type_name(nodes, records)
-                ));
+                return Err(format!(r#""Records" is {}, not an array"#, type_name(nodes, records)));
             }
             for (n, record) in elements(nodes, records).enumerate() {
                 let outcome = match nodes.get(record) {
                     Some(Node::Object { .. }) => self.push_record(nodes, record),
-                    _ => Err(format!(
-                        "the record is {}, not an object",
-                        type_name(nodes, record)
-                    )),
+                    _ => Err(format!("the record is {}, not an object", type_name(nodes, record))),
                 };
                 if let Err(reason) = outcome {
-                    self.rejected.push(Rejected {
-                        position: locator.position(n),
-                        reason,
-                    });
+                    self.rejected.push(Rejected { position: locator.position(n), reason });
                 }
             }
             return Ok(());
         }
         if entries(nodes, 0).any(|(key, _)| EVENT_MARKERS.contains(&key)) {
             if let Err(reason) = self.push_record(nodes, 0) {
-                self.rejected.push(Rejected {
-                    position: locator.position(0),
-                    reason,
-                });
+                self.rejected.push(Rejected { position: locator.position(0), reason });
             }
             return Ok(());
         }
@@ -349,11 +310,7 @@ impl CloudTrailParser {
                         &mut self.scratch,
                         nodes,
                         shipper,
-                        &Path {
-                            parent: None,
-                            key: SHIPPER_TIMESTAMP,
-                            index: None,
-                        },
+                        &Path { parent: None, key: SHIPPER_TIMESTAMP, index: None },
                     );
                 }
                 micros
@@ -369,11 +326,7 @@ impl CloudTrailParser {
             self.scratch.text.push('{');
             self.scratch.text.push_str(body);
             self.scratch.text.push('}');
-            append_text(
-                &mut self.additional_fields,
-                &self.scratch.text,
-                &mut self.scratch.overflow,
-            );
+            append_text(&mut self.additional_fields, &self.scratch.text, &mut self.scratch.overflow);
         } else {
             self.additional_fields.append_null();
         }
@@ -422,34 +375,13 @@ fn scan_keys(
         match layout.find(key, hint) {
             Some(i) => {
                 hint = i + 1;
-                if let Some(previous) = column.slots.get_mut(i).and_then(|slot| slot.replace(value))
-                {
+                if let Some(previous) = column.slots.get_mut(i).and_then(|slot| slot.replace(value)) {
                     // A repeated key: the last one fills the column, the earlier one is kept aside.
-                    record_extra(
-                        scratch,
-                        nodes,
-                        previous,
-                        &Path {
-                            parent,
-                            key,
-                            index: None,
-                        },
-                    );
+                    record_extra(scratch, nodes, previous, &Path { parent, key, index: None });
                 }
             }
-            None if root && key == SHIPPER_TIMESTAMP && shipper_time.is_none() => {
-                shipper_time = Some(value)
-            }
-            None => record_extra(
-                scratch,
-                nodes,
-                value,
-                &Path {
-                    parent,
-                    key,
-                    index: None,
-                },
-            ),
+            None if root && key == SHIPPER_TIMESTAMP && shipper_time.is_none() => shipper_time = Some(value),
+            None => record_extra(scratch, nodes, value, &Path { parent, key, index: None }),
         }
     }
     shipper_time
@@ -464,17 +396,8 @@ fn emit_children(
     event_time: i64,
 ) {
     let layout = column.layout;
-    for ((child, field), at) in column
-        .children
-        .iter_mut()
-        .zip(layout.fields)
-        .zip(column.slots.iter().copied())
-    {
-        let path = Path {
-            parent,
-            key: field.key,
-            index: None,
-        };
+    for ((child, field), at) in column.children.iter_mut().zip(layout.fields).zip(column.slots.iter().copied()) {
+        let path = Path { parent, key: field.key, index: None };
         append_value(child, field.kind, nodes, at, &path, scratch, event_time);
     }
 }
@@ -531,9 +454,7 @@ fn append_value(
             }
         },
         (Kind::Time, Column::Time(builder)) => match node {
-            Node::String(s) if let Some(micros) = parse_rfc3339_micros(s) => {
-                builder.append_value(micros)
-            }
+            Node::String(s) if let Some(micros) = parse_rfc3339_micros(s) => builder.append_value(micros),
             _ => {
                 builder.append_null();
                 record_extra(scratch, nodes, at, path);
@@ -557,28 +478,11 @@ fn append_value(
             }
             let mut items = 0usize;
             for (n, element) in elements(nodes, at).enumerate() {
-                let item_path = Path {
-                    parent: path.parent,
-                    key: path.key,
-                    index: Some(n),
-                };
+                let item_path = Path { parent: path.parent, key: path.key, index: Some(n) };
                 if matches!(nodes.get(element), Some(Node::Object { .. })) {
                     list.items.validity.append_non_null();
-                    scan_keys(
-                        &mut list.items,
-                        nodes,
-                        element,
-                        Some(&item_path),
-                        scratch,
-                        false,
-                    );
-                    emit_children(
-                        &mut list.items,
-                        nodes,
-                        Some(&item_path),
-                        scratch,
-                        event_time,
-                    );
+                    scan_keys(&mut list.items, nodes, element, Some(&item_path), scratch, false);
+                    emit_children(&mut list.items, nodes, Some(&item_path), scratch, event_time);
                 } else {
                     // Keep the item (as null) so that item indexes still match the source.
                     list.items.append_null();
@@ -589,9 +493,7 @@ fn append_value(
                 items += 1;
             }
             let start = list.offsets.last().copied().unwrap_or(0);
-            let end = i32::try_from(items)
-                .ok()
-                .and_then(|items| start.checked_add(items));
+            let end = i32::try_from(items).ok().and_then(|items| start.checked_add(items));
             match end {
                 Some(end) => list.offsets.push(end),
                 None => {
@@ -634,10 +536,7 @@ fn parse_time(nodes: &[Node<'_>], at: usize, name: &str) -> Result<i64, String> 
     }
     let mut text = String::new();
     write_value(nodes, at, &mut text);
-    Err(format!(
-        "{name} {} is not an RFC 3339 timestamp",
-        preview(&text)
-    ))
+    Err(format!("{name} {} is not an RFC 3339 timestamp", preview(&text)))
 }
 
 fn is_null(nodes: &[Node<'_>], at: usize) -> bool {
@@ -669,21 +568,13 @@ fn is_json_lines(body: &[u8]) -> bool {
     };
     let (first, rest) = body.split_at(newline);
     let first = first.trim_ascii();
-    first.first() == Some(&b'{')
-        && first.last() == Some(&b'}')
-        && rest.iter().any(|b| !b.is_ascii_whitespace())
+    first.first() == Some(&b'{') && first.last() == Some(&b'}') && rest.iter().any(|b| !b.is_ascii_whitespace())
 }
 
 /// `bytes` without leading and trailing ASCII whitespace.
 fn trim_mut(bytes: &mut [u8]) -> &mut [u8] {
-    let start = bytes
-        .iter()
-        .position(|b| !b.is_ascii_whitespace())
-        .unwrap_or(bytes.len());
-    let end = bytes
-        .iter()
-        .rposition(|b| !b.is_ascii_whitespace())
-        .map_or(start, |i| i + 1);
+    let start = bytes.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(bytes.len());
+    let end = bytes.iter().rposition(|b| !b.is_ascii_whitespace()).map_or(start, |i| i + 1);
     bytes.get_mut(start..end.max(start)).unwrap_or_default()
 }
 

@@ -1,6 +1,5 @@
 //! Tests of the CloudTrail parser: shapes, values, unknown fields, bad input, and the public samples.
 
-
 use arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
 use arrow::datatypes::{DataType, TimestampMicrosecondType};
 use rand::{RngCore as _, SeedableRng as _};
@@ -8,14 +7,11 @@ use rand::{RngCore as _, SeedableRng as _};
 use super::*;
 use crate::test_support::{read_sample, real_samples_dir};
 
-const KEY: &str = "AWSLogs/111122223333/CloudTrail/us-east-1/2024/05/01/111122223333_CloudTrail_us-east-1_20240501T1205Z_abc.json.gz";
+const KEY: &str =
+    "AWSLogs/111122223333/CloudTrail/us-east-1/2024/05/01/111122223333_CloudTrail_us-east-1_20240501T1205Z_abc.json.gz";
 
 fn ctx() -> ObjectContext<'static> {
-    ObjectContext {
-        bucket: "org-log-archive",
-        key: KEY,
-        key_date: None,
-    }
+    ObjectContext { bucket: "org-log-archive", key: KEY, key_date: None }
 }
 
 fn parse_bytes(parser: &mut CloudTrailParser, input: &[u8]) -> Result<Parsed> {
@@ -24,19 +20,14 @@ fn parse_bytes(parser: &mut CloudTrailParser, input: &[u8]) -> Result<Parsed> {
 }
 
 fn parse(input: &str) -> Parsed {
-    let parsed =
-        parse_bytes(&mut CloudTrailParser::new(), input.as_bytes()).expect("fixture parses");
+    let parsed = parse_bytes(&mut CloudTrailParser::new(), input.as_bytes()).expect("fixture parses");
     assert_eq!(parsed.batch.schema(), bunker_schemas::cloudtrail::schema());
     parsed
 }
 
 fn malformed_reason(input: &[u8]) -> String {
     match parse_bytes(&mut CloudTrailParser::new(), input) {
-        Err(IngestError::Malformed {
-            key,
-            format,
-            reason,
-        }) => {
+        Err(IngestError::Malformed { key, format, reason }) => {
             assert_eq!(key, KEY);
             assert_eq!(format, LogFormat::CloudTrail);
             reason
@@ -51,21 +42,12 @@ fn malformed_reason(input: &[u8]) -> String {
 fn column(batch: &RecordBatch, path: &str) -> Vec<Option<String>> {
     let mut parts = path.split('.');
     let first = parts.next().expect("path");
-    let mut array: ArrayRef = batch
-        .column_by_name(first)
-        .unwrap_or_else(|| panic!("no column {first}"))
-        .clone();
+    let mut array: ArrayRef = batch.column_by_name(first).unwrap_or_else(|| panic!("no column {first}")).clone();
     let mut valid: Vec<bool> = (0..array.len()).map(|i| array.is_valid(i)).collect();
     for part in parts {
-        let child = array
-            .as_struct()
-            .column_by_name(part)
-            .unwrap_or_else(|| panic!("no field {part} in {path}"))
-            .clone();
-        valid
-            .iter_mut()
-            .enumerate()
-            .for_each(|(i, v)| *v = *v && child.is_valid(i));
+        let child =
+            array.as_struct().column_by_name(part).unwrap_or_else(|| panic!("no field {part} in {path}")).clone();
+        valid.iter_mut().enumerate().for_each(|(i, v)| *v = *v && child.is_valid(i));
         array = child;
     }
     let text = match array.data_type() {
@@ -73,24 +55,17 @@ fn column(batch: &RecordBatch, path: &str) -> Vec<Option<String>> {
             let times = array.as_primitive::<TimestampMicrosecondType>();
             (0..array.len())
                 .map(|i| {
-                    chrono::DateTime::from_timestamp_micros(times.value(i))
-                        .map(|t| t.to_rfc3339())
-                        .unwrap_or_default()
+                    chrono::DateTime::from_timestamp_micros(times.value(i)).map(|t| t.to_rfc3339()).unwrap_or_default()
                 })
                 .collect::<Vec<_>>()
         }
         _ => {
             let cast = arrow::compute::cast(&array, &DataType::Utf8).expect("castable to text");
             let strings = cast.as_string::<i32>();
-            (0..array.len())
-                .map(|i| strings.value(i).to_owned())
-                .collect()
+            (0..array.len()).map(|i| strings.value(i).to_owned()).collect()
         }
     };
-    text.into_iter()
-        .zip(valid)
-        .map(|(t, v)| v.then_some(t))
-        .collect()
+    text.into_iter().zip(valid).map(|(t, v)| v.then_some(t)).collect()
 }
 
 fn one(batch: &RecordBatch, path: &str) -> Option<String> {
@@ -185,13 +160,7 @@ fn batch_matches_the_table_schema_and_holds_the_values() {
     let s = |v: &str| Some(v.to_owned());
     let cases: &[(&str, [Option<String>; 2])] = &[
         ("eventversion", [s("1.09"), s("1.08")]),
-        (
-            "eventtime",
-            [
-                s("2024-05-01T12:03:44+00:00"),
-                s("2024-05-01T23:59:59+00:00"),
-            ],
-        ),
+        ("eventtime", [s("2024-05-01T12:03:44+00:00"), s("2024-05-01T23:59:59+00:00")]),
         ("date", [s("2024-05-01"), s("2024-05-01")]),
         ("useridentity.type", [s("AssumedRole"), s("IAMUser")]),
         (
@@ -202,29 +171,14 @@ fn batch_matches_the_table_schema_and_holds_the_values() {
             ],
         ),
         ("useridentity.username", [None, s("mallory")]),
-        (
-            "useridentity.sessioncontext.sessionissuer.arn",
-            [s("arn:aws:iam::111122223333:role/Deployer"), None],
-        ),
-        (
-            "useridentity.sessioncontext.attributes.mfaauthenticated",
-            [s("false"), None],
-        ),
-        (
-            "useridentity.sessioncontext.attributes.creationdate",
-            [s("2024-05-01T11:58:02+00:00"), None],
-        ),
-        (
-            "useridentity.sessioncontext.ec2roledelivery",
-            [s("2.0"), None],
-        ),
+        ("useridentity.sessioncontext.sessionissuer.arn", [s("arn:aws:iam::111122223333:role/Deployer"), None]),
+        ("useridentity.sessioncontext.attributes.mfaauthenticated", [s("false"), None]),
+        ("useridentity.sessioncontext.attributes.creationdate", [s("2024-05-01T11:58:02+00:00"), None]),
+        ("useridentity.sessioncontext.ec2roledelivery", [s("2.0"), None]),
         ("useridentity.onbehalfof.userid", [None, None]),
         ("eventname", [s("GetObject"), s("ConsoleLogin")]),
         ("sourceipaddress", [s("198.51.100.23"), s("203.0.113.9")]),
-        (
-            "useragent",
-            [s("aws-sdk-go-v2/1.25.0"), s("Mozilla/5.0 \"quoted\"")],
-        ),
+        ("useragent", [s("aws-sdk-go-v2/1.25.0"), s("Mozilla/5.0 \"quoted\"")]),
         ("errorcode", [None, None]),
         ("errormessage", [None, s("Failed authentication")]),
         (
@@ -236,71 +190,40 @@ fn batch_matches_the_table_schema_and_holds_the_values() {
                 None,
             ],
         ),
-        (
-            "responseelements",
-            [None, s(r#"{"ConsoleLogin":"Failure"}"#)],
-        ),
+        ("responseelements", [None, s(r#"{"ConsoleLogin":"Failure"}"#)]),
         (
             "additionaleventdata",
             [
                 s(r#"{"bytesTransferredOut":48213,"x-amz-id-2":"tQ=="}"#),
-                s(
-                    r#"{"LoginTo":"https://console.aws.amazon.com/","MobileVersion":"No","MFAUsed":"No"}"#,
-                ),
+                s(r#"{"LoginTo":"https://console.aws.amazon.com/","MobileVersion":"No","MFAUsed":"No"}"#),
             ],
         ),
         ("requestid", [s("8W3YFZ0EXAMPLE"), None]),
-        (
-            "eventid",
-            [
-                s("6f1c7b4e-0000-4000-8000-000000000001"),
-                s("6f1c7b4e-0000-4000-8000-000000000002"),
-            ],
-        ),
+        ("eventid", [s("6f1c7b4e-0000-4000-8000-000000000001"), s("6f1c7b4e-0000-4000-8000-000000000002")]),
         ("readonly", [s("true"), s("false")]),
         ("managementevent", [s("false"), s("true")]),
         ("sessioncredentialfromconsole", [None, s("true")]),
         ("recipientaccountid", [s("111122223333"), s("111122223333")]),
         ("eventcategory", [s("Data"), s("Management")]),
         ("tlsdetails.tlsversion", [s("TLSv1.3"), None]),
-        (
-            "tlsdetails.clientprovidedhostheader",
-            [s("payroll-exports.s3.amazonaws.com"), None],
-        ),
+        ("tlsdetails.clientprovidedhostheader", [s("payroll-exports.s3.amazonaws.com"), None]),
         ("addendum.reason", [None, None]),
         ("additionalfields", [None, None]),
-        (
-            "source_bucket",
-            [s("org-log-archive"), s("org-log-archive")],
-        ),
+        ("source_bucket", [s("org-log-archive"), s("org-log-archive")]),
         ("source_key", [s(KEY), s(KEY)]),
     ];
     for (path, expected) in cases {
         assert_eq!(column(batch, path), expected.to_vec(), "{path}");
     }
     // A struct that is absent is null, not an empty struct.
-    assert!(
-        batch
-            .column_by_name("tlsdetails")
-            .expect("tlsdetails")
-            .is_null(1)
-    );
+    assert!(batch.column_by_name("tlsdetails").expect("tlsdetails").is_null(1));
 
-    let resources = batch
-        .column_by_name("resources")
-        .expect("resources")
-        .as_list::<i32>();
+    let resources = batch.column_by_name("resources").expect("resources").as_list::<i32>();
     assert!(resources.is_null(1));
     let first = resources.value(0);
     let items = first.as_struct();
     let text = |name: &str| column(&RecordBatch::from(items.clone()), name);
-    assert_eq!(
-        text("arn"),
-        [
-            s("arn:aws:s3:::payroll-exports/2024/04/run.csv"),
-            s("arn:aws:s3:::payroll-exports")
-        ]
-    );
+    assert_eq!(text("arn"), [s("arn:aws:s3:::payroll-exports/2024/04/run.csv"), s("arn:aws:s3:::payroll-exports")]);
     assert_eq!(text("accountid"), [None, s("111122223333")]);
     assert_eq!(text("type"), [s("AWS::S3::Object"), s("AWS::S3::Bucket")]);
 }
@@ -315,11 +238,7 @@ fn accepted_shapes() {
     let a = event("ListBuckets", "2024-05-01T00:00:01Z");
     let b = event("GetCallerIdentity", "2024-05-01T00:00:02Z");
     let cases: Vec<(&str, String, Vec<&str>)> = vec![
-        (
-            "compact Records",
-            format!(r#"{{"Records":[{a},{b}]}}"#),
-            vec!["ListBuckets", "GetCallerIdentity"],
-        ),
+        ("compact Records", format!(r#"{{"Records":[{a},{b}]}}"#), vec!["ListBuckets", "GetCallerIdentity"]),
         (
             "Records with other root fields",
             format!(r#"{{"NextToken":"x","Records":[{a}],"count":1}}"#),
@@ -334,15 +253,10 @@ fn accepted_shapes() {
         ("a single event", a.clone(), vec!["ListBuckets"]),
         (
             "a single pretty event",
-            "{\n \"eventTime\": \"2024-05-01T00:00:01Z\",\n \"eventName\": \"ListBuckets\"\n}"
-                .to_owned(),
+            "{\n \"eventTime\": \"2024-05-01T00:00:01Z\",\n \"eventName\": \"ListBuckets\"\n}".to_owned(),
             vec!["ListBuckets"],
         ),
-        (
-            "JSON lines",
-            format!("{a}\n{b}\n"),
-            vec!["ListBuckets", "GetCallerIdentity"],
-        ),
+        ("JSON lines", format!("{a}\n{b}\n"), vec!["ListBuckets", "GetCallerIdentity"]),
         (
             "JSON lines with CRLF and blank lines",
             format!("{a}\r\n\r\n{b}\r\n"),
@@ -353,16 +267,8 @@ fn accepted_shapes() {
             format!("{{\"Records\":[{a}]}}\n{{\"Records\":[{b}]}}"),
             vec!["ListBuckets", "GetCallerIdentity"],
         ),
-        (
-            "byte-order mark",
-            format!("\u{feff}{{\"Records\":[{a}]}}"),
-            vec!["ListBuckets"],
-        ),
-        (
-            "surrounding whitespace",
-            format!("\n\n  {a}  \n\n"),
-            vec!["ListBuckets"],
-        ),
+        ("byte-order mark", format!("\u{feff}{{\"Records\":[{a}]}}"), vec!["ListBuckets"]),
+        ("surrounding whitespace", format!("\n\n  {a}  \n\n"), vec!["ListBuckets"]),
     ];
     for (name, input, expected) in cases {
         let parsed = parse(&input);
@@ -388,19 +294,11 @@ fn shipper_timestamp_stands_in_for_event_time() {
             Some(r#"{"@timestamp":"2020-09-14T00:44:25Z"}"#),
         ),
         // A null eventTime falls back to @timestamp.
-        (
-            r#"{"eventTime":null,"@timestamp":"2020-09-14T00:44:23Z"}"#,
-            "2020-09-14T00:44:23+00:00",
-            None,
-        ),
+        (r#"{"eventTime":null,"@timestamp":"2020-09-14T00:44:23Z"}"#, "2020-09-14T00:44:23+00:00", None),
     ];
     for (input, time, extra) in cases {
         let parsed = parse(input);
-        assert_eq!(
-            one(&parsed.batch, "eventtime").as_deref(),
-            Some(time),
-            "{input}"
-        );
+        assert_eq!(one(&parsed.batch, "eventtime").as_deref(), Some(time), "{input}");
         let expected = extra.map(|e| serde_json::from_str::<serde_json::Value>(e).expect("json"));
         assert_eq!(additional(&parsed.batch), [expected], "{input}");
     }
@@ -419,33 +317,17 @@ fn records_without_a_usable_time_are_rejected_and_the_rest_kept() {
         {"eventTime":"2024-05-01T00:00:01Z","eventName":"AlsoKept"}
     ]}"#;
     let parsed = parse(input);
-    assert_eq!(
-        column(&parsed.batch, "eventname"),
-        [Some("Kept".to_owned()), Some("AlsoKept".to_owned())]
-    );
-    let rejected: Vec<(Position, &str)> = parsed
-        .rejected
-        .iter()
-        .map(|r| (r.position, r.reason.as_str()))
-        .collect();
+    assert_eq!(column(&parsed.batch, "eventname"), [Some("Kept".to_owned()), Some("AlsoKept".to_owned())]);
+    let rejected: Vec<(Position, &str)> = parsed.rejected.iter().map(|r| (r.position, r.reason.as_str())).collect();
     assert_eq!(
         rejected,
         [
-            (
-                Position::Record(1),
-                r#"eventTime "not-a-time" is not an RFC 3339 timestamp"#
-            ),
+            (Position::Record(1), r#"eventTime "not-a-time" is not an RFC 3339 timestamp"#),
             (Position::Record(2), "no eventTime (or @timestamp) field"),
             (Position::Record(3), "the record is a string, not an object"),
             (Position::Record(4), "eventTime is null"),
-            (
-                Position::Record(5),
-                "eventTime 1714521600 is not an RFC 3339 timestamp"
-            ),
-            (
-                Position::Record(6),
-                r#"@timestamp "yesterday" is not an RFC 3339 timestamp"#
-            ),
+            (Position::Record(5), "eventTime 1714521600 is not an RFC 3339 timestamp"),
+            (Position::Record(6), r#"@timestamp "yesterday" is not an RFC 3339 timestamp"#),
         ]
     );
 }
@@ -464,29 +346,12 @@ fn json_lines_salvage_line_by_line() {
         r#"{"eventTime":"2024-05-01T00:00:02Z","eventName":"Last"}"#,
     );
     let parsed = parse(input);
-    assert_eq!(
-        column(&parsed.batch, "eventname"),
-        [Some("First".to_owned()), Some("Last".to_owned())]
-    );
+    assert_eq!(column(&parsed.batch, "eventname"), [Some("First".to_owned()), Some("Last".to_owned())]);
     let positions: Vec<Position> = parsed.rejected.iter().map(|r| r.position).collect();
-    assert_eq!(
-        positions,
-        [Position::Line(2), Position::Line(3), Position::Line(5)]
-    );
-    assert!(
-        parsed.rejected[0].reason.starts_with("not JSON: "),
-        "{}",
-        parsed.rejected[0].reason
-    );
-    assert!(
-        parsed.rejected[1].reason.contains(r#"no "Records" array"#),
-        "{}",
-        parsed.rejected[1].reason
-    );
-    assert_eq!(
-        parsed.rejected[2].reason,
-        "no eventTime (or @timestamp) field"
-    );
+    assert_eq!(positions, [Position::Line(2), Position::Line(3), Position::Line(5)]);
+    assert!(parsed.rejected[0].reason.starts_with("not JSON: "), "{}", parsed.rejected[0].reason);
+    assert!(parsed.rejected[1].reason.contains(r#"no "Records" array"#), "{}", parsed.rejected[1].reason);
+    assert_eq!(parsed.rejected[2].reason, "no eventTime (or @timestamp) field");
 }
 
 #[test]
@@ -528,30 +393,13 @@ fn unknown_fields_are_kept_under_their_path() {
     .expect("expected JSON");
     assert_eq!(additional(&parsed.batch), [Some(expected)]);
     let batch = &parsed.batch;
+    assert_eq!(one(batch, "useridentity.sessioncontext.attributes.mfaauthenticated").as_deref(), Some("true"));
     assert_eq!(
-        one(
-            batch,
-            "useridentity.sessioncontext.attributes.mfaauthenticated"
-        )
-        .as_deref(),
-        Some("true")
-    );
-    assert_eq!(
-        one(
-            batch,
-            "useridentity.sessioncontext.webidfederationdata.attributes"
-        )
-        .as_deref(),
+        one(batch, "useridentity.sessioncontext.webidfederationdata.attributes").as_deref(),
         Some(r#"{"aud":"x.apps"}"#)
     );
-    assert_eq!(
-        one(batch, "tlsdetails.tlsversion").as_deref(),
-        Some("TLSv1.2")
-    );
-    assert_eq!(
-        one(batch, "addendum.reason").as_deref(),
-        Some("DELIVERY_DELAY")
-    );
+    assert_eq!(one(batch, "tlsdetails.tlsversion").as_deref(), Some("TLSv1.2"));
+    assert_eq!(one(batch, "addendum.reason").as_deref(), Some("DELIVERY_DELAY"));
 }
 
 #[test]
@@ -559,75 +407,25 @@ fn wrong_types_never_lose_the_value() {
     // (record fields, column, expected column text, expected additionalfields)
     let cases = [
         (r#""eventVersion":1.05"#, "eventversion", Some("1.05"), None),
-        (
-            r#""recipientAccountId":111122223333"#,
-            "recipientaccountid",
-            Some("111122223333"),
-            None,
-        ),
+        (r#""recipientAccountId":111122223333"#, "recipientaccountid", Some("111122223333"), None),
         (r#""errorCode":false"#, "errorcode", Some("false"), None),
-        (
-            r#""userAgent":{"name":"cli"}"#,
-            "useragent",
-            Some(r#"{"name":"cli"}"#),
-            None,
-        ),
-        (
-            r#""sourceIPAddress":["10.0.0.1","10.0.0.2"]"#,
-            "sourceipaddress",
-            Some(r#"["10.0.0.1","10.0.0.2"]"#),
-            None,
-        ),
+        (r#""userAgent":{"name":"cli"}"#, "useragent", Some(r#"{"name":"cli"}"#), None),
+        (r#""sourceIPAddress":["10.0.0.1","10.0.0.2"]"#, "sourceipaddress", Some(r#"["10.0.0.1","10.0.0.2"]"#), None),
         (r#""readOnly":"true""#, "readonly", Some("true"), None),
-        (
-            r#""readOnly":"yes""#,
-            "readonly",
-            None,
-            Some(r#"{"readOnly":"yes"}"#),
-        ),
-        (
-            r#""managementEvent":1"#,
-            "managementevent",
-            None,
-            Some(r#"{"managementEvent":1}"#),
-        ),
+        (r#""readOnly":"yes""#, "readonly", None, Some(r#"{"readOnly":"yes"}"#)),
+        (r#""managementEvent":1"#, "managementevent", None, Some(r#"{"managementEvent":1}"#)),
         (r#""readOnly":null"#, "readonly", None, None),
-        (
-            r#""requestParameters":"just text""#,
-            "requestparameters",
-            Some(r#""just text""#),
-            None,
-        ),
-        (
-            r#""requestParameters":42"#,
-            "requestparameters",
-            Some("42"),
-            None,
-        ),
-        (
-            r#""userIdentity":"root""#,
-            "useridentity.type",
-            None,
-            Some(r#"{"userIdentity":"root"}"#),
-        ),
-        (
-            r#""resources":{"ARN":"a"}"#,
-            "resources",
-            None,
-            Some(r#"{"resources":{"ARN":"a"}}"#),
-        ),
+        (r#""requestParameters":"just text""#, "requestparameters", Some(r#""just text""#), None),
+        (r#""requestParameters":42"#, "requestparameters", Some("42"), None),
+        (r#""userIdentity":"root""#, "useridentity.type", None, Some(r#"{"userIdentity":"root"}"#)),
+        (r#""resources":{"ARN":"a"}"#, "resources", None, Some(r#"{"resources":{"ARN":"a"}}"#)),
         (
             r#""userIdentity":{"sessionContext":{"attributes":{"creationDate":"soon"}}}"#,
             "useridentity.sessioncontext.attributes.creationdate",
             None,
             Some(r#"{"userIdentity.sessionContext.attributes.creationDate":"soon"}"#),
         ),
-        (
-            r#""eventName":"First","eventName":"Second""#,
-            "eventname",
-            Some("Second"),
-            Some(r#"{"eventName":"First"}"#),
-        ),
+        (r#""eventName":"First","eventName":"Second""#, "eventname", Some("Second"), Some(r#"{"eventName":"First"}"#)),
     ];
     for (fields, path, expected, extra) in cases {
         let input = format!(r#"{{"eventTime":"2024-05-01T00:00:00Z",{fields}}}"#);
@@ -652,7 +450,10 @@ fn objects_that_are_not_cloudtrail_are_malformed() {
         (b"  \n\t ", "the object is empty"),
         (b"{\"foo\":1}", r#"no "Records" array, and not a CloudTrail event (its keys are: foo)"#),
         (b"{}", r#"no "Records" array, and an empty object is not a CloudTrail event"#),
-        (b"{\"awsAccountId\":\"1\",\"digestStartTime\":\"2024-05-01T00:00:00Z\",\"logFiles\":[]}", "(its keys are: awsAccountId, digestStartTime, logFiles)"),
+        (
+            b"{\"awsAccountId\":\"1\",\"digestStartTime\":\"2024-05-01T00:00:00Z\",\"logFiles\":[]}",
+            "(its keys are: awsAccountId, digestStartTime, logFiles)",
+        ),
         (b"{\"Records\":{}}", r#""Records" is an object, not an array"#),
         (b"{\"Records\":null}", r#""Records" is null, not an array"#),
         (b"[{\"eventTime\":\"2024-05-01T00:00:00Z\"}]", "a JSON array"),
@@ -696,17 +497,11 @@ fn insights_events_keep_their_details() {
         "insightType":"ApiCallRateInsight","insightContext":{"statistics":{"baseline":{"average":85.4},"insight":{"average":664}}}},
         "eventCategory":"Insight"}]}"#;
     let batch = parse(input).batch;
-    assert_eq!(
-        one(&batch, "eventtype").as_deref(),
-        Some("AwsCloudTrailInsight")
-    );
+    assert_eq!(one(&batch, "eventtype").as_deref(), Some("AwsCloudTrailInsight"));
     assert_eq!(one(&batch, "sharedeventid").as_deref(), Some("s1"));
     let details: serde_json::Value =
         serde_json::from_str(&one(&batch, "insightdetails").expect("details")).expect("json");
-    assert_eq!(
-        details["insightContext"]["statistics"]["baseline"]["average"],
-        85.4
-    );
+    assert_eq!(details["insightContext"]["statistics"]["baseline"]["average"], 85.4);
     assert_eq!(additional(&batch), [None]);
 }
 
@@ -718,11 +513,7 @@ fn layout_names_are_the_schema_columns() {
         for (known, field) in layout.fields.iter().zip(fields) {
             let here = format!("{path}.{}", known.key);
             assert_eq!(known.key.to_lowercase(), *field.name(), "{here}");
-            assert_eq!(
-                layout.find(known.key, 5),
-                layout.fields.iter().position(|f| f.key == known.key),
-                "{here}"
-            );
+            assert_eq!(layout.find(known.key, 5), layout.fields.iter().position(|f| f.key == known.key), "{here}");
             match (known.kind, field.data_type()) {
                 (Kind::Struct(inner), DataType::Struct(children)) => check(inner, children, &here),
                 (Kind::List(inner), DataType::List(item)) => match item.data_type() {
@@ -738,10 +529,7 @@ fn layout_names_are_the_schema_columns() {
     assert_eq!(RECORD.fields[EVENT_TIME_SLOT].key, "eventTime");
     let schema = bunker_schemas::cloudtrail::schema();
     check(&RECORD, &schema.fields()[..RECORD.fields.len()], "");
-    assert_eq!(
-        schema.field(RECORD.fields.len()).name(),
-        bunker_schemas::cloudtrail::ADDITIONAL_FIELDS
-    );
+    assert_eq!(schema.field(RECORD.fields.len()).name(), bunker_schemas::cloudtrail::ADDITIONAL_FIELDS);
 }
 
 /// Bad bytes of every kind give an error or rows, never a panic.
@@ -766,24 +554,23 @@ fn never_panics_on_hostile_input() {
     }
     // Nesting past simd-json's limit is malformed; nesting below it is kept as JSON text.
     let deep = format!("{}{}", "[".repeat(5000), "]".repeat(5000));
-    assert!(malformed_reason(format!(r#"{{"Records":[{{"eventTime":"2024-05-01T00:00:00Z","requestParameters":{deep}}}]}}"#).as_bytes()).contains("deeper"));
+    assert!(
+        malformed_reason(
+            format!(r#"{{"Records":[{{"eventTime":"2024-05-01T00:00:00Z","requestParameters":{deep}}}]}}"#).as_bytes()
+        )
+        .contains("deeper")
+    );
     let nested = format!("{}{}", "[".repeat(900), "]".repeat(900));
     let parsed = parse(&format!(
         r#"{{"Records":[{{"eventTime":"2024-05-01T00:00:00Z","requestParameters":{nested},"userIdentity":{{"x":{nested}}}}}]}}"#
     ));
-    assert_eq!(
-        one(&parsed.batch, "requestparameters"),
-        Some(nested.clone())
-    );
+    assert_eq!(one(&parsed.batch, "requestparameters"), Some(nested.clone()));
     // Huge and odd numbers where strings are expected.
     let parsed = parse(
         r#"{"eventTime":"2024-05-01T00:00:00Z","eventID":1e308,"requestID":-0.0,"eventName":18446744073709551615}"#,
     );
     assert_eq!(one(&parsed.batch, "eventid").as_deref(), Some("1e308"));
-    assert_eq!(
-        one(&parsed.batch, "eventname").as_deref(),
-        Some("18446744073709551615")
-    );
+    assert_eq!(one(&parsed.batch, "eventname").as_deref(), Some("18446744073709551615"));
 }
 
 /// A 50 MB single-line Records file, as a busy trail delivers: every record becomes a row.
@@ -801,15 +588,10 @@ fn a_fifty_megabyte_single_line_file() {
     }
     data.extend_from_slice(b"]}");
     assert!(data.len() >= 50_000_000);
-    let parsed = CloudTrailParser::new()
-        .parse(&mut data, &ctx())
-        .expect("parses");
+    let parsed = CloudTrailParser::new().parse(&mut data, &ctx()).expect("parses");
     assert_eq!(parsed.batch.num_rows(), count);
     assert!(parsed.rejected.is_empty());
-    let names = column(
-        &parsed.batch.slice(count - 1, 1),
-        "useridentity.sessioncontext.sessionissuer.username",
-    );
+    let names = column(&parsed.batch.slice(count - 1, 1), "useridentity.sessioncontext.sessionissuer.username");
     assert_eq!(names, [Some("R".to_owned())]);
 }
 
@@ -856,19 +638,16 @@ fn real_samples_parse() {
         (format!("{elastic}/test-user-authentication.log"), 1, 0),
     ]
     .into_iter()
-    .chain((0..=9).map(|n| (format!("{docs}/cloudtrail-event-reference-aws-console-sign-in-events__block{n:02}.json"), 1, 0)))
+    .chain(
+        (0..=9)
+            .map(|n| (format!("{docs}/cloudtrail-event-reference-aws-console-sign-in-events__block{n:02}.json"), 1, 0)),
+    )
     .collect();
     let mut parser = CloudTrailParser::new();
     for (file, rows, rejected) in &good {
         let mut data = read_sample(&root.join(file));
-        let parsed = parser
-            .parse(&mut data, &ctx())
-            .unwrap_or_else(|e| panic!("{file}: {e}"));
-        assert_eq!(
-            parsed.batch.schema(),
-            bunker_schemas::cloudtrail::schema(),
-            "{file}"
-        );
+        let parsed = parser.parse(&mut data, &ctx()).unwrap_or_else(|e| panic!("{file}: {e}"));
+        assert_eq!(parsed.batch.schema(), bunker_schemas::cloudtrail::schema(), "{file}");
         assert_eq!(
             (parsed.batch.num_rows(), parsed.rejected.len()),
             (*rows, *rejected),
@@ -876,11 +655,7 @@ fn real_samples_parse() {
             parsed.rejected
         );
         let times = parsed.batch.column_by_name("eventtime").expect("eventtime");
-        assert_eq!(
-            times.null_count(),
-            0,
-            "{file}: every row has its event time"
-        );
+        assert_eq!(times.null_count(), 0, "{file}: every row has its event time");
     }
 
     let bad = [
@@ -900,10 +675,7 @@ fn real_samples_parse() {
         match parser.parse(&mut data, &ctx()) {
             Err(IngestError::Malformed { reason, .. }) => assert!(!reason.is_empty(), "{file}"),
             Err(other) => panic!("{file}: expected Malformed, got {other}"),
-            Ok(parsed) => panic!(
-                "{file}: expected Malformed, got {} rows",
-                parsed.batch.num_rows()
-            ),
+            Ok(parsed) => panic!("{file}: expected Malformed, got {} rows", parsed.batch.num_rows()),
         }
     }
 }
@@ -911,47 +683,26 @@ fn real_samples_parse() {
 #[test]
 fn real_user_identity_variants_keep_every_field() {
     let root = real_samples_dir();
-    let mut data = read_sample(&root.join("aws-cloudtrail-processing-library/src/test/resources/resources/SerializerVariousUserIdentityTestFile.json"));
-    let batch = CloudTrailParser::new()
-        .parse(&mut data, &ctx())
-        .expect("parses")
-        .batch;
+    let mut data = read_sample(&root.join(
+        "aws-cloudtrail-processing-library/src/test/resources/resources/SerializerVariousUserIdentityTestFile.json",
+    ));
+    let batch = CloudTrailParser::new().parse(&mut data, &ctx()).expect("parses").batch;
     assert_eq!(
-        one(
-            &batch,
-            "useridentity.sessioncontext.webidfederationdata.federatedprovider"
-        )
-        .as_deref(),
+        one(&batch, "useridentity.sessioncontext.webidfederationdata.federatedprovider").as_deref(),
         Some("webIdFederationDataFederatedProvider1")
     );
     assert_eq!(
-        one(
-            &batch,
-            "useridentity.sessioncontext.webidfederationdata.attributes"
-        )
-        .as_deref(),
+        one(&batch, "useridentity.sessioncontext.webidfederationdata.attributes").as_deref(),
         Some(r#"{"key1":"value1","key2":"value2"}"#)
     );
     assert_eq!(
         one(&batch, "useridentity.sessioncontext.sessionissuer.username").as_deref(),
         Some("sessionIssuerUserName1")
     );
-    let extra = additional(&batch)
-        .pop()
-        .flatten()
-        .expect("unknown fields kept");
+    let extra = additional(&batch).pop().flatten().expect("unknown fields kept");
     assert_eq!(extra["userIdentity.newFieldStringType"], "newFieldString1");
-    assert_eq!(
-        extra["userIdentity.newFieldsObjectType"]["newFieldsKey2"],
-        "newFieldsObject2"
-    );
-    assert_eq!(
-        extra["userIdentity.sessionContext.attributes.key1"],
-        "value1"
-    );
-    let resources = batch
-        .column_by_name("resources")
-        .expect("resources")
-        .as_list::<i32>();
+    assert_eq!(extra["userIdentity.newFieldsObjectType"]["newFieldsKey2"], "newFieldsObject2");
+    assert_eq!(extra["userIdentity.sessionContext.attributes.key1"], "value1");
+    let resources = batch.column_by_name("resources").expect("resources").as_list::<i32>();
     assert_eq!(resources.value_length(0), 3);
 }
