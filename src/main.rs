@@ -44,7 +44,7 @@ enum Command {
         #[arg(long, default_value_t = 256)]
         max_object_mib: u64,
         /// Commit a table once this many MiB of rows are waiting.
-        #[arg(long, default_value_t = 64)]
+        #[arg(long, default_value_t = 48)]
         commit_mib: usize,
     },
     /// Run one SQL statement over a lake (tables: cloudtrail, vpcflow, dns, ingest_log).

@@ -25,6 +25,9 @@ use crate::parsed::{ObjectContext, Parsed};
 use crate::vpcflow::FlowLogParser;
 use crate::{IngestError, Result};
 
+/// How many parsed chunks may wait for the committer.
+const PARSED_CHUNKS_AHEAD: usize = 4;
+
 /// How many rejected records are quoted in an object's `ingest_log` reason.
 const QUOTED_REJECTIONS: usize = 3;
 
@@ -186,7 +189,7 @@ pub struct IngestOptions {
 
 impl Default for IngestOptions {
     fn default() -> Self {
-        Self { max_object_bytes: DEFAULT_MAX_OBJECT_BYTES, commit_bytes: 64 << 20, chunk_bytes: 4 << 20 }
+        Self { max_object_bytes: DEFAULT_MAX_OBJECT_BYTES, commit_bytes: 48 << 20, chunk_bytes: 2 << 20 }
     }
 }
 
@@ -303,8 +306,9 @@ pub async fn ingest_directory(
     let already: Arc<HashSet<String>> =
         Arc::new(objects.iter().map(|(o, _)| o.id()).filter(|id| lake.is_committed(id)).collect());
 
-    // Two chunks in flight at most: one being parsed, one being committed.
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<(ObjectOutcome, Duration)>>(1);
+    // While a commit encodes Parquet, the parser threads keep going into this queue; without room
+    // for a few chunks they would sit idle for most of every commit. Its size bounds the memory.
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<(ObjectOutcome, Duration)>>(PARSED_CHUNKS_AHEAD);
     let max_object_bytes = options.max_object_bytes;
     let chunk_bytes = options.chunk_bytes.max(1);
     let producer = std::thread::Builder::new()
@@ -474,9 +478,17 @@ impl Run {
 
     /// Commits tables whose pending rows reached the commit size (all of them when `all`), then
     /// appends the log entries of everything committed, skipped or failed so far.
+    ///
+    /// The commit size bounds all tables together, not each one: when the waiting rows of every
+    /// table add up to it, the biggest table is committed, so memory does not grow with the number
+    /// of log types in the archive.
     async fn flush(&mut self, lake: &mut Lake, all: bool) -> Result<()> {
-        let ready: Vec<LogTable> =
+        let mut ready: Vec<LogTable> =
             self.pending.iter().filter(|(_, p)| all || p.bytes >= self.commit_bytes).map(|(t, _)| *t).collect();
+        let waiting: usize = self.pending.values().map(|p| p.bytes).sum();
+        if ready.is_empty() && waiting >= self.commit_bytes {
+            ready.extend(self.pending.iter().max_by_key(|(_, p)| p.bytes).map(|(t, _)| *t));
+        }
         for table in ready {
             let Some(pending) = self.pending.remove(&table) else { continue };
             let started = Instant::now();
