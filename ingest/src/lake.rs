@@ -327,7 +327,7 @@ fn ordered_batch(table: LogTable, objects: &[PendingObject]) -> Result<RecordBat
         let first = sort_keys(table, &batch.slice(0, 1))?;
         keyed.push((first, batch));
     }
-    let comparators = |a: &[SortColumn], b: &[SortColumn]| -> Result<std::cmp::Ordering> {
+    let compare_first_rows = |a: &[SortColumn], b: &[SortColumn]| -> Result<std::cmp::Ordering> {
         for (x, y) in a.iter().zip(b) {
             let cmp = make_comparator(x.values.as_ref(), y.values.as_ref(), x.options.unwrap_or_default())?;
             let ordering = cmp(0, 0);
@@ -338,7 +338,7 @@ fn ordered_batch(table: LogTable, objects: &[PendingObject]) -> Result<RecordBat
         Ok(std::cmp::Ordering::Equal)
     };
     // Compare first rows; a comparison error cannot happen for same-typed columns, so treat it as equal.
-    keyed.sort_by(|(a, _), (b, _)| comparators(a, b).unwrap_or(std::cmp::Ordering::Equal));
+    keyed.sort_by(|(a, _), (b, _)| compare_first_rows(a, b).unwrap_or(std::cmp::Ordering::Equal));
     let batches: Vec<RecordBatch> = keyed.into_iter().map(|(_, batch)| batch).collect();
     // One batch: the Delta writer splits each batch it gets by partition, so fewer is cheaper.
     Ok(concat_batches(&table.schema(), &batches)?)

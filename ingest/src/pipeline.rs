@@ -108,6 +108,15 @@ pub fn process_object(object: &ObjectRef, data: Vec<u8>, max_object_bytes: u64) 
     }
     let fail = |format: LogFormat, error: IngestError| ObjectOutcome::Failed { object: object.clone(), format, error };
     let guessed = class.format.unwrap_or(LogFormat::Unknown);
+    // An empty file is only bad input when its key says it is a log (AWS never writes one); in a
+    // folder of exports it is just another file that is not ours.
+    if data.is_empty() && class.format.is_none() {
+        return ObjectOutcome::Skipped {
+            object: object.clone(),
+            format: LogFormat::Unknown,
+            reason: "empty file".into(),
+        };
+    }
     if data.is_empty() {
         return fail(
             guessed,

@@ -155,6 +155,17 @@ fn a_zero_byte_folder_object_is_skipped_not_failed() {
     }
 }
 
+// An empty `.keep` in a folder of exports is not a broken log, while an empty object under an AWS log
+// key is (AWS never writes one; the empty-file case above covers that).
+#[test]
+fn an_empty_file_outside_the_aws_layout_is_skipped() {
+    let keep = ObjectRef { bucket: String::new(), key: "exports/.keep".into(), size: 0 };
+    match process_object(&keep, Vec::new(), 1 << 20) {
+        ObjectOutcome::Skipped { format: LogFormat::Unknown, reason, .. } => assert_eq!(reason, "empty file"),
+        other => panic!("{other:?}"),
+    }
+}
+
 #[test]
 fn a_gzip_bomb_is_refused_by_the_size_cap() {
     let bomb = gz(&vec![b' '; 8 << 20]);
