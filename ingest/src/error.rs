@@ -63,6 +63,36 @@ pub enum IngestError {
     /// An Arrow operation failed; this is a bug in bunker, not bad input.
     #[error("internal arrow error: {0}")]
     Arrow(#[from] arrow::error::ArrowError),
+    /// Reading from S3 failed. `transient` errors (throttling, 5xx, timeouts, denied access that a
+    /// policy fix can cure) are retried by leaving the message on the queue; the others (the
+    /// object is gone) are recorded like bad input.
+    #[error("{object}: S3 {operation} failed: {reason}")]
+    Fetch {
+        /// `s3://bucket/key` or the prefix being listed.
+        object: String,
+        /// The S3 operation.
+        operation: &'static str,
+        /// What S3 or the connection said.
+        reason: String,
+        /// Whether trying again later can succeed.
+        transient: bool,
+    },
+    /// A queue message is not a notification bunker understands.
+    #[error("message {message_id}: {reason}")]
+    Notification {
+        /// The SQS message id.
+        message_id: String,
+        /// Why it was not understood.
+        reason: String,
+    },
+    /// A queue operation failed.
+    #[error("SQS {operation} failed: {reason}")]
+    Queue {
+        /// The SQS operation.
+        operation: &'static str,
+        /// What SQS or the connection said.
+        reason: String,
+    },
     /// A configuration or argument is invalid.
     #[error("invalid configuration: {0}")]
     Config(String),
@@ -74,7 +104,14 @@ pub type Result<T, E = IngestError> = std::result::Result<T, E>;
 impl IngestError {
     /// Whether this error is about the input object (recorded and skipped) rather than our machinery.
     pub fn is_bad_input(&self) -> bool {
-        matches!(self, IngestError::Gzip { .. } | IngestError::TooLarge { .. } | IngestError::Malformed { .. })
+        matches!(
+            self,
+            IngestError::Gzip { .. }
+                | IngestError::TooLarge { .. }
+                | IngestError::Malformed { .. }
+                | IngestError::Fetch { transient: false, .. }
+                | IngestError::Notification { .. }
+        )
     }
 
     /// A short stable name for the kind of error, used in the ingest log and in metrics.
@@ -84,6 +121,10 @@ impl IngestError {
             IngestError::TooLarge { .. } => "too_large",
             IngestError::Malformed { .. } => "malformed",
             IngestError::Io { .. } => "io",
+            IngestError::Fetch { transient: false, .. } => "not_found",
+            IngestError::Fetch { transient: true, .. } => "fetch",
+            IngestError::Queue { .. } => "queue",
+            IngestError::Notification { .. } => "notification",
             IngestError::Lake { .. } => "lake",
             IngestError::Parquet { .. } => "parquet",
             IngestError::Arrow(_) => "internal",

@@ -11,18 +11,18 @@
 //! Inside a commit, rows are sorted by date, account and time, so that Parquet row-group
 //! statistics prune on time and account; files are zstd-compressed Parquet, partitioned by `date`.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
 
 use arrow::array::make_comparator;
 use arrow::array::{ArrayRef, Date32Array, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray};
 use arrow::compute::{SortColumn, SortOptions, concat_batches, lexsort_to_indices, take_record_batch};
+use bunker_schemas::location::LakeLocation;
 use bunker_schemas::{DATE_COLUMN, LogTable, SCHEMA_VERSION, ingest_log};
 use deltalake::kernel::StructType;
 use deltalake::kernel::engine::arrow_conversion::TryIntoKernel as _;
 use deltalake::kernel::transaction::{CommitProperties, TransactionError};
-use deltalake::operations::create::CreateBuilder;
 use deltalake::parquet::basic::{Compression, ZstdLevel};
 use deltalake::parquet::file::properties::{EnabledStatistics, WriterProperties};
 use deltalake::parquet::schema::types::ColumnPath;
@@ -124,16 +124,31 @@ pub struct Lake {
 impl Lake {
     /// Opens the lake at a local directory, creating the directory and any missing table.
     pub async fn open(location: &Path, config: LakeConfig) -> Result<Lake> {
-        let root = local_root_url(location)?;
+        Lake::open_at(&LakeLocation::Local(location.to_owned()), HashMap::new(), config).await
+    }
+
+    /// Opens the lake at a local directory or an S3 prefix, creating any missing table.
+    /// `storage_options` reach the object store (see [`LakeLocation::storage_options`]).
+    pub async fn open_at(
+        location: &LakeLocation,
+        storage_options: HashMap<String, String>,
+        config: LakeConfig,
+    ) -> Result<Lake> {
+        let root = match location {
+            LakeLocation::Local(path) => local_root_url(path)?,
+            LakeLocation::S3(url) => url.clone(),
+        };
         let mut tables = BTreeMap::new();
         for table in LogTable::ALL {
-            let delta = open_or_create(&root, table.name(), table.schema(), &stats_columns(table)).await?;
+            let delta =
+                open_or_create(&root, &storage_options, table.name(), table.schema(), &stats_columns(table)).await?;
             let mut lake_table = LakeTable { table, delta, committed: HashSet::new(), ledger_version: None };
             lake_table.read_ledger().await?;
             tables.insert(table, lake_table);
         }
         let log = open_or_create(
             &root,
+            &storage_options,
             ingest_log::TABLE_NAME,
             ingest_log::schema(),
             &["ingested_at", "source_key", "status"],
@@ -431,6 +446,7 @@ fn stats_columns(table: LogTable) -> Vec<&'static str> {
 /// Opens the Delta table `name` under the root, creating it from `schema` if it does not exist.
 async fn open_or_create(
     root: &Url,
+    storage_options: &HashMap<String, String>,
     name: &str,
     schema: arrow::datatypes::SchemaRef,
     stats: &[&str],
@@ -439,13 +455,15 @@ async fn open_or_create(
     if let Ok(dir) = url.to_file_path() {
         std::fs::create_dir_all(&dir).map_err(|source| IngestError::Io { path: dir, source })?;
     }
-    let table = DeltaTable::try_from_url(url.clone()).await.map_err(|e| lake_error(name, e))?;
+    let table = DeltaTable::try_from_url_with_storage_options(url.clone(), storage_options.clone())
+        .await
+        .map_err(|e| lake_error(name, e))?;
     if table.version().is_some() {
         return Ok(table);
     }
     let kernel_schema: StructType = schema.as_ref().try_into_kernel().map_err(|e| lake_error(name, e.into()))?;
-    CreateBuilder::new()
-        .with_location(url.as_str())
+    table
+        .create()
         .with_table_name(name)
         .with_columns(kernel_schema.fields().cloned())
         .with_partition_columns([DATE_COLUMN])

@@ -1,6 +1,6 @@
 //! From log objects to lake rows: classification of object keys, gunzip, the CloudTrail, VPC Flow and
 //! Route 53 Resolver parsers (synchronous, I/O-free, straight into Arrow), the Delta Lake writer, and
-//! the driver that walks a local archive.
+//! the drivers that walk a local archive or an S3 prefix, and the SQS worker.
 //!
 //! Data enters as an [`ObjectRef`] plus its bytes, and leaves as Arrow record batches committed to a
 //! Delta table together with the list of objects they came from. Bad input becomes an
@@ -14,13 +14,16 @@ pub mod decode;
 pub mod dns;
 mod error;
 pub mod lake;
+pub mod notification;
 pub mod parsed;
 pub mod pipeline;
+pub mod s3;
 pub mod synth;
 #[cfg(test)]
 mod test_support;
 pub mod timestamp;
 pub mod vpcflow;
+pub mod worker;
 
 pub use classify::{LogFormat, ObjectRef};
 pub use error::{IngestError, Result};

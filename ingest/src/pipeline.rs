@@ -351,12 +351,7 @@ pub async fn ingest_directory(
         })
         .map_err(|e| IngestError::Config(format!("cannot start parser thread: {e}")))?;
 
-    let mut run = Run {
-        summary: IngestSummary::default(),
-        pending: BTreeMap::new(),
-        log: Vec::new(),
-        commit_bytes: options.commit_bytes,
-    };
+    let mut run = Run::new(options.commit_bytes);
     let mut result = Ok(());
     while let Some(outcomes) = rx.recv().await {
         for (outcome, took) in outcomes {
@@ -404,9 +399,11 @@ struct PendingTable {
     bytes: usize,
 }
 
-/// The consumer side of an ingest run.
-struct Run {
-    summary: IngestSummary,
+/// The consumer side of an ingest run: outcomes in, commits and `ingest_log` rows out. The local
+/// archive walk, the S3 backfill and the worker all account for objects through it.
+#[derive(Debug)]
+pub(crate) struct Run {
+    pub(crate) summary: IngestSummary,
     pending: BTreeMap<LogTable, PendingTable>,
     /// Log entries ready to be appended (their objects are committed, skipped or failed).
     log: Vec<LogEntry>,
@@ -414,8 +411,22 @@ struct Run {
 }
 
 impl Run {
+    pub(crate) fn new(commit_bytes: usize) -> Run {
+        Run { summary: IngestSummary::default(), pending: BTreeMap::new(), log: Vec::new(), commit_bytes }
+    }
+
+    /// Bytes of Arrow data waiting for a commit.
+    pub(crate) fn pending_bytes(&self) -> usize {
+        self.pending.values().map(|p| p.bytes).sum()
+    }
+
+    /// Whether anything (rows or log entries) waits to be written.
+    pub(crate) fn has_pending(&self) -> bool {
+        !self.pending.is_empty() || !self.log.is_empty()
+    }
+
     /// Takes one outcome in; returns the object's stored size for progress.
-    fn accept(&mut self, outcome: ObjectOutcome) -> Option<u64> {
+    pub(crate) fn accept(&mut self, outcome: ObjectOutcome) -> Option<u64> {
         self.summary.objects += 1;
         let entry = |object: ObjectRef, format, table, status| LogEntry {
             object,
@@ -433,6 +444,7 @@ impl Run {
                 let size = object.size;
                 self.summary.bytes += size;
                 self.summary.content_bytes += content_bytes;
+                metrics::counter!("bunker_object_bytes_total").increment(size);
                 self.summary.rejected_records += parsed.rejected.len() as u64;
                 let mut e = entry(object.clone(), format, Some(table), status::COMMITTED);
                 e.rows = parsed.batch.num_rows() as u64;
@@ -455,6 +467,7 @@ impl Run {
             }
             ObjectOutcome::Skipped { object, format, reason } => {
                 self.summary.skipped_objects += 1;
+                metrics::counter!("bunker_objects_total", "status" => status::SKIPPED).increment(1);
                 let size = object.size;
                 let mut e = entry(object, format, None, status::SKIPPED);
                 e.reason = Some(reason);
@@ -463,6 +476,7 @@ impl Run {
             }
             ObjectOutcome::Duplicate { object } => {
                 self.summary.duplicate_objects += 1;
+                metrics::counter!("bunker_objects_total", "status" => status::DUPLICATE).increment(1);
                 let size = object.size;
                 let format = classify_key(&object.key).format.unwrap_or(LogFormat::Unknown);
                 self.log.push(entry(object, format, format.table(), status::DUPLICATE));
@@ -470,6 +484,8 @@ impl Run {
             }
             ObjectOutcome::Failed { object, format, error } => {
                 tracing::warn!(key = %object.key, kind = error.kind(), error = %error, "object failed");
+                metrics::counter!("bunker_errors_total", "kind" => error.kind()).increment(1);
+                metrics::counter!("bunker_objects_total", "status" => status::FAILED).increment(1);
                 self.summary.failed.push(FailedObject {
                     key: object.key.clone(),
                     kind: error.kind(),
@@ -491,7 +507,7 @@ impl Run {
     /// The commit size bounds all tables together, not each one: when the waiting rows of every
     /// table add up to it, the biggest table is committed, so memory does not grow with the number
     /// of log types in the archive.
-    async fn flush(&mut self, lake: &mut Lake, all: bool) -> Result<()> {
+    pub(crate) async fn flush(&mut self, lake: &mut Lake, all: bool) -> Result<()> {
         let mut ready: Vec<LogTable> =
             self.pending.iter().filter(|(_, p)| all || p.bytes >= self.commit_bytes).map(|(t, _)| *t).collect();
         let waiting: usize = self.pending.values().map(|p| p.bytes).sum();
@@ -500,21 +516,33 @@ impl Run {
         }
         for table in ready {
             let Some(pending) = self.pending.remove(&table) else { continue };
+            let newest: Vec<i64> =
+                pending.objects.iter().filter_map(|p| newest_event_micros(table, &p.batch)).collect();
             let started = Instant::now();
             let outcome = lake.commit(table, pending.objects).await?;
+            // Lag from each object's newest event to its commit: how far behind the lake runs.
+            let now = chrono::Utc::now().timestamp_micros();
+            for micros in newest {
+                metrics::histogram!("bunker_event_lag_seconds", "table" => table.name())
+                    .record((now - micros).max(0) as f64 / 1e6);
+            }
             self.summary.commit_time += started.elapsed();
             if outcome.version.is_some() {
                 self.summary.commits += 1;
+                metrics::histogram!("bunker_commit_seconds", "table" => table.name()).record(started.elapsed());
             }
+            metrics::counter!("bunker_rows_total", "table" => table.name()).increment(outcome.rows);
             let duplicates: HashSet<&str> = outcome.duplicates.iter().map(String::as_str).collect();
             for mut e in pending.entries {
                 if duplicates.contains(e.object.id().as_str()) {
                     e.status = status::DUPLICATE;
                     e.rows = 0;
                     self.summary.duplicate_objects += 1;
+                    metrics::counter!("bunker_objects_total", "status" => status::DUPLICATE).increment(1);
                 } else {
                     e.lake_version = outcome.version;
                     self.summary.committed_objects += 1;
+                    metrics::counter!("bunker_objects_total", "status" => status::COMMITTED).increment(1);
                     *self.summary.rows.entry(table).or_default() += e.rows;
                 }
                 self.log.push(e);
@@ -526,4 +554,11 @@ impl Run {
         }
         Ok(())
     }
+}
+
+/// The newest event time in an object's rows, in microseconds since the epoch.
+fn newest_event_micros(table: LogTable, batch: &arrow::array::RecordBatch) -> Option<i64> {
+    let column = batch.column_by_name(table.time_column())?;
+    let times = column.as_any().downcast_ref::<arrow::array::TimestampMicrosecondArray>()?;
+    arrow::compute::max(times)
 }

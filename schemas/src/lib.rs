@@ -15,6 +15,7 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 pub mod cloudtrail;
 pub mod dns;
 pub mod ingest_log;
+pub mod location;
 pub mod vpcflow;
 
 /// Field-metadata key under which each column's one-line doc is kept.
