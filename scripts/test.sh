@@ -15,5 +15,22 @@ if [ ! -f ../shared/data/real/README.md ]; then
   echo "warning: ../shared/data/real is missing; the real-sample tests will fail until it is there" >&2
 fi
 
+# The worker tests run against a real S3/SQS/KMS endpoint: moto_server from PyPI's moto[server].
+if ! command -v python3 >/dev/null 2>&1; then
+  echo "error: python3 is not installed; the worker tests need it for moto_server (PyPI moto[server])" >&2
+  exit 1
+fi
+if ! command -v moto_server >/dev/null 2>&1 || ! python3 -c 'import moto.server, flask_cors' >/dev/null 2>&1; then
+  echo "installing moto[server] (the S3/SQS/KMS endpoint the worker tests talk to)..." >&2
+  python3 -m pip install --quiet --disable-pip-version-check 'moto[server]>=5.1,<6' || {
+    echo "error: could not install moto[server]; install it with: python3 -m pip install 'moto[server]'" >&2
+    exit 1
+  }
+fi
+if ! command -v moto_server >/dev/null 2>&1; then
+  echo "error: moto[server] is installed but moto_server is not on PATH; add pip's script directory to PATH" >&2
+  exit 1
+fi
+
 cargo test --workspace --all-targets --locked
 cargo test --workspace --doc --locked

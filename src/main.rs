@@ -2,14 +2,19 @@
 
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use bunker_ingest::lake::{Lake, LakeConfig};
-use bunker_ingest::pipeline::{IngestOptions, IngestSummary, NoProgress, ProgressSink, ingest_directory};
+use bunker_ingest::ops::{install_metrics, serve_ops};
+use bunker_ingest::pipeline::{IngestOptions, IngestSummary, NoProgress, ProgressSink, ingest_directory, ingest_s3};
+use bunker_ingest::s3::{S3Source, load_aws_config, s3_client, sqs_client as aws_sdk_sqs_client};
 use bunker_ingest::synth::{SynthConfig, generate};
+use bunker_ingest::worker::{Heartbeat, WorkerOptions, run_worker};
 use bunker_query::{LakeSession, OutputFormat};
 use bunker_schemas::LogTable;
+use bunker_schemas::location::LakeLocation;
 use clap::{Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -32,14 +37,27 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Ingest a local archive directory (AWS key layout, or any folder of exported logs) into a lake.
+    /// Ingest an archive into a lake: a local directory (AWS key layout, or any folder of exported
+    /// logs) or an S3 prefix (backfill).
     Ingest {
-        /// Archive directory to read (e.g. a synced copy of s3://bucket/AWSLogs/...).
+        /// Archive to read: a directory, or s3://bucket/prefix.
         #[arg(long)]
-        from: PathBuf,
-        /// Lake directory to write (created if missing).
+        from: String,
+        /// Lake to write: a directory (created if missing) or s3://bucket/prefix.
         #[arg(long)]
-        lake: PathBuf,
+        lake: String,
+        /// With an s3:// archive, only objects of this day or later (YYYY-MM-DD, or relative: 7d).
+        #[arg(long, value_parser = parse_day)]
+        since: Option<chrono::NaiveDate>,
+        /// With an s3:// archive, only objects of this day or earlier (YYYY-MM-DD, or relative: 1d).
+        #[arg(long, value_parser = parse_day)]
+        until: Option<chrono::NaiveDate>,
+        /// S3-compatible endpoint (also AWS_ENDPOINT_URL), for the archive and an s3:// lake.
+        #[arg(long, env = "AWS_ENDPOINT_URL")]
+        endpoint_url: Option<String>,
+        /// Objects fetched from S3 at once.
+        #[arg(long, default_value_t = 16)]
+        fetch_concurrency: usize,
         /// Largest decompressed object accepted, in MiB; bigger objects are recorded as failed.
         #[arg(long, default_value_t = 256)]
         max_object_mib: u64,
@@ -49,15 +67,20 @@ enum Command {
     },
     /// Run one SQL statement over a lake (tables: cloudtrail, vpcflow, dns, ingest_log).
     Query {
-        /// Lake directory.
+        /// Lake: a directory or s3://bucket/prefix.
         #[arg(long)]
-        lake: PathBuf,
+        lake: String,
+        /// S3-compatible endpoint (also AWS_ENDPOINT_URL) for an s3:// lake.
+        #[arg(long, env = "AWS_ENDPOINT_URL")]
+        endpoint_url: Option<String>,
         /// The SQL statement.
         sql: String,
         /// Output format.
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
     },
+    /// Run the continuous ingestion worker: S3 notifications from SQS become lake rows.
+    Worker(WorkerArgs),
     /// Generate a deterministic synthetic archive in the AWS key layout.
     Gen {
         /// Directory to write the archive to.
@@ -93,6 +116,75 @@ enum Command {
         /// cloudtrail, vpcflow, dns or ingest_log.
         table: String,
     },
+}
+
+/// `bunker worker` flags; each overrides the same setting of the `[worker]` section of `--config`.
+#[derive(Debug, clap::Args)]
+struct WorkerArgs {
+    /// A TOML file with a `[worker]` section (see README.md, "Running the worker").
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// The SQS queue the archive bucket's notifications arrive on.
+    #[arg(long)]
+    queue_url: Option<String>,
+    /// Lake to write: a directory or s3://bucket/prefix.
+    #[arg(long)]
+    lake: Option<String>,
+    /// S3/SQS-compatible endpoint (also AWS_ENDPOINT_URL).
+    #[arg(long, env = "AWS_ENDPOINT_URL")]
+    endpoint_url: Option<String>,
+    /// Address of the /healthz and /metrics listener (loopback by default).
+    #[arg(long)]
+    metrics_listen: Option<std::net::SocketAddr>,
+    /// Concurrent long-polling receivers.
+    #[arg(long)]
+    receivers: Option<usize>,
+    /// Commit at least this often, in seconds.
+    #[arg(long)]
+    commit_interval_secs: Option<f64>,
+    /// Commit once this many MiB of rows wait.
+    #[arg(long)]
+    commit_mib: Option<usize>,
+    /// Visibility timeout of received messages, in seconds (extended while in progress).
+    #[arg(long)]
+    visibility_timeout_secs: Option<i32>,
+    /// Long-poll wait per receive, in seconds (0-20).
+    #[arg(long)]
+    wait_time_secs: Option<i32>,
+    /// Messages held at once; the bound on memory under any backlog.
+    #[arg(long)]
+    max_in_flight: Option<usize>,
+    /// Objects fetched and parsed at once.
+    #[arg(long)]
+    fetch_concurrency: Option<usize>,
+    /// Largest object accepted (stored or decompressed), in MiB.
+    #[arg(long)]
+    max_object_mib: Option<u64>,
+}
+
+/// The `[worker]` section of `bunker.toml`: the same settings as the flags.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WorkerFile {
+    queue_url: Option<String>,
+    lake: Option<String>,
+    endpoint_url: Option<String>,
+    metrics_listen: Option<std::net::SocketAddr>,
+    receivers: Option<usize>,
+    commit_interval_secs: Option<f64>,
+    commit_mib: Option<usize>,
+    visibility_timeout_secs: Option<i32>,
+    wait_time_secs: Option<i32>,
+    max_in_flight: Option<usize>,
+    fetch_concurrency: Option<usize>,
+    max_object_mib: Option<u64>,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfigFile {
+    #[serde(default)]
+    worker: WorkerFile,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -137,7 +229,10 @@ fn main() -> std::process::ExitCode {
 fn init_logging(json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("BUNKER_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error,buoyant_kernel::snapshot::builder=off"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
     if json {
         builder.json().init();
     } else {
@@ -147,17 +242,30 @@ fn init_logging(json: bool) {
 
 async fn run(command: Command) -> Result<()> {
     match command {
-        Command::Ingest { from, lake, max_object_mib, commit_mib } => {
+        Command::Ingest { from, lake, since, until, endpoint_url, fetch_concurrency, max_object_mib, commit_mib } => {
             let options = IngestOptions {
                 max_object_bytes: max_object_mib << 20,
                 commit_bytes: commit_mib << 20,
+                fetch_concurrency,
                 ..IngestOptions::default()
             };
-            let summary = ingest(&from, &lake, &options).await?;
+            let lake = LakeLocation::parse(&lake).map_err(anyhow::Error::msg)?;
+            let summary = if let Some(archive) = from.strip_prefix("s3://") {
+                let dates = date_range(since, until)?;
+                backfill(archive, &lake, endpoint_url.as_deref(), dates, &options).await?
+            } else {
+                if since.is_some() || until.is_some() {
+                    bail!("--since and --until apply to an s3:// archive; a local folder is ingested whole");
+                }
+                ingest(Path::new(&from), &lake, endpoint_url.as_deref(), &options).await?
+            };
             print_summary(&summary, &mut std::io::stdout().lock())?;
         }
-        Command::Query { lake, sql, format } => {
-            let session = LakeSession::open(&lake).await?;
+        Command::Worker(args) => worker(args).await?,
+        Command::Query { lake, endpoint_url, sql, format } => {
+            let location = LakeLocation::parse(&lake).map_err(anyhow::Error::msg)?;
+            let options = location.storage_options(endpoint_url.as_deref());
+            let session = LakeSession::open_at(&location, options).await?;
             let (schema, batches) = session.sql(&sql).await?;
             let mut out = std::io::stdout().lock();
             bunker_query::render(&schema, &batches, format.into(), &mut out)?;
@@ -193,19 +301,164 @@ async fn run(command: Command) -> Result<()> {
     Ok(())
 }
 
-async fn ingest(from: &Path, lake_dir: &Path, options: &IngestOptions) -> Result<IngestSummary> {
+async fn open_lake(location: &LakeLocation, endpoint_url: Option<&str>) -> Result<Lake> {
+    Lake::open_at(location, location.storage_options(endpoint_url), LakeConfig::default())
+        .await
+        .with_context(|| format!("opening lake {location}"))
+}
+
+fn progress() -> Box<dyn ProgressSink> {
+    if std::io::stderr().is_terminal() { Box::new(BarProgress::new()) } else { Box::new(NoProgress) }
+}
+
+async fn ingest(
+    from: &Path,
+    location: &LakeLocation,
+    endpoint_url: Option<&str>,
+    options: &IngestOptions,
+) -> Result<IngestSummary> {
     if !from.is_dir() {
         bail!("--from {} is not a directory", from.display());
     }
-    let mut lake = Lake::open(lake_dir, LakeConfig::default())
+    let mut lake = open_lake(location, endpoint_url).await?;
+    ingest_directory(from, &mut lake, options, progress().as_ref())
         .await
-        .with_context(|| format!("opening lake {}", lake_dir.display()))?;
-    let summary = if std::io::stderr().is_terminal() {
-        ingest_directory(from, &mut lake, options, &BarProgress::new()).await
-    } else {
-        ingest_directory(from, &mut lake, options, &NoProgress).await
+        .with_context(|| format!("ingesting {} into {location}", from.display()))
+}
+
+/// `bunker ingest --from s3://bucket/prefix`.
+async fn backfill(
+    archive: &str,
+    location: &LakeLocation,
+    endpoint_url: Option<&str>,
+    dates: Option<(chrono::NaiveDate, chrono::NaiveDate)>,
+    options: &IngestOptions,
+) -> Result<IngestSummary> {
+    let (bucket, prefix) = archive.split_once('/').unwrap_or((archive, ""));
+    if bucket.is_empty() {
+        bail!("--from s3://{archive}: no bucket name");
+    }
+    let aws = load_aws_config(endpoint_url).await;
+    let source = S3Source::new(s3_client(&aws), options.max_object_bytes);
+    let mut lake = open_lake(location, endpoint_url).await?;
+    ingest_s3(&source, bucket, prefix, dates, &mut lake, options, progress().as_ref())
+        .await
+        .with_context(|| format!("ingesting s3://{archive} into {location}"))
+}
+
+/// A day given as YYYY-MM-DD, `today`, or relative to today (`7d` = seven days ago).
+fn parse_day(text: &str) -> Result<chrono::NaiveDate, String> {
+    let today = chrono::Utc::now().date_naive();
+    if text == "today" {
+        return Ok(today);
+    }
+    if let Some(days) = text.strip_suffix('d').and_then(|n| n.parse::<u32>().ok()) {
+        return today.checked_sub_days(chrono::Days::new(days.into())).ok_or_else(|| format!("{text}: too far back"));
+    }
+    chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
+        .map_err(|_| format!("{text}: expected YYYY-MM-DD or Nd (days ago)"))
+}
+
+fn date_range(
+    since: Option<chrono::NaiveDate>,
+    until: Option<chrono::NaiveDate>,
+) -> Result<Option<(chrono::NaiveDate, chrono::NaiveDate)>> {
+    match (since, until) {
+        (None, None) => Ok(None),
+        (since, until) => {
+            let since = since.unwrap_or(chrono::NaiveDate::MIN);
+            let until = until.unwrap_or_else(|| chrono::Utc::now().date_naive());
+            if since > until {
+                bail!("--since {since} is after --until {until}");
+            }
+            if since == chrono::NaiveDate::MIN {
+                bail!("--until needs --since too: bunker lists the archive day by day");
+            }
+            Ok(Some((since, until)))
+        }
+    }
+}
+
+/// `bunker worker`: runs until SIGTERM/SIGINT, then drains and exits 0.
+async fn worker(args: WorkerArgs) -> Result<()> {
+    let file = match &args.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+            toml::from_str::<ConfigFile>(&text)
+                .with_context(|| format!("{} is not a valid bunker config", path.display()))?
+                .worker
+        }
+        None => WorkerFile::default(),
     };
-    summary.with_context(|| format!("ingesting {} into {}", from.display(), lake_dir.display()))
+    let queue_url =
+        args.queue_url.or(file.queue_url).context("no queue: pass --queue-url or set queue_url under [worker]")?;
+    let lake = args.lake.or(file.lake).context("no lake: pass --lake or set lake under [worker]")?;
+    let endpoint_url = args.endpoint_url.or(file.endpoint_url);
+    let mut options = WorkerOptions::new(queue_url);
+    options.receivers = args.receivers.or(file.receivers).unwrap_or(options.receivers);
+    options.wait_time_seconds = args.wait_time_secs.or(file.wait_time_secs).unwrap_or(options.wait_time_seconds);
+    options.visibility_timeout_seconds =
+        args.visibility_timeout_secs.or(file.visibility_timeout_secs).unwrap_or(options.visibility_timeout_seconds);
+    options.max_messages_in_flight =
+        args.max_in_flight.or(file.max_in_flight).unwrap_or(options.max_messages_in_flight);
+    options.fetch_concurrency = args.fetch_concurrency.or(file.fetch_concurrency).unwrap_or(options.fetch_concurrency);
+    if let Some(mib) = args.commit_mib.or(file.commit_mib) {
+        options.commit_bytes = mib << 20;
+    }
+    if let Some(secs) = args.commit_interval_secs.or(file.commit_interval_secs) {
+        options.commit_interval =
+            Duration::try_from_secs_f64(secs).context("commit interval must be a positive number of seconds")?;
+    }
+    if let Some(mib) = args.max_object_mib.or(file.max_object_mib) {
+        options.max_object_bytes = mib << 20;
+    }
+    let listen = args.metrics_listen.or(file.metrics_listen).unwrap_or(([127, 0, 0, 1], 9464).into());
+
+    let metrics = install_metrics()?;
+    let heartbeat = Arc::new(Heartbeat::default());
+    heartbeat.beat();
+    let stall_after = options.commit_interval * 3 + Duration::from_secs(120);
+    let bound = serve_ops(listen, metrics, heartbeat.clone(), stall_after).await?;
+    let location = LakeLocation::parse(&lake).map_err(anyhow::Error::msg)?;
+    let aws = load_aws_config(endpoint_url.as_deref()).await;
+    let source = S3Source::new(s3_client(&aws), options.max_object_bytes);
+    let sqs = aws_sdk_sqs_client(&aws);
+    let mut lake = open_lake(&location, endpoint_url.as_deref()).await?;
+    tracing::warn!(queue = %options.queue_url, lake = %location, metrics = %bound, "worker started");
+    let summary = run_worker(sqs, source, &mut lake, options, heartbeat, shutdown_signal()).await?;
+    tracing::warn!(
+        messages = summary.messages_received,
+        deleted = summary.messages_deleted,
+        retried = summary.messages_retried,
+        objects = summary.ingest.objects,
+        rows = summary.ingest.total_rows(),
+        failed = summary.ingest.failed.len(),
+        "worker stopped"
+    );
+    Ok(())
+}
+
+/// Resolves on SIGTERM (how ECS, Kubernetes and systemd stop a service) or SIGINT (Ctrl-C).
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(term) => term,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM; only Ctrl-C stops the worker cleanly");
+                let _ = tokio::signal::ctrl_c().await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }
 
 /// A progress bar on stderr, by stored bytes.
@@ -335,7 +588,8 @@ async fn demo(dir: &Path, events: u64) -> Result<()> {
     );
     println!("2. Ingesting it into a Delta Lake in {}", lake_dir.display());
     println!("   $ bunker ingest --from {} --lake {}", archive.display(), lake_dir.display());
-    let summary = ingest(&archive, &lake_dir, &IngestOptions::default()).await?;
+    let lake = LakeLocation::Local(lake_dir.clone());
+    let summary = ingest(&archive, &lake, None, &IngestOptions::default()).await?;
     let mut out = std::io::stdout().lock();
     let mut indented = Vec::new();
     print_summary(&summary, &mut indented)?;
@@ -343,7 +597,7 @@ async fn demo(dir: &Path, events: u64) -> Result<()> {
         writeln!(out, "   {line}")?;
     }
     writeln!(out, "\n3. Ingesting the same archive again adds nothing (exactly once):")?;
-    let again = ingest(&archive, &lake_dir, &IngestOptions::default()).await?;
+    let again = ingest(&archive, &lake, None, &IngestOptions::default()).await?;
     writeln!(out, "   {} objects already in the lake, {} new events\n", again.duplicate_objects, again.total_rows())?;
     writeln!(out, "4. Asking questions with SQL (bunker query --lake {} \"...\")\n", lake_dir.display())?;
     let session = LakeSession::open(&lake_dir).await?;

@@ -462,7 +462,7 @@ async fn open_or_create(
         return Ok(table);
     }
     let kernel_schema: StructType = schema.as_ref().try_into_kernel().map_err(|e| lake_error(name, e.into()))?;
-    table
+    let created = table
         .create()
         .with_table_name(name)
         .with_columns(kernel_schema.fields().cloned())
@@ -470,10 +470,17 @@ async fn open_or_create(
         .with_configuration_property(TableProperty::DataSkippingStatsColumns, Some(stats.join(",")))
         // The commit history is the ledger of which objects the table holds: never expire it.
         .with_configuration_property(TableProperty::EnableExpiredLogCleanup, Some("false"))
-        // Another writer may create the table at the same moment; then we simply open theirs.
         .with_save_mode(SaveMode::Ignore)
-        .await
-        .map_err(|e| lake_error(name, e))
+        .await;
+    match created {
+        Ok(table) => Ok(table),
+        // Another writer created the table at the same moment (both saw none, theirs landed
+        // first): open theirs.
+        Err(e) => match DeltaTable::try_from_url_with_storage_options(url, storage_options.clone()).await {
+            Ok(table) if table.version().is_some() => Ok(table),
+            _ => Err(lake_error(name, e)),
+        },
+    }
 }
 
 fn local_root_url(location: &Path) -> Result<Url> {

@@ -15,6 +15,7 @@ pub mod dns;
 mod error;
 pub mod lake;
 pub mod notification;
+pub mod ops;
 pub mod parsed;
 pub mod pipeline;
 pub mod s3;

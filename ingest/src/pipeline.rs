@@ -5,7 +5,8 @@
 //! [`ingest_directory`] walks a local archive: a producer thread reads and processes objects on the
 //! rayon pool in chunks, and sends their outcomes over a bounded channel (so memory is bounded by
 //! the channel and the commit size, not by the archive) to the async side, which groups rows per
-//! table, commits them to the lake, and appends one `ingest_log` row per object.
+//! table, commits them to the lake, and appends one `ingest_log` row per object. [`ingest_s3`] does the
+//! same for an S3 prefix, fetching objects concurrently.
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashSet};
@@ -22,6 +23,7 @@ use crate::decode::{DEFAULT_MAX_OBJECT_BYTES, decompress};
 use crate::dns::DnsLogParser;
 use crate::lake::{Lake, LogEntry, PendingObject};
 use crate::parsed::{ObjectContext, Parsed};
+use crate::s3::S3Source;
 use crate::vpcflow::FlowLogParser;
 use crate::{IngestError, Result};
 
@@ -185,6 +187,20 @@ pub fn parse_content(table: LogTable, content: &mut [u8], ctx: &ObjectContext<'_
     }
 }
 
+/// Runs [`process_object`] on the rayon pool, off the I/O runtime.
+pub async fn parse_on_pool(object: ObjectRef, data: Vec<u8>, max_object_bytes: u64) -> ObjectOutcome {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let for_pool = object.clone();
+    rayon::spawn(move || {
+        let _ = tx.send(process_object(&for_pool, data, max_object_bytes));
+    });
+    rx.await.unwrap_or_else(|_| ObjectOutcome::Failed {
+        object,
+        format: LogFormat::Unknown,
+        error: IngestError::Config("the parser stopped without an answer".into()),
+    })
+}
+
 /// Settings of an ingest run.
 #[derive(Debug, Clone)]
 pub struct IngestOptions {
@@ -194,11 +210,18 @@ pub struct IngestOptions {
     pub commit_bytes: usize,
     /// Objects are read and parsed in chunks of about this many stored bytes.
     pub chunk_bytes: u64,
+    /// Objects fetched from S3 at once.
+    pub fetch_concurrency: usize,
 }
 
 impl Default for IngestOptions {
     fn default() -> Self {
-        Self { max_object_bytes: DEFAULT_MAX_OBJECT_BYTES, commit_bytes: 48 << 20, chunk_bytes: 2 << 20 }
+        Self {
+            max_object_bytes: DEFAULT_MAX_OBJECT_BYTES,
+            commit_bytes: 48 << 20,
+            chunk_bytes: 2 << 20,
+            fetch_concurrency: 16,
+        }
     }
 }
 
@@ -368,6 +391,59 @@ pub async fn ingest_directory(
     drop(rx);
     let _ = producer.join();
     result?;
+    run.flush(lake, true).await?;
+    progress.finish();
+    run.summary.elapsed = started.elapsed();
+    Ok(run.summary)
+}
+
+/// Ingests every object under an S3 prefix (optionally only the days of a date range) into the
+/// lake: objects are fetched `fetch_concurrency` at a time, parsed on the CPU pool, and committed
+/// exactly once, like the worker does — an object the lake already holds is not even fetched.
+pub async fn ingest_s3(
+    source: &S3Source,
+    bucket: &str,
+    prefix: &str,
+    dates: Option<(chrono::NaiveDate, chrono::NaiveDate)>,
+    lake: &mut Lake,
+    options: &IngestOptions,
+    progress: &dyn ProgressSink,
+) -> Result<IngestSummary> {
+    use futures::StreamExt as _;
+
+    let started = Instant::now();
+    let objects = source.list(bucket, prefix, dates).await?;
+    progress.start(objects.len() as u64, objects.iter().map(|o| o.size).sum());
+    lake.refresh().await?;
+    let already: HashSet<String> = objects.iter().map(ObjectRef::id).filter(|id| lake.is_committed(id)).collect();
+    let max_object_bytes = options.max_object_bytes;
+    let mut outcomes = futures::stream::iter(objects)
+        .map(|object| {
+            let duplicate = already.contains(&object.id());
+            async move {
+                let started = Instant::now();
+                let outcome = if duplicate {
+                    ObjectOutcome::Duplicate { object }
+                } else {
+                    match source.fetch(&object).await {
+                        Ok(data) => parse_on_pool(object, data, max_object_bytes).await,
+                        Err(error) => ObjectOutcome::Failed { object, format: LogFormat::Unknown, error },
+                    }
+                };
+                (outcome, started.elapsed())
+            }
+        })
+        .buffer_unordered(options.fetch_concurrency.max(1));
+    let mut run = Run::new(options.commit_bytes);
+    while let Some((outcome, took)) = outcomes.next().await {
+        run.summary.parse_time += took;
+        if let Some(bytes) = run.accept(outcome) {
+            progress.object_done(bytes);
+        }
+        if run.pending_bytes() >= options.commit_bytes {
+            run.flush(lake, false).await?;
+        }
+    }
     run.flush(lake, true).await?;
     progress.finish();
     run.summary.elapsed = started.elapsed();

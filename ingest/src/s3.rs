@@ -11,6 +11,7 @@
 
 use std::error::Error as StdError;
 
+use aws_sdk_s3::config::http::HttpResponse;
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use chrono::{Datelike, NaiveDate};
 
@@ -36,6 +37,11 @@ pub async fn load_aws_config(endpoint_url: Option<&str>) -> aws_config::SdkConfi
 pub fn s3_client(config: &aws_config::SdkConfig) -> aws_sdk_s3::Client {
     let s3_config = aws_sdk_s3::config::Builder::from(config).force_path_style(config.endpoint_url().is_some()).build();
     aws_sdk_s3::Client::from_conf(s3_config)
+}
+
+/// An SQS client for the worker's queue.
+pub fn sqs_client(config: &aws_config::SdkConfig) -> aws_sdk_sqs::Client {
+    aws_sdk_sqs::Client::new(config)
 }
 
 /// Reads source objects from S3.
@@ -156,19 +162,22 @@ fn days((since, until): (NaiveDate, NaiveDate)) -> impl Iterator<Item = NaiveDat
     since.iter_days().take_while(move |d| *d <= until)
 }
 
-/// Classifies an SDK error: only "the object or bucket is not there" is permanent.
-pub(crate) fn sdk_error<E, R>(object: &str, operation: &'static str, error: SdkError<E, R>) -> IngestError
+/// Classifies an SDK error: only "the object or bucket is not there" is permanent. The reason is
+/// S3's own code and message, not the whole response.
+pub(crate) fn sdk_error<E>(object: &str, operation: &'static str, error: SdkError<E, HttpResponse>) -> IngestError
 where
     E: ProvideErrorMetadata + StdError + Send + Sync + 'static,
-    R: std::fmt::Debug,
 {
-    let permanent = matches!(&error, SdkError::ServiceError(e) if matches!(e.err().code(), Some("NoSuchKey" | "NoSuchBucket" | "NotFound")));
-    IngestError::Fetch {
-        object: object.to_owned(),
-        operation,
-        reason: DisplayErrorContext(&error).to_string(),
-        transient: !permanent,
-    }
+    let (permanent, reason) = match &error {
+        SdkError::ServiceError(e) => {
+            let code = e.err().code().unwrap_or("error");
+            let message = e.err().message().unwrap_or("");
+            let status = e.raw().status().as_u16();
+            (matches!(code, "NoSuchKey" | "NoSuchBucket" | "NotFound"), format!("{code}: {message} (HTTP {status})"))
+        }
+        other => (false, DisplayErrorContext(other).to_string()),
+    };
+    IngestError::Fetch { object: object.to_owned(), operation, reason, transient: !permanent }
 }
 
 fn error_chain(error: &dyn StdError) -> String {

@@ -36,7 +36,7 @@ use tokio::task::JoinSet;
 use crate::classify::{LogFormat, ObjectRef};
 use crate::lake::Lake;
 use crate::notification::{Notification, parse_notification};
-use crate::pipeline::{IngestSummary, ObjectOutcome, Run, process_object};
+use crate::pipeline::{IngestSummary, ObjectOutcome, Run, parse_on_pool};
 use crate::s3::S3Source;
 use crate::{IngestError, Result};
 
@@ -120,7 +120,8 @@ pub struct Heartbeat {
 }
 
 impl Heartbeat {
-    fn beat(&self) {
+    /// Records that the loop is alive now.
+    pub fn beat(&self) {
         self.last_tick_unix.store(now_unix(), Ordering::Relaxed);
     }
 
@@ -186,6 +187,7 @@ pub async fn run_worker(
         held: HashMap::new(),
         held_receipts,
         budget,
+        fetch_permits: Arc::new(Semaphore::new(options.fetch_concurrency)),
         tasks: JoinSet::new(),
         waiting_since: None,
         summary: WorkerSummary::default(),
@@ -239,6 +241,8 @@ struct Processor {
     /// message id → receipt handle of every held message, for the visibility extender.
     held_receipts: Arc<Mutex<HashMap<String, String>>>,
     budget: Arc<Semaphore>,
+    /// Objects fetched or parsed at once, however many objects one message names.
+    fetch_permits: Arc<Semaphore>,
     tasks: JoinSet<(String, ObjectRef, Result<ObjectOutcome>)>,
     /// When the oldest uncommitted row or finished-but-undeleted message started waiting.
     waiting_since: Option<Instant>,
@@ -266,7 +270,10 @@ impl Processor {
                     let source = self.source.clone();
                     let max = self.options.max_object_bytes;
                     let id = message_id.clone();
+                    let permits = self.fetch_permits.clone();
                     self.tasks.spawn(async move {
+                        // The semaphore is never closed, so this only waits.
+                        let _permit = permits.acquire_owned().await;
                         let outcome = fetch_and_parse(&source, object.clone(), max).await;
                         (id, object, outcome)
                     });
@@ -451,20 +458,6 @@ async fn fetch_and_parse(source: &S3Source, object: ObjectRef, max_object_bytes:
         Err(error) => return Ok(ObjectOutcome::Failed { object, format: LogFormat::Unknown, error }),
     };
     Ok(parse_on_pool(object, data, max_object_bytes).await)
-}
-
-/// Runs [`process_object`] on the rayon pool, off the I/O runtime.
-pub(crate) async fn parse_on_pool(object: ObjectRef, data: Vec<u8>, max_object_bytes: u64) -> ObjectOutcome {
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    let for_pool = object.clone();
-    rayon::spawn(move || {
-        let _ = tx.send(process_object(&for_pool, data, max_object_bytes));
-    });
-    rx.await.unwrap_or_else(|_| ObjectOutcome::Failed {
-        object,
-        format: LogFormat::Unknown,
-        error: IngestError::Config("the parser stopped without an answer".into()),
-    })
 }
 
 /// One receiver: long-polls while there is room in the in-flight budget.

@@ -6,6 +6,7 @@
 //! the full lake still plan. Results leave as Arrow record batches.
 #![deny(missing_docs)]
 
+use std::collections::HashMap;
 use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
@@ -13,6 +14,7 @@ use std::sync::Arc;
 use arrow::array::{ArrayRef, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::util::display::{ArrayFormatter, FormatOptions};
+use bunker_schemas::location::LakeLocation;
 use bunker_schemas::{LogTable, ingest_log};
 use datafusion::datasource::MemTable;
 use datafusion::execution::context::{SQLOptions, SessionContext};
@@ -68,10 +70,22 @@ pub fn table_names() -> Vec<&'static str> {
 impl LakeSession {
     /// Opens the lake at a local directory and registers its tables.
     pub async fn open(lake: &Path) -> Result<LakeSession> {
-        let root = std::fs::canonicalize(lake).map_err(|_| QueryError::NoLake(lake.display().to_string()))?;
-        if !root.is_dir() {
-            return Err(QueryError::NoLake(lake.display().to_string()));
-        }
+        LakeSession::open_at(&LakeLocation::Local(lake.to_owned()), HashMap::new()).await
+    }
+
+    /// Opens the lake at a local directory or an S3 prefix and registers its tables; a table the
+    /// lake does not have yet is an empty table of the right schema.
+    pub async fn open_at(location: &LakeLocation, storage_options: HashMap<String, String>) -> Result<LakeSession> {
+        let root = match location {
+            LakeLocation::Local(lake) => {
+                let root = std::fs::canonicalize(lake).map_err(|_| QueryError::NoLake(lake.display().to_string()))?;
+                if !root.is_dir() {
+                    return Err(QueryError::NoLake(lake.display().to_string()));
+                }
+                Url::from_directory_path(&root).map_err(|()| QueryError::NoLake(lake.display().to_string()))?
+            }
+            LakeLocation::S3(url) => url.clone(),
+        };
         // Information schema lets analysts run `SHOW TABLES` / `SHOW COLUMNS FROM cloudtrail`.
         let config = SessionConfig::new().with_information_schema(true);
         let ctx = SessionContext::new_with_config(config);
@@ -80,17 +94,23 @@ impl LakeSession {
             .map(|t| (t.name(), t.schema()))
             .chain([(ingest_log::TABLE_NAME, ingest_log::schema())]);
         for (name, schema) in tables {
-            let dir = root.join(name);
-            let opened = if dir.join("_delta_log").is_dir() { Some(open_table(&dir, name).await?) } else { None };
-            match opened {
-                Some(table) if table.version().is_some() => {
-                    table.update_datafusion_session(&ctx.state()).map_err(|e| table_error(name, e))?;
-                    let provider = table.table_provider().await?;
-                    ctx.register_table(name, provider)?;
-                }
-                _ => {
-                    ctx.register_table(name, Arc::new(MemTable::try_new(schema, vec![vec![]])?))?;
-                }
+            let url = root.join(&format!("{name}/")).map_err(|_| QueryError::NoLake(location.to_string()))?;
+            // A local table that was never created has no folder, which the Delta reader refuses.
+            let exists = url.to_file_path().map_or(true, |dir| dir.join("_delta_log").is_dir());
+            let table = if exists {
+                let table = DeltaTable::try_from_url_with_storage_options(url, storage_options.clone())
+                    .await
+                    .map_err(|e| table_error(name, e))?;
+                table.version().is_some().then_some(table)
+            } else {
+                None
+            };
+            if let Some(table) = table {
+                table.update_datafusion_session(&ctx.state()).map_err(|e| table_error(name, e))?;
+                let provider = table.table_provider().await?;
+                ctx.register_table(name, provider)?;
+            } else {
+                ctx.register_table(name, Arc::new(MemTable::try_new(schema, vec![vec![]])?))?;
             }
         }
         Ok(LakeSession { ctx })
@@ -111,11 +131,6 @@ impl LakeSession {
         let batches = frame.collect().await?;
         Ok((schema, batches))
     }
-}
-
-async fn open_table(dir: &Path, name: &str) -> Result<DeltaTable> {
-    let url = Url::from_directory_path(dir).map_err(|()| QueryError::NoLake(dir.display().to_string()))?;
-    deltalake::open_table(url).await.map_err(|e| table_error(name, e))
 }
 
 fn table_error(table: &str, source: deltalake::DeltaTableError) -> QueryError {

@@ -1,0 +1,237 @@
+//! A real S3/SQS/KMS endpoint for the tests: `moto_server` (PyPI `moto[server]`) on a free loopback
+//! port, one per test, stopped when the test ends. The AWS SDK clients here and the `bunker`
+//! processes under test talk to it exactly as they would to AWS, through `AWS_ENDPOINT_URL`.
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_sqs::types::QueueAttributeName;
+
+pub const REGION: &str = "us-east-1";
+const ACCESS_KEY: &str = "AKIDBUNKERTEST000001";
+const SECRET_KEY: &str = "bunker-test-secret-key-not-a-real-one";
+
+/// A running `moto_server`.
+pub struct Moto {
+    child: Child,
+    pub endpoint: String,
+    pub s3: aws_sdk_s3::Client,
+    pub sqs: aws_sdk_sqs::Client,
+    pub kms: aws_sdk_kms::Client,
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    listener.local_addr().expect("local addr").port()
+}
+
+/// The `moto_server` executable: `$MOTO_SERVER`, else on `PATH`.
+fn moto_command() -> Command {
+    let program = std::env::var("MOTO_SERVER").unwrap_or_else(|_| "moto_server".into());
+    let found = Command::new(&program).arg("--help").stdout(Stdio::null()).stderr(Stdio::null()).status();
+    if !matches!(found, Ok(status) if status.success()) {
+        panic!(
+            "moto_server is not installed (looked for {program:?}). The worker tests need a real S3/SQS/KMS \
+             endpoint: install it with `python3 -m pip install 'moto[server]'` (scripts/test.sh does this), \
+             or point MOTO_SERVER at the executable."
+        );
+    }
+    Command::new(program)
+}
+
+impl Moto {
+    pub async fn start() -> Moto {
+        let port = free_port();
+        let child = moto_command()
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start moto_server");
+        let address: SocketAddr = ([127, 0, 0, 1], port).into();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while TcpStream::connect_timeout(&address, Duration::from_millis(200)).is_err() {
+            assert!(Instant::now() < deadline, "moto_server did not start listening on {address} within 30 s");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let endpoint = format!("http://{address}");
+        let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .endpoint_url(&endpoint)
+            .region(aws_config::Region::new(REGION))
+            .credentials_provider(aws_sdk_s3::config::Credentials::new(ACCESS_KEY, SECRET_KEY, None, None, "test"))
+            .load()
+            .await;
+        let s3_config = aws_sdk_s3::config::Builder::from(&config).force_path_style(true).build();
+        Moto {
+            child,
+            endpoint,
+            s3: aws_sdk_s3::Client::from_conf(s3_config),
+            sqs: aws_sdk_sqs::Client::new(&config),
+            kms: aws_sdk_kms::Client::new(&config),
+        }
+    }
+
+    /// The environment a `bunker` process needs to reach this endpoint.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("AWS_ENDPOINT_URL", self.endpoint.clone()),
+            ("AWS_ACCESS_KEY_ID", ACCESS_KEY.into()),
+            ("AWS_SECRET_ACCESS_KEY", SECRET_KEY.into()),
+            ("AWS_REGION", REGION.into()),
+            ("AWS_EC2_METADATA_DISABLED", "true".into()),
+            ("AWS_ALLOW_HTTP", "true".into()),
+        ]
+    }
+
+    /// A bucket for the lake.
+    pub async fn create_bucket(&self, name: &str) {
+        self.s3.create_bucket().bucket(name).send().await.expect("create bucket");
+    }
+
+    /// The archive bucket as a log-archive account has it: Object Lock on, SSE-KMS by default with
+    /// a customer key, and `ObjectCreated` notifications to a queue. Returns the queue URL.
+    pub async fn create_archive(&self, bucket: &str, queue: &str) -> String {
+        let key = self.kms.create_key().description("log archive").send().await.expect("create KMS key");
+        let key_id = key.key_metadata().expect("key metadata").key_id().to_owned();
+        self.s3.create_bucket().bucket(bucket).object_lock_enabled_for_bucket(true).send().await.expect("bucket");
+        use aws_sdk_s3::types::*;
+        let sse = ServerSideEncryptionByDefault::builder()
+            .sse_algorithm(ServerSideEncryption::AwsKms)
+            .kms_master_key_id(&key_id)
+            .build()
+            .expect("sse");
+        let rule = ServerSideEncryptionRule::builder().apply_server_side_encryption_by_default(sse).build();
+        let encryption = ServerSideEncryptionConfiguration::builder().rules(rule).build().expect("encryption");
+        self.s3
+            .put_bucket_encryption()
+            .bucket(bucket)
+            .server_side_encryption_configuration(encryption)
+            .send()
+            .await
+            .expect("bucket encryption");
+        let retention = DefaultRetention::builder().mode(ObjectLockRetentionMode::Governance).days(1).build();
+        let lock = ObjectLockConfiguration::builder()
+            .object_lock_enabled(ObjectLockEnabled::Enabled)
+            .rule(ObjectLockRule::builder().default_retention(retention).build())
+            .build();
+        self.s3
+            .put_object_lock_configuration()
+            .bucket(bucket)
+            .object_lock_configuration(lock)
+            .send()
+            .await
+            .expect("object lock");
+        let queue_url = self.create_queue(queue).await;
+        let arn = self.queue_arn(&queue_url).await;
+        let to_queue =
+            QueueConfiguration::builder().queue_arn(arn).events(Event::S3ObjectCreated).build().expect("queue config");
+        let notification = NotificationConfiguration::builder().queue_configurations(to_queue).build();
+        self.s3
+            .put_bucket_notification_configuration()
+            .bucket(bucket)
+            .notification_configuration(notification)
+            .send()
+            .await
+            .expect("bucket notification");
+        queue_url
+    }
+
+    pub async fn create_queue(&self, name: &str) -> String {
+        let out = self.sqs.create_queue().queue_name(name).send().await.expect("create queue");
+        out.queue_url().expect("queue url").to_owned()
+    }
+
+    async fn queue_arn(&self, queue_url: &str) -> String {
+        let out = self
+            .sqs
+            .get_queue_attributes()
+            .queue_url(queue_url)
+            .attribute_names(QueueAttributeName::QueueArn)
+            .send()
+            .await
+            .expect("queue attributes");
+        out.attributes().and_then(|a| a.get(&QueueAttributeName::QueueArn)).expect("queue arn").clone()
+    }
+
+    /// Messages on the queue, visible and in flight.
+    pub async fn queue_depth(&self, queue_url: &str) -> u64 {
+        let out = self
+            .sqs
+            .get_queue_attributes()
+            .queue_url(queue_url)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+            .send()
+            .await
+            .expect("queue attributes");
+        let attributes = out.attributes().cloned().unwrap_or_default();
+        let get = |name| attributes.get(&name).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        get(QueueAttributeName::ApproximateNumberOfMessages)
+            + get(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+    }
+
+    /// Uploads every file under `dir` to `bucket` with its relative path as the key.
+    pub async fn upload_dir(&self, dir: &Path, bucket: &str) -> u64 {
+        let mut count = 0;
+        for entry in walkdir(dir) {
+            let key = entry.strip_prefix(dir).expect("under dir").to_str().expect("utf-8").replace('\\', "/");
+            self.put(bucket, &key, std::fs::read(&entry).expect("read file")).await;
+            count += 1;
+        }
+        count
+    }
+
+    pub async fn put(&self, bucket: &str, key: &str, body: Vec<u8>) {
+        self.s3
+            .put_object()
+            .bucket(bucket)
+            .key(key)
+            .body(ByteStream::from(body))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("put {key}: {}", aws_sdk_s3::error::DisplayErrorContext(&e)));
+    }
+
+    pub async fn send(&self, queue_url: &str, body: &str) {
+        self.sqs.send_message().queue_url(queue_url).message_body(body).send().await.expect("send message");
+    }
+
+    /// Keys in a bucket.
+    pub async fn keys(&self, bucket: &str) -> Vec<String> {
+        let mut keys = Vec::new();
+        let mut pages = self.s3.list_objects_v2().bucket(bucket).into_paginator().send();
+        while let Some(page) = pages.next().await {
+            let page = page.expect("list");
+            keys.extend(page.contents().iter().filter_map(|o| o.key().map(str::to_owned)));
+        }
+        keys
+    }
+}
+
+/// Every file under `dir`, sorted.
+pub fn walkdir(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).expect("read dir") {
+            let path = entry.expect("entry").path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                files.push(path);
+            }
+        }
+    }
+    files.sort();
+    files
+}
