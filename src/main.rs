@@ -79,6 +79,32 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
     },
+    /// Run every detection rule over the lake's history and print the alerts.
+    Detect {
+        /// Lake: a directory or s3://bucket/prefix.
+        #[arg(long)]
+        lake: String,
+        /// S3-compatible endpoint (also AWS_ENDPOINT_URL) for an s3:// lake.
+        #[arg(long, env = "AWS_ENDPOINT_URL")]
+        endpoint_url: Option<String>,
+        /// Only events of this day or later (YYYY-MM-DD, or relative: 7d).
+        #[arg(long, value_parser = parse_day)]
+        since: Option<chrono::NaiveDate>,
+        /// Only events of this day or earlier (YYYY-MM-DD, or relative: 1d).
+        #[arg(long, value_parser = parse_day)]
+        until: Option<chrono::NaiveDate>,
+        /// A directory of your own rule files, run along with the built-in pack.
+        #[arg(long)]
+        rules: Option<PathBuf>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = AlertFormat::Table)]
+        format: AlertFormat,
+    },
+    /// List the detection rules, or run their labelled examples.
+    Rules {
+        #[command(subcommand)]
+        action: RulesAction,
+    },
     /// Run the continuous ingestion worker: S3 notifications from SQS become lake rows.
     Worker(WorkerArgs),
     /// Generate a deterministic synthetic archive in the AWS key layout.
@@ -116,6 +142,31 @@ enum Command {
         /// cloudtrail, vpcflow, dns or ingest_log.
         table: String,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum RulesAction {
+    /// Every rule: id, severity, mode, tables, MITRE techniques, title.
+    List {
+        /// A directory of your own rule files, listed along with the built-in pack.
+        #[arg(long)]
+        rules: Option<PathBuf>,
+    },
+    /// Run every rule's labelled examples through the real parser and SQL; fails if any does not
+    /// behave as labelled.
+    Test {
+        /// Test the rules in this directory instead of the built-in pack.
+        #[arg(long)]
+        rules: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum AlertFormat {
+    /// An aligned table.
+    Table,
+    /// One JSON alert per line.
+    Json,
 }
 
 /// `bunker worker` flags; each overrides the same setting of the `[worker]` section of `--config`.
@@ -262,6 +313,59 @@ async fn run(command: Command) -> Result<()> {
             print_summary(&summary, &mut std::io::stdout().lock())?;
         }
         Command::Worker(args) => worker(args).await?,
+        Command::Detect { lake, endpoint_url, since, until, rules, format } => {
+            let rules = load_rules(rules.as_deref(), true).await?;
+            let location = LakeLocation::parse(&lake).map_err(anyhow::Error::msg)?;
+            let session = LakeSession::open_at(&location, location.storage_options(endpoint_url.as_deref())).await?;
+            let alerts = bunker_detect::engine::run_over_lake(&session, &rules, since, until).await?;
+            print_alerts(&alerts, format, &mut std::io::stdout().lock())?;
+        }
+        Command::Rules { action: RulesAction::List { rules } } => {
+            let rules = load_rules(rules.as_deref(), true).await?;
+            let mut out = std::io::stdout().lock();
+            for rule in &rules {
+                let tables: Vec<&str> = rule.tables.iter().map(|t| t.name()).collect();
+                let mode = match rule.mode {
+                    bunker_detect::rule::Mode::Row => "row",
+                    bunker_detect::rule::Mode::Window => "window",
+                };
+                writeln!(
+                    out,
+                    "{:<48} {:<8} {:<6} {:<10} {:<22} {}",
+                    rule.id,
+                    rule.severity.name(),
+                    mode,
+                    tables.join(","),
+                    rule.mitre.join(","),
+                    rule.title
+                )?;
+            }
+            writeln!(out, "{} rules", rules.len())?;
+        }
+        Command::Rules { action: RulesAction::Test { rules } } => {
+            let rules = load_rules(rules.as_deref(), false).await?;
+            let outcomes = bunker_detect::testing::run_tests(&rules).await?;
+            let mut out = std::io::stdout().lock();
+            let failed: Vec<_> = outcomes.iter().filter(|o| !o.passed).collect();
+            for outcome in &outcomes {
+                let mark = if outcome.passed { "ok  " } else { "FAIL" };
+                writeln!(out, "{mark} {} / {}", outcome.rule_id, outcome.name)?;
+                if !outcome.passed {
+                    writeln!(out, "     {}", outcome.message)?;
+                }
+            }
+            writeln!(
+                out,
+                "{} examples of {} rules: {} passed, {} failed",
+                outcomes.len(),
+                rules.len(),
+                outcomes.len() - failed.len(),
+                failed.len()
+            )?;
+            if !failed.is_empty() {
+                bail!("{} rule examples did not behave as labelled", failed.len());
+            }
+        }
         Command::Query { lake, endpoint_url, sql, format } => {
             let location = LakeLocation::parse(&lake).map_err(anyhow::Error::msg)?;
             let options = location.storage_options(endpoint_url.as_deref());
@@ -296,6 +400,62 @@ async fn run(command: Command) -> Result<()> {
                     .schema(),
             };
             print!("{}", bunker_schemas::describe(&schema));
+        }
+    }
+    Ok(())
+}
+
+/// The built-in pack (when `with_builtin` or no directory is given) plus the rules in `dir`,
+/// all planned against the table schemas.
+async fn load_rules(dir: Option<&Path>, with_builtin: bool) -> Result<Vec<bunker_detect::Rule>> {
+    let mut rules = Vec::new();
+    if with_builtin || dir.is_none() {
+        rules.extend(bunker_detect::pack::builtin()?);
+    }
+    if let Some(dir) = dir {
+        rules.extend(bunker_detect::rule::load_dir(dir)?);
+    }
+    bunker_detect::engine::validate(&rules).await?;
+    Ok(rules)
+}
+
+fn print_alerts(alerts: &[bunker_detect::Alert], format: AlertFormat, out: &mut dyn Write) -> Result<()> {
+    match format {
+        AlertFormat::Json => {
+            for alert in alerts {
+                serde_json::to_writer(&mut *out, alert)?;
+                writeln!(out)?;
+            }
+        }
+        AlertFormat::Table => {
+            if alerts.is_empty() {
+                writeln!(out, "no alerts")?;
+                return Ok(());
+            }
+            writeln!(
+                out,
+                "{:<20} {:<8} {:<46} {:>5} {:<12} {:<15} principal",
+                "first seen", "severity", "rule", "count", "account", "source ip"
+            )?;
+            for a in alerts {
+                writeln!(
+                    out,
+                    "{:<20} {:<8} {:<46} {:>5} {:<12} {:<15} {}",
+                    a.first_seen.format("%Y-%m-%d %H:%M:%S"),
+                    a.severity.name(),
+                    a.rule_id,
+                    a.count,
+                    a.account.as_deref().unwrap_or("-"),
+                    a.source_ip.as_deref().unwrap_or("-"),
+                    a.principal.as_deref().unwrap_or("-")
+                )?;
+            }
+            let mut by_severity = std::collections::BTreeMap::new();
+            for a in alerts {
+                *by_severity.entry(std::cmp::Reverse(a.severity)).or_insert(0u64) += 1;
+            }
+            let counts: Vec<String> = by_severity.iter().map(|(s, n)| format!("{n} {}", s.0.name())).collect();
+            writeln!(out, "{} alerts: {}", alerts.len(), counts.join(", "))?;
         }
     }
     Ok(())

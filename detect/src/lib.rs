@@ -1,7 +1,43 @@
 //! Detections over the lake: rule files, the built-in rule pack, running rules on committed batches
-//! and over history, alerts and their sinks.
+//! and over history, and the alerts they produce.
 //!
-//! Nothing lives here yet: the detections milestone (rules as YAML files with DataFusion SQL,
-//! dedup, the alerts table and sinks) builds it on top of `bunker-query`. The crate exists now so
-//! that the dependency direction `schemas ← query ← detect ← CLI` is fixed from the start.
+//! A rule is a YAML file with a DataFusion SQL query whose rows are alerts ([`rule`]). Rules are
+//! validated by planning their SQL against the table schemas ([`engine::validate`]), run over new
+//! rows or a date range of the lake ([`engine`]), folded into alerts by dedup key and window
+//! ([`alert`]), and proven by their own labelled examples run through the real parser
+//! ([`testing`]). The built-in pack ships inside the binary ([`pack`]).
 #![deny(missing_docs)]
+
+pub mod alert;
+pub mod engine;
+pub mod pack;
+pub mod rule;
+pub mod testing;
+
+pub use alert::Alert;
+pub use rule::{Rule, Severity};
+
+/// Everything that can go wrong in detection.
+#[derive(Debug, thiserror::Error)]
+pub enum DetectError {
+    /// A rule file is wrong: named by its origin, with the reason.
+    #[error("{origin}: {reason}")]
+    Rule {
+        /// The file (or `builtin:<name>`).
+        origin: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// Running SQL failed.
+    #[error(transparent)]
+    DataFusion(#[from] datafusion::error::DataFusionError),
+    /// An Arrow operation failed.
+    #[error(transparent)]
+    Arrow(#[from] arrow::error::ArrowError),
+    /// Reading result rows failed.
+    #[error(transparent)]
+    Json(#[from] serde_json::Error),
+}
+
+/// Result with [`DetectError`] as the default error.
+pub type Result<T, E = DetectError> = std::result::Result<T, E>;

@@ -180,26 +180,27 @@ impl Moto {
             + get(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
     }
 
-    /// Uploads every file under `dir` to `bucket` with its relative path as the key.
+    /// Uploads every file under `dir` to `bucket` with its relative path as the key, eight at a time.
     pub async fn upload_dir(&self, dir: &Path, bucket: &str) -> u64 {
-        let mut count = 0;
-        for entry in walkdir(dir) {
-            let key = entry.strip_prefix(dir).expect("under dir").to_str().expect("utf-8").replace('\\', "/");
-            self.put(bucket, &key, std::fs::read(&entry).expect("read file")).await;
-            count += 1;
+        let files = walkdir(dir);
+        let count = files.len() as u64;
+        for chunk in files.chunks(8) {
+            let mut puts = tokio::task::JoinSet::new();
+            for file in chunk {
+                let key = file.strip_prefix(dir).expect("under dir").to_str().expect("utf-8").replace('\\', "/");
+                let body = std::fs::read(file).expect("read file");
+                let (s3, bucket) = (self.s3.clone(), bucket.to_owned());
+                puts.spawn(async move { put(&s3, &bucket, &key, body).await });
+            }
+            while let Some(done) = puts.join_next().await {
+                done.expect("upload task");
+            }
         }
         count
     }
 
     pub async fn put(&self, bucket: &str, key: &str, body: Vec<u8>) {
-        self.s3
-            .put_object()
-            .bucket(bucket)
-            .key(key)
-            .body(ByteStream::from(body))
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("put {key}: {}", aws_sdk_s3::error::DisplayErrorContext(&e)));
+        put(&self.s3, bucket, key, body).await;
     }
 
     pub async fn send(&self, queue_url: &str, body: &str) {
@@ -216,6 +217,16 @@ impl Moto {
         }
         keys
     }
+}
+
+async fn put(s3: &aws_sdk_s3::Client, bucket: &str, key: &str, body: Vec<u8>) {
+    s3.put_object()
+        .bucket(bucket)
+        .key(key)
+        .body(ByteStream::from(body))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("put {key}: {}", aws_sdk_s3::error::DisplayErrorContext(&e)));
 }
 
 /// Every file under `dir`, sorted.

@@ -1,0 +1,167 @@
+//! Running rules: planning them against the table schemas (validation), over batches of new rows
+//! (row rules, as the worker commits), and over a date range of the lake (`bunker detect`).
+//!
+//! A rule's SQL names the tables as they are (`FROM cloudtrail`); what those names hold is decided
+//! here — the batch just committed, or the lake restricted to the days asked for — so the same SQL
+//! runs live and over history.
+
+use std::sync::Arc;
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::{DataType, SchemaRef};
+use bunker_query::LakeSession;
+use bunker_schemas::{LogTable, ingest_log};
+use chrono::NaiveDate;
+use datafusion::datasource::MemTable;
+use datafusion::execution::context::{SQLOptions, SessionContext};
+
+use crate::alert::{Alert, alerts_from_rows, is_string_or_list};
+use crate::rule::Rule;
+use crate::{DetectError, Result};
+
+/// A session where every table exists with its schema and holds nothing: enough to plan.
+fn empty_session() -> Result<SessionContext> {
+    let ctx = SessionContext::new();
+    for table in LogTable::ALL {
+        ctx.register_table(table.name(), Arc::new(MemTable::try_new(table.schema(), vec![vec![]])?))?;
+    }
+    Ok(ctx)
+}
+
+fn read_only() -> SQLOptions {
+    SQLOptions::new().with_allow_ddl(false).with_allow_dml(false).with_allow_statements(false)
+}
+
+/// Checks that each rule's SQL plans against the table schemas, returns `event_time` as a
+/// timestamp, returns its dedup key columns, and gives evidence columns usable types.
+pub async fn validate(rules: &[Rule]) -> Result<()> {
+    let ctx = empty_session()?;
+    let mut seen = std::collections::HashSet::new();
+    for rule in rules {
+        let bad = |reason: String| DetectError::Rule { origin: rule.origin.clone(), reason };
+        if !seen.insert(rule.id.clone()) {
+            return Err(bad(format!("another rule already has the id {:?}", rule.id)));
+        }
+        let frame = ctx.sql_with_options(&rule.sql, read_only()).await.map_err(|e| bad(format!("sql: {e}")))?;
+        let schema: SchemaRef = Arc::new(frame.schema().as_arrow().clone());
+        let column = |name: &str| schema.field_with_name(name).ok().map(|f| f.data_type().clone());
+        match column("event_time") {
+            Some(DataType::Timestamp(_, _)) => {}
+            Some(other) => return Err(bad(format!("event_time must be a timestamp, not {other}"))),
+            None => return Err(bad("the sql must return an event_time column (the time of the match)".into())),
+        }
+        for key in &rule.dedup.key {
+            if column(key).is_none() {
+                return Err(bad(format!("dedup key {key:?} is not a column the sql returns")));
+            }
+        }
+        for name in ["account", "region", "principal", "source_ip", "event_id", "source_key"] {
+            if let Some(data_type) = column(name)
+                && !matches!(data_type, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View)
+            {
+                return Err(bad(format!("{name} must be text, not {data_type}")));
+            }
+        }
+        for name in ["event_ids", "source_keys"] {
+            if let Some(data_type) = column(name)
+                && !is_string_or_list(&data_type)
+            {
+                return Err(bad(format!("{name} must be a list of text, not {data_type}")));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Runs rules in a session whose tables are already what they should see.
+pub async fn run_rules(ctx: &SessionContext, rules: &[&Rule]) -> Result<Vec<Alert>> {
+    let mut alerts = Vec::new();
+    for rule in rules {
+        let frame = ctx
+            .sql_with_options(&rule.sql, read_only())
+            .await
+            .map_err(|e| DetectError::Rule { origin: rule.origin.clone(), reason: format!("sql: {e}") })?;
+        let batches = frame.collect().await?;
+        alerts.extend(alerts_from_rows(rule, &batches)?);
+    }
+    Ok(alerts)
+}
+
+/// Runs the row rules that read `table` over freshly committed rows of it.
+pub async fn run_on_batches(rules: &[Rule], table: LogTable, batches: Vec<RecordBatch>) -> Result<Vec<Alert>> {
+    let applicable: Vec<&Rule> =
+        rules.iter().filter(|r| r.mode == crate::rule::Mode::Row && r.tables == [table]).collect();
+    if applicable.is_empty() || batches.iter().all(|b| b.num_rows() == 0) {
+        return Ok(Vec::new());
+    }
+    let ctx = empty_session()?;
+    ctx.deregister_table(table.name())?;
+    ctx.register_table(table.name(), Arc::new(MemTable::try_new(table.schema(), vec![batches])?))?;
+    run_rules(&ctx, &applicable).await
+}
+
+/// Runs every rule over the lake, seeing only the days from `since` to `until` (inclusive; open
+/// ends when absent). Partition pruning on `date` keeps this to the files of those days.
+pub async fn run_over_lake(
+    lake: &LakeSession,
+    rules: &[Rule],
+    since: Option<NaiveDate>,
+    until: Option<NaiveDate>,
+) -> Result<Vec<Alert>> {
+    let ctx = SessionContext::new();
+    let mut filters = Vec::new();
+    if let Some(since) = since {
+        filters.push(format!("date >= DATE '{since}'"));
+    }
+    if let Some(until) = until {
+        filters.push(format!("date <= DATE '{until}'"));
+    }
+    let filter = if filters.is_empty() { String::new() } else { format!(" WHERE {}", filters.join(" AND ")) };
+    let names = LogTable::ALL.iter().map(|t| t.name()).chain([ingest_log::TABLE_NAME]);
+    for name in names {
+        let provider = lake.context().table_provider(name).await?;
+        let raw = format!("__lake_{name}");
+        ctx.register_table(raw.as_str(), provider)?;
+        ctx.sql(&format!("CREATE VIEW {name} AS SELECT * FROM {raw}{filter}")).await?;
+    }
+    let all: Vec<&Rule> = rules.iter().collect();
+    run_rules(&ctx, &all).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rule(sql: &str, key: &str) -> Rule {
+        let text = format!(
+            "id: t\ntitle: T\ndescription: D\nseverity: low\ntables: [cloudtrail]\ndedup: {{ key: [{key}], window: 1h }}\nsql: \"{sql}\"\n"
+        );
+        Rule::parse("rules/t.yaml", &text).expect("rule file parses")
+    }
+
+    async fn error(sql: &str, key: &str) -> String {
+        match validate(&[rule(sql, key)]).await {
+            Err(e) => e.to_string(),
+            Ok(()) => panic!("{sql} should not validate"),
+        }
+    }
+
+    #[tokio::test]
+    async fn sql_is_planned_against_the_schemas() {
+        let good = "SELECT eventtime AS event_time, recipientaccountid AS account FROM cloudtrail";
+        validate(&[rule(good, "account")]).await.expect("valid");
+        assert!(error("SELEC nonsense", "account").await.starts_with("rules/t.yaml: sql:"));
+        let unknown = error("SELECT eventtime AS event_time, nosuchcolumn AS account FROM cloudtrail", "account").await;
+        assert!(unknown.contains("nosuchcolumn"), "{unknown}");
+        let no_time = error("SELECT recipientaccountid AS account FROM cloudtrail", "account").await;
+        assert!(no_time.contains("event_time"), "{no_time}");
+        let bad_key = error(good, "principal").await;
+        assert!(bad_key.contains("dedup key \"principal\""), "{bad_key}");
+        let bad_type = error("SELECT eventtime AS event_time, readonly AS account FROM cloudtrail", "account").await;
+        assert!(bad_type.contains("account must be text"), "{bad_type}");
+        let writes = error("DROP TABLE cloudtrail", "account").await;
+        assert!(writes.contains("sql"), "{writes}");
+        let twice = validate(&[rule(good, "account"), rule(good, "account")]).await.expect_err("duplicate ids");
+        assert!(twice.to_string().contains("already has the id"), "{twice}");
+    }
+}
