@@ -9,13 +9,17 @@ use crate::{Result, engine};
 
 /// The pack's files: name and text.
 pub const FILES: &[(&str, &str)] = &[
+    ("access-denied-burst.yaml", include_str!("../rules/access-denied-burst.yaml")),
+    ("account-protections-weakened.yaml", include_str!("../rules/account-protections-weakened.yaml")),
     ("cloudtrail-stop-logging.yaml", include_str!("../rules/cloudtrail-stop-logging.yaml")),
     ("cloudtrail-weakened.yaml", include_str!("../rules/cloudtrail-weakened.yaml")),
+    ("cloudwatch-logs-deleted.yaml", include_str!("../rules/cloudwatch-logs-deleted.yaml")),
     ("console-login-without-mfa.yaml", include_str!("../rules/console-login-without-mfa.yaml")),
     ("dns-crypto-mining-pool.yaml", include_str!("../rules/dns-crypto-mining-pool.yaml")),
     ("dns-many-subdomains.yaml", include_str!("../rules/dns-many-subdomains.yaml")),
     ("dns-nxdomain-burst.yaml", include_str!("../rules/dns-nxdomain-burst.yaml")),
     ("dns-tunnelling-long-names.yaml", include_str!("../rules/dns-tunnelling-long-names.yaml")),
+    ("ec2-snapshot-or-image-public.yaml", include_str!("../rules/ec2-snapshot-or-image-public.yaml")),
     ("enable-region.yaml", include_str!("../rules/enable-region.yaml")),
     (
         "flow-admin-port-accepted-from-internet.yaml",
@@ -25,6 +29,8 @@ pub const FILES: &[(&str, &str)] = &[
     ("flow-port-scan.yaml", include_str!("../rules/flow-port-scan.yaml")),
     ("iam-admin-policy-attached.yaml", include_str!("../rules/iam-admin-policy-attached.yaml")),
     ("iam-credentials-created.yaml", include_str!("../rules/iam-credentials-created.yaml")),
+    ("iam-mfa-removed.yaml", include_str!("../rules/iam-mfa-removed.yaml")),
+    ("iam-role-trust-opened.yaml", include_str!("../rules/iam-role-trust-opened.yaml")),
     ("kms-key-deletion.yaml", include_str!("../rules/kms-key-deletion.yaml")),
     ("network-logging-deleted.yaml", include_str!("../rules/network-logging-deleted.yaml")),
     ("organizations-guardrails-removed.yaml", include_str!("../rules/organizations-guardrails-removed.yaml")),
@@ -32,6 +38,7 @@ pub const FILES: &[(&str, &str)] = &[
     ("root-api-call.yaml", include_str!("../rules/root-api-call.yaml")),
     ("root-console-login-failures.yaml", include_str!("../rules/root-console-login-failures.yaml")),
     ("root-console-login.yaml", include_str!("../rules/root-console-login.yaml")),
+    ("s3-bucket-protections-removed.yaml", include_str!("../rules/s3-bucket-protections-removed.yaml")),
     ("s3-public-access.yaml", include_str!("../rules/s3-public-access.yaml")),
     ("security-group-open-admin-ports.yaml", include_str!("../rules/security-group-open-admin-ports.yaml")),
     ("security-services-disabled.yaml", include_str!("../rules/security-services-disabled.yaml")),
