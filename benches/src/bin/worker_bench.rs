@@ -45,6 +45,9 @@ struct Args {
     /// Where generated archives are kept between runs.
     #[arg(long, default_value = "target/bench-archives")]
     cache: PathBuf,
+    /// Put the worker's lake on local disk instead of on S3 (the emulator), to see what the S3 lake costs.
+    #[arg(long)]
+    local_lake: bool,
 }
 
 const ARCHIVE: &str = "org-log-archive";
@@ -65,8 +68,8 @@ fn rss_kib(pid: u32, field: &str) -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
-async fn lake_rows(moto: &Moto) -> anyhow::Result<u64> {
-    let location = LakeLocation::parse(LAKE).map_err(anyhow::Error::msg)?;
+async fn lake_rows(moto: &Moto, lake: &str) -> anyhow::Result<u64> {
+    let location = LakeLocation::parse(lake).map_err(anyhow::Error::msg)?;
     let mut options: HashMap<String, String> = location.storage_options(Some(&moto.endpoint));
     for (key, value) in moto.env() {
         options.insert(key.to_ascii_lowercase(), value);
@@ -124,17 +127,31 @@ async fn main() -> anyhow::Result<()> {
         moto.queue_depth(&queue).await
     );
 
+    let lake = if args.local_lake { path(&scratch.path().join("worker-lake"))?.to_owned() } else { LAKE.to_owned() };
     let started = Instant::now();
-    let mut worker = spawn_worker(&bunker, &moto, &queue, args.commit_interval, &scratch.path().join("worker.log"))?;
+    let mut worker =
+        spawn_worker(&bunker, &moto, &queue, &lake, args.commit_interval, &scratch.path().join("worker.log"))?;
     let pid = worker.id();
     let mut peak_rss = 0;
+    let mut last_report = Instant::now();
     loop {
         tokio::time::sleep(Duration::from_millis(500)).await;
+        if last_report.elapsed() > Duration::from_secs(60) {
+            eprintln!(
+                "  {:.0} s: {} messages left, worker RSS {} MiB",
+                started.elapsed().as_secs_f64(),
+                moto.queue_depth(&queue).await,
+                rss_kib(pid, "VmRSS:").unwrap_or(0) / 1024
+            );
+            last_report = Instant::now();
+        }
         peak_rss = peak_rss.max(rss_kib(pid, "VmRSS:").unwrap_or(0));
         if let Some(status) = worker.try_wait()? {
             bail!("worker exited with {status}; see {}", scratch.path().join("worker.log").display());
         }
-        if moto.queue_depth(&queue).await == 0 && lake_rows(&moto).await? == rows {
+        // Only the queue is polled while draining: opening the lake is itself S3 traffic to the
+        // same single-threaded emulator, and would slow the worker being measured.
+        if moto.queue_depth(&queue).await == 0 && lake_rows(&moto, &lake).await? == rows {
             break;
         }
     }
@@ -160,7 +177,7 @@ async fn main() -> anyhow::Result<()> {
         let put_done = Instant::now();
         expected += 10;
         loop {
-            if lake_rows(&moto).await? >= expected {
+            if lake_rows(&moto, &lake).await? >= expected {
                 break;
             }
             if put_done.elapsed() > Duration::from_secs(60) {
@@ -186,10 +203,17 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-fn spawn_worker(bunker: &Path, moto: &Moto, queue: &str, commit_interval: f64, log: &Path) -> anyhow::Result<Child> {
+fn spawn_worker(
+    bunker: &Path,
+    moto: &Moto,
+    queue: &str,
+    lake: &str,
+    commit_interval: f64,
+    log: &Path,
+) -> anyhow::Result<Child> {
     Ok(Command::new(bunker)
         .envs(moto.env())
-        .args(["worker", "--queue-url", queue, "--lake", LAKE, "--metrics-listen", "127.0.0.1:0"])
+        .args(["worker", "--queue-url", queue, "--lake", lake, "--metrics-listen", "127.0.0.1:0"])
         .args(["--commit-interval-secs", &commit_interval.to_string(), "--wait-time-secs", "1"])
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(log)?)
