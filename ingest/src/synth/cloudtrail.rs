@@ -844,10 +844,13 @@ fn write_detail(
         }
         Detail::AuthorizeIngress => {
             let port = *pick(rng, &[22u16, 3389, 443, 5432]);
+            // The benign background opens only HTTPS to the world; admin and database ports are
+            // opened to the VPC range. (The world-open admin port is an attack the detections catch.)
+            let cidr = if port == 443 { "0.0.0.0/0" } else { "10.0.0.0/8" };
             params(
                 out,
                 &format!(
-                    r#"{{"groupId":"sg-{}","ipPermissions":{{"items":[{{"ipProtocol":"tcp","fromPort":{port},"toPort":{port},"groups":{{}},"ipRanges":{{"items":[{{"cidrIp":"0.0.0.0/0"}}]}},"ipv6Ranges":{{}},"prefixListIds":{{}}}}]}}}}"#,
+                    r#"{{"groupId":"sg-{}","ipPermissions":{{"items":[{{"ipProtocol":"tcp","fromPort":{port},"toPort":{port},"groups":{{}},"ipRanges":{{"items":[{{"cidrIp":"{cidr}"}}]}},"ipv6Ranges":{{}},"prefixListIds":{{}}}}]}}}}"#,
                     random_id(rng, Alphabet::Hex, 17)
                 ),
             );
