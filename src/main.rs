@@ -767,6 +767,31 @@ async fn demo(dir: &Path, events: u64) -> Result<()> {
         bunker_query::render(&schema, &batches, OutputFormat::Table, &mut out)?;
         writeln!(out)?;
     }
+    let rules = load_rules(None, true).await?;
+    writeln!(
+        out,
+        "5. Running the {} built-in detections over the whole lake (bunker detect --lake {})\n",
+        rules.len(),
+        lake_dir.display()
+    )?;
+    let alerts = bunker_detect::engine::run_over_lake(&session, &rules, None, None).await?;
+    let mut by_rule: std::collections::BTreeMap<(std::cmp::Reverse<bunker_detect::Severity>, &str), (u64, &str)> =
+        std::collections::BTreeMap::new();
+    for alert in &alerts {
+        let entry =
+            by_rule.entry((std::cmp::Reverse(alert.severity), alert.rule_id.as_str())).or_insert((0, &alert.title));
+        entry.0 += 1;
+    }
+    for ((severity, rule), (count, title)) in &by_rule {
+        writeln!(out, "   {:<8} {:>4} x {:<46} {}", severity.0.name(), count, rule, title)?;
+    }
+    writeln!(
+        out,
+        "   {} alerts from {} rules; each with its evidence: bunker detect --lake {} --format json\n",
+        alerts.len(),
+        by_rule.len(),
+        lake_dir.display()
+    )?;
     writeln!(
         out,
         "Next: `bunker schema cloudtrail` for the columns, `bunker query --lake {} \"SELECT ...\"` for your own questions.",

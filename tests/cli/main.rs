@@ -118,6 +118,8 @@ fn demo_runs_from_nothing() {
         "Busiest API calls",
         "Rejected flows by destination port",
         "NXDOMAIN",
+        "built-in detections",
+        "alerts from",
     ] {
         assert!(text.contains(expected), "demo output lacks {expected:?}:\n{text}");
     }
