@@ -189,6 +189,7 @@ pub async fn run_worker(
         budget,
         fetch_permits: Arc::new(Semaphore::new(options.fetch_concurrency)),
         tasks: JoinSet::new(),
+        task_messages: HashMap::new(),
         waiting_since: None,
         summary: WorkerSummary::default(),
     };
@@ -213,7 +214,7 @@ pub async fn run_worker(
                 Some(delivery) => processor.take(delivery, lake),
                 None => channel_open = false,
             },
-            Some(done) = processor.tasks.join_next(), if !processor.tasks.is_empty() => {
+            Some(done) = processor.tasks.join_next_with_id(), if !processor.tasks.is_empty() => {
                 processor.finish_object(done);
             }
             _ = tick.tick() => {}
@@ -243,7 +244,10 @@ struct Processor {
     budget: Arc<Semaphore>,
     /// Objects fetched or parsed at once, however many objects one message names.
     fetch_permits: Arc<Semaphore>,
-    tasks: JoinSet<(String, ObjectRef, Result<ObjectOutcome>)>,
+    tasks: JoinSet<(ObjectRef, Result<ObjectOutcome>)>,
+    /// The message each running object task belongs to, so a task that dies still finishes its
+    /// object (as a retry) instead of leaving its message held for ever.
+    task_messages: HashMap<tokio::task::Id, String>,
     /// When the oldest uncommitted row or finished-but-undeleted message started waiting.
     waiting_since: Option<Instant>,
     summary: WorkerSummary,
@@ -269,14 +273,14 @@ impl Processor {
                     held.outstanding += 1;
                     let source = self.source.clone();
                     let max = self.options.max_object_bytes;
-                    let id = message_id.clone();
                     let permits = self.fetch_permits.clone();
-                    self.tasks.spawn(async move {
+                    let task = self.tasks.spawn(async move {
                         // The semaphore is never closed, so this only waits.
                         let _permit = permits.acquire_owned().await;
                         let outcome = fetch_and_parse(&source, object.clone(), max).await;
-                        (id, object, outcome)
+                        (object, outcome)
                     });
+                    self.task_messages.insert(task.id(), message_id.clone());
                 }
             }
             Ok(Notification::Ignore { reason }) => {
@@ -303,19 +307,26 @@ impl Processor {
     /// One object of a held message is done.
     fn finish_object(
         &mut self,
-        done: std::result::Result<(String, ObjectRef, Result<ObjectOutcome>), tokio::task::JoinError>,
+        done: std::result::Result<(tokio::task::Id, (ObjectRef, Result<ObjectOutcome>)), tokio::task::JoinError>,
     ) {
-        let (message_id, object, outcome) = match done {
-            Ok(done) => done,
-            Err(e) => {
+        let (task, finished) = match done {
+            Ok((task, finished)) => (task, Some(finished)),
+            Err(e) => (e.id(), {
                 // A task cannot panic on input (process_object never does); if it does anyway,
-                // the message is simply not acknowledged and comes back.
-                tracing::error!(error = %e, "object task failed");
-                return;
-            }
+                // its message is not acknowledged and comes back.
+                tracing::error!(error = %e, "object task failed; the message will be retried");
+                None
+            }),
         };
+        let Some(message_id) = self.task_messages.remove(&task) else { return };
         let Some(held) = self.held.get_mut(&message_id) else { return };
         held.outstanding = held.outstanding.saturating_sub(1);
+        // A finished message is deleted or released at the next commit.
+        self.waiting_since.get_or_insert_with(Instant::now);
+        let Some((object, outcome)) = finished else {
+            held.retry = true;
+            return;
+        };
         match outcome {
             Ok(outcome) => {
                 self.run.accept(outcome);
@@ -327,7 +338,6 @@ impl Processor {
                 held.retry = true;
             }
         }
-        self.waiting_since.get_or_insert_with(Instant::now);
     }
 
     fn commit_due(&self) -> bool {
