@@ -6,9 +6,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
+use bunker_detect::live::{Detector, Tally};
+use bunker_detect::render::RenderContext;
+use bunker_detect::sink::{SinkConfig, Sinks};
+use bunker_detect::store::RunKind;
+use bunker_detect::tuning::{DetectConfig, Tuning};
 use bunker_ingest::lake::{Lake, LakeConfig};
 use bunker_ingest::ops::{install_metrics, serve_ops};
-use bunker_ingest::pipeline::{IngestOptions, IngestSummary, NoProgress, ProgressSink, ingest_directory, ingest_s3};
+use bunker_ingest::pipeline::{
+    IngestOptions, IngestSummary, LakeHook, NoProgress, ProgressSink, ingest_directory, ingest_s3,
+};
 use bunker_ingest::s3::{S3Source, load_aws_config, s3_client, sqs_client as aws_sdk_sqs_client};
 use bunker_ingest::synth::{SynthConfig, generate};
 use bunker_ingest::worker::{Heartbeat, WorkerOptions, run_worker};
@@ -64,6 +71,12 @@ enum Command {
         /// Commit a table once this many MiB of rows are waiting.
         #[arg(long, default_value_t = 48)]
         commit_mib: usize,
+        /// A TOML file whose `[detect]` and `[[sinks]]` sections tune the detections.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Do not run the row detections on the ingested rows.
+        #[arg(long)]
+        no_detect: bool,
     },
     /// Run one SQL statement over a lake (tables: cloudtrail, vpcflow, dns, ingest_log).
     Query {
@@ -99,6 +112,12 @@ enum Command {
         /// Output format.
         #[arg(long, value_enum, default_value_t = AlertFormat::Table)]
         format: AlertFormat,
+        /// A TOML file whose `[detect]` section tunes the rules (disabled, shadow, suppressions).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Only print the alerts; do not record them in the lake's `alerts` table.
+        #[arg(long)]
+        no_record: bool,
     },
     /// List the detection rules, or run their labelled examples.
     Rules {
@@ -231,11 +250,38 @@ struct WorkerFile {
     max_object_mib: Option<u64>,
 }
 
+/// `bunker.toml`: the worker's settings, the detections' tuning, and where alerts go.
 #[derive(Debug, Default, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ConfigFile {
     #[serde(default)]
     worker: WorkerFile,
+    #[serde(default)]
+    detect: DetectConfig,
+    #[serde(default)]
+    sinks: Vec<SinkConfig>,
+}
+
+fn read_config(path: Option<&Path>) -> Result<ConfigFile> {
+    let Some(path) = path else { return Ok(ConfigFile::default()) };
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    toml::from_str::<ConfigFile>(&text).with_context(|| format!("{} is not a valid bunker config", path.display()))
+}
+
+/// The detector a run plugs into ingestion: the rules (the built-in pack and `[detect] rules`,
+/// or `rules_dir`), their tuning, and the sinks of the configuration.
+async fn detector(
+    config: &ConfigFile,
+    rules_dir: Option<&Path>,
+    run: RunKind,
+    aws: Option<&aws_config::SdkConfig>,
+) -> Result<Detector> {
+    let dir = rules_dir.or(config.detect.rules.as_deref());
+    let rules = load_rules(dir, config.detect.builtin).await?;
+    let tuning = Tuning::new(&config.detect, &rules)?;
+    let sinks =
+        Sinks::build(&config.sinks, aws, RenderContext::default()).await.context("setting up the alert sinks")?;
+    Ok(Detector::new(rules, tuning, sinks, run))
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -293,11 +339,31 @@ fn init_logging(json: bool) {
 
 async fn run(command: Command) -> Result<()> {
     match command {
-        Command::Ingest { from, lake, since, until, endpoint_url, fetch_concurrency, max_object_mib, commit_mib } => {
+        Command::Ingest {
+            from,
+            lake,
+            since,
+            until,
+            endpoint_url,
+            fetch_concurrency,
+            max_object_mib,
+            commit_mib,
+            config,
+            no_detect,
+        } => {
+            let config = read_config(config.as_deref())?;
+            let needs_aws = from.starts_with("s3://") || lake.starts_with("s3://") || !config.sinks.is_empty();
+            let aws = if needs_aws { Some(load_aws_config(endpoint_url.as_deref()).await) } else { None };
+            let detector = if no_detect {
+                None
+            } else {
+                Some(Arc::new(detector(&config, None, RunKind::Ingest, aws.as_ref()).await?))
+            };
             let options = IngestOptions {
                 max_object_bytes: max_object_mib << 20,
                 commit_bytes: commit_mib << 20,
                 fetch_concurrency,
+                hook: detector.clone().map(|d| d as Arc<dyn LakeHook>),
                 ..IngestOptions::default()
             };
             let lake = LakeLocation::parse(&lake).map_err(anyhow::Error::msg)?;
@@ -310,15 +376,34 @@ async fn run(command: Command) -> Result<()> {
                 }
                 ingest(Path::new(&from), &lake, endpoint_url.as_deref(), &options).await?
             };
-            print_summary(&summary, &mut std::io::stdout().lock())?;
+            let mut out = std::io::stdout().lock();
+            print_summary(&summary, &mut out)?;
+            if let Some(detector) = detector {
+                print_tally(&detector.tally(), &mut out)?;
+            }
         }
         Command::Worker(args) => worker(args).await?,
-        Command::Detect { lake, endpoint_url, since, until, rules, format } => {
-            let rules = load_rules(rules.as_deref(), true).await?;
+        Command::Detect { lake, endpoint_url, since, until, rules, format, config, no_record } => {
+            let config = read_config(config.as_deref())?;
+            // History runs print and record; they do not page anyone through the sinks.
+            let sinks_off = ConfigFile { sinks: Vec::new(), ..config };
+            let detector = detector(&sinks_off, rules.as_deref(), RunKind::Detect, None).await?;
             let location = LakeLocation::parse(&lake).map_err(anyhow::Error::msg)?;
             let session = LakeSession::open_at(&location, location.storage_options(endpoint_url.as_deref())).await?;
-            let alerts = bunker_detect::engine::run_over_lake(&session, &rules, since, until).await?;
+            let found = bunker_detect::engine::run_over_lake(&session, detector.rules(), since, until).await?;
+            let alerts = if no_record {
+                detector.triage(found)
+            } else {
+                let mut lake = open_lake(&location, endpoint_url.as_deref()).await?;
+                detector.emit(&mut lake, found, RunKind::Detect).await?
+            };
             print_alerts(&alerts, format, &mut std::io::stdout().lock())?;
+            let tally = detector.tally();
+            let (shadow, suppressed): (u64, u64) =
+                tally.values().fold((0, 0), |(s, p), t| (s + t.shadow, p + t.suppressed));
+            if shadow + suppressed > 0 {
+                eprintln!("({shadow} alerts of rules in shadow mode and {suppressed} suppressed alerts not shown)");
+            }
         }
         Command::Rules { action: RulesAction::List { rules } } => {
             let rules = load_rules(rules.as_deref(), true).await?;
@@ -343,7 +428,7 @@ async fn run(command: Command) -> Result<()> {
             writeln!(out, "{} rules", rules.len())?;
         }
         Command::Rules { action: RulesAction::Test { rules } } => {
-            let rules = load_rules(rules.as_deref(), false).await?;
+            let rules = load_rules(rules.as_deref(), rules.is_none()).await?;
             let outcomes = bunker_detect::testing::run_tests(&rules).await?;
             let mut out = std::io::stdout().lock();
             let failed: Vec<_> = outcomes.iter().filter(|o| !o.passed).collect();
@@ -405,11 +490,11 @@ async fn run(command: Command) -> Result<()> {
     Ok(())
 }
 
-/// The built-in pack (when `with_builtin` or no directory is given) plus the rules in `dir`,
-/// all planned against the table schemas.
+/// The built-in pack (when `with_builtin`) plus the rules in `dir`, all planned against the
+/// table schemas.
 async fn load_rules(dir: Option<&Path>, with_builtin: bool) -> Result<Vec<bunker_detect::Rule>> {
     let mut rules = Vec::new();
-    if with_builtin || dir.is_none() {
+    if with_builtin {
         rules.extend(bunker_detect::pack::builtin()?);
     }
     if let Some(dir) = dir {
@@ -457,6 +542,23 @@ fn print_alerts(alerts: &[bunker_detect::Alert], format: AlertFormat, out: &mut 
             let counts: Vec<String> = by_severity.iter().map(|(s, n)| format!("{n} {}", s.0.name())).collect();
             writeln!(out, "{} alerts: {}", alerts.len(), counts.join(", "))?;
         }
+    }
+    Ok(())
+}
+
+/// What the row detections of an ingest run raised.
+fn print_tally(tally: &std::collections::BTreeMap<String, Tally>, out: &mut dyn Write) -> Result<()> {
+    let alerts: u64 = tally.values().map(|t| t.alerts).sum();
+    let quiet: u64 = tally.values().map(|t| t.shadow + t.suppressed).sum();
+    let fired: Vec<String> =
+        tally.iter().filter(|(_, t)| t.alerts > 0).map(|(rule, t)| format!("{rule} ({})", t.alerts)).collect();
+    writeln!(
+        out,
+        "alerts:    {alerts} recorded in the alerts table{}",
+        if quiet > 0 { format!(", {quiet} shadowed or suppressed") } else { String::new() }
+    )?;
+    if !fired.is_empty() {
+        writeln!(out, "           {}", fired.join(", "))?;
     }
     Ok(())
 }
@@ -541,15 +643,8 @@ fn date_range(
 
 /// `bunker worker`: runs until SIGTERM/SIGINT, then drains and exits 0.
 async fn worker(args: WorkerArgs) -> Result<()> {
-    let file = match &args.config {
-        Some(path) => {
-            let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-            toml::from_str::<ConfigFile>(&text)
-                .with_context(|| format!("{} is not a valid bunker config", path.display()))?
-                .worker
-        }
-        None => WorkerFile::default(),
-    };
+    let mut config = read_config(args.config.as_deref())?;
+    let file = std::mem::take(&mut config.worker);
     let queue_url =
         args.queue_url.or(file.queue_url).context("no queue: pass --queue-url or set queue_url under [worker]")?;
     let lake = args.lake.or(file.lake).context("no lake: pass --lake or set lake under [worker]")?;
@@ -583,6 +678,10 @@ async fn worker(args: WorkerArgs) -> Result<()> {
     let aws = load_aws_config(endpoint_url.as_deref()).await;
     let source = S3Source::new(s3_client(&aws), options.max_object_bytes);
     let sqs = aws_sdk_sqs_client(&aws);
+    let detector = detector(&config, None, RunKind::Worker, Some(&aws))
+        .await?
+        .with_window_rules(location.clone(), location.storage_options(endpoint_url.as_deref()));
+    options.hook = Some(Arc::new(detector));
     let mut lake = open_lake(&location, endpoint_url.as_deref()).await?;
     tracing::warn!(queue = %options.queue_url, lake = %location, metrics = %bound, "worker started");
     let summary = run_worker(sqs, source, &mut lake, options, heartbeat, shutdown_signal()).await?;

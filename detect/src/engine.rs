@@ -1,5 +1,6 @@
 //! Running rules: planning them against the table schemas (validation), over batches of new rows
-//! (row rules, as the worker commits), and over a date range of the lake (`bunker detect`).
+//! (row rules, as the worker commits), over a look-back of the lake (window rules on a schedule) and
+//! over a date range of it (`bunker detect`).
 //!
 //! A rule's SQL names the tables as they are (`FROM cloudtrail`); what those names hold is decided
 //! here — the batch just committed, or the lake restricted to the days asked for — so the same SQL
@@ -11,7 +12,7 @@ use arrow::array::RecordBatch;
 use arrow::datatypes::{DataType, SchemaRef};
 use bunker_query::LakeSession;
 use bunker_schemas::{LogTable, ingest_log};
-use chrono::NaiveDate;
+use chrono::{DateTime, NaiveDate, Utc};
 use datafusion::datasource::MemTable;
 use datafusion::execution::context::{SQLOptions, SessionContext};
 
@@ -108,7 +109,6 @@ pub async fn run_over_lake(
     since: Option<NaiveDate>,
     until: Option<NaiveDate>,
 ) -> Result<Vec<Alert>> {
-    let ctx = SessionContext::new();
     let mut filters = Vec::new();
     if let Some(since) = since {
         filters.push(format!("date >= DATE '{since}'"));
@@ -116,16 +116,44 @@ pub async fn run_over_lake(
     if let Some(until) = until {
         filters.push(format!("date <= DATE '{until}'"));
     }
-    let filter = if filters.is_empty() { String::new() } else { format!(" WHERE {}", filters.join(" AND ")) };
-    let names = LogTable::ALL.iter().map(|t| t.name()).chain([ingest_log::TABLE_NAME]);
-    for name in names {
+    let ctx = lake_views(lake, |_| filters.clone()).await?;
+    let all: Vec<&Rule> = rules.iter().collect();
+    run_rules(&ctx, &all).await
+}
+
+/// Runs window rules over the events from `from` on: the look-back of a scheduled run. The date
+/// filter prunes partitions; the time filter keeps the window exact inside the first day.
+pub async fn run_lookback(lake: &LakeSession, rules: &[&Rule], from: DateTime<Utc>) -> Result<Vec<Alert>> {
+    let day = from.date_naive();
+    let micros = from.timestamp_micros();
+    let ctx = lake_views(lake, |table| {
+        let mut filters = vec![format!("date >= DATE '{day}'")];
+        if let Some(table) = table {
+            filters.push(format!("{} >= to_timestamp_micros({micros})", table.time_column()));
+        }
+        filters
+    })
+    .await?;
+    run_rules(&ctx, rules).await
+}
+
+/// A session where each lake table is a view of the lake's table restricted by `filters_for` it
+/// (`None` for `ingest_log`), so rules written against whole tables see only a span of time.
+async fn lake_views(
+    lake: &LakeSession,
+    filters_for: impl Fn(Option<LogTable>) -> Vec<String>,
+) -> Result<SessionContext> {
+    let ctx = SessionContext::new();
+    let names = LogTable::ALL.iter().map(|t| (t.name(), Some(*t))).chain([(ingest_log::TABLE_NAME, None)]);
+    for (name, table) in names {
         let provider = lake.context().table_provider(name).await?;
         let raw = format!("__lake_{name}");
         ctx.register_table(raw.as_str(), provider)?;
+        let filters = filters_for(table);
+        let filter = if filters.is_empty() { String::new() } else { format!(" WHERE {}", filters.join(" AND ")) };
         ctx.sql(&format!("CREATE VIEW {name} AS SELECT * FROM {raw}{filter}")).await?;
     }
-    let all: Vec<&Rule> = rules.iter().collect();
-    run_rules(&ctx, &all).await
+    Ok(ctx)
 }
 
 #[cfg(test)]

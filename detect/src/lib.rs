@@ -10,9 +10,14 @@
 
 pub mod alert;
 pub mod engine;
+pub mod live;
 pub mod pack;
+pub mod render;
 pub mod rule;
+pub mod sink;
+pub mod store;
 pub mod testing;
+pub mod tuning;
 
 pub use alert::Alert;
 pub use rule::{Rule, Severity};
@@ -34,9 +39,28 @@ pub enum DetectError {
     /// An Arrow operation failed.
     #[error(transparent)]
     Arrow(#[from] arrow::error::ArrowError),
+    /// Reading or writing the lake failed.
+    #[error("lake: {0}")]
+    Lake(String),
     /// Reading result rows failed.
     #[error(transparent)]
     Json(#[from] serde_json::Error),
+    /// A sink's configuration is wrong: named by its place in the `[[sinks]]` list, with the reason.
+    #[error("{sink}: {reason}")]
+    InvalidSink {
+        /// `sinks[<index>] (<type>)`.
+        sink: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A sink did not take every alert it was given; the caller must not acknowledge them.
+    #[error("alert sink {sink} failed: {reason}")]
+    Sink {
+        /// The sink, named without secrets (a webhook by its host only).
+        sink: String,
+        /// What failed, and which alerts.
+        reason: String,
+    },
 }
 
 /// Result with [`DetectError`] as the default error.

@@ -93,6 +93,15 @@ pub enum IngestError {
         /// What SQS or the connection said.
         reason: String,
     },
+    /// Work on the rows before their commit (the detections and their alerts) failed; the rows
+    /// are not committed and the messages naming them are retried.
+    #[error("before commit of {table}: {reason}")]
+    Hook {
+        /// The table whose rows were being handled.
+        table: String,
+        /// What failed.
+        reason: String,
+    },
     /// A configuration or argument is invalid.
     #[error("invalid configuration: {0}")]
     Config(String),
@@ -128,6 +137,7 @@ impl IngestError {
             IngestError::Lake { .. } => "lake",
             IngestError::Parquet { .. } => "parquet",
             IngestError::Arrow(_) => "internal",
+            IngestError::Hook { .. } => "alerts",
             IngestError::Config(_) => "config",
         }
     }

@@ -19,7 +19,7 @@ use arrow::array::make_comparator;
 use arrow::array::{ArrayRef, Date32Array, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray};
 use arrow::compute::{SortColumn, SortOptions, concat_batches, lexsort_to_indices, take_record_batch};
 use bunker_schemas::location::LakeLocation;
-use bunker_schemas::{DATE_COLUMN, LogTable, SCHEMA_VERSION, ingest_log};
+use bunker_schemas::{DATE_COLUMN, LogTable, SCHEMA_VERSION, alerts, ingest_log};
 use deltalake::kernel::StructType;
 use deltalake::kernel::engine::arrow_conversion::TryIntoKernel as _;
 use deltalake::kernel::transaction::{CommitProperties, TransactionError};
@@ -119,6 +119,7 @@ pub struct Lake {
     config: LakeConfig,
     tables: BTreeMap<LogTable, LakeTable>,
     log: DeltaTable,
+    alerts: DeltaTable,
 }
 
 impl Lake {
@@ -154,7 +155,15 @@ impl Lake {
             &["ingested_at", "source_key", "status"],
         )
         .await?;
-        Ok(Lake { root, config, tables, log })
+        let alerts = open_or_create(
+            &root,
+            &storage_options,
+            alerts::TABLE_NAME,
+            alerts::schema(),
+            &["first_seen", "id", "rule_id", "account", "emitted_at"],
+        )
+        .await?;
+        Ok(Lake { root, config, tables, log, alerts })
     }
 
     /// The URL of the lake's root.
@@ -199,6 +208,28 @@ impl Lake {
             .await
             .map_err(|e| lake_error(ingest_log::TABLE_NAME, e))?;
         Ok(())
+    }
+
+    /// Appends rows (in the [`alerts::schema`]) to the `alert_updates` table, in one commit.
+    pub async fn append_alerts(&mut self, batch: RecordBatch) -> Result<()> {
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        let props = writer_properties(&self.config, None)?;
+        self.alerts = self
+            .alerts
+            .clone()
+            .write(vec![batch])
+            .with_save_mode(SaveMode::Append)
+            .with_writer_properties(props)
+            .await
+            .map_err(|e| lake_error(alerts::TABLE_NAME, e))?;
+        Ok(())
+    }
+
+    /// The `alert_updates` table as of its last write here (callers refresh it to see others').
+    pub fn alerts_table(&self) -> &DeltaTable {
+        &self.alerts
     }
 
     /// The current Delta version of a table, if it has any commit.

@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use arrow::array::RecordBatch;
 use bunker_schemas::{LogTable, ingest_log::status};
 use rayon::prelude::*;
 
@@ -201,6 +202,32 @@ pub async fn parse_on_pool(object: ObjectRef, data: Vec<u8>, max_object_bytes: u
     })
 }
 
+/// What the detections plug into ingestion: work on the rows of every commit just before it, and
+/// (in the worker) a periodic tick for work over the lake, both with the lake at hand.
+///
+/// It runs before the commit, not after, because of what comes after: once the rows are
+/// committed, a redelivered object is a duplicate and its rows are never seen again — so alerts
+/// emitted after the commit could be lost to a crash in between. Run before, a crash means the
+/// hook runs again on the same rows, which it must tolerate (alerts have stable ids). An error
+/// leaves the rows uncommitted and, in the worker, the messages on the queue for a retry.
+pub trait LakeHook: Send + Sync + std::fmt::Debug {
+    /// Handles the rows about to be committed to `table` (objects the lake already holds are
+    /// left out).
+    fn before_commit<'a>(
+        &'a self,
+        lake: &'a mut Lake,
+        table: LogTable,
+        batches: Vec<RecordBatch>,
+    ) -> futures::future::BoxFuture<'a, Result<()>>;
+
+    /// Called by the worker between commits, at least every few seconds while it runs: a chance
+    /// to run scheduled work (window rules) over the lake. Errors are logged, not fatal.
+    fn tick<'a>(&'a self, lake: &'a mut Lake) -> futures::future::BoxFuture<'a, Result<()>> {
+        let _ = lake;
+        Box::pin(async { Ok(()) })
+    }
+}
+
 /// Settings of an ingest run.
 #[derive(Debug, Clone)]
 pub struct IngestOptions {
@@ -212,6 +239,8 @@ pub struct IngestOptions {
     pub chunk_bytes: u64,
     /// Objects fetched from S3 at once.
     pub fetch_concurrency: usize,
+    /// What runs on the rows of each commit (detections), if anything.
+    pub hook: Option<Arc<dyn LakeHook>>,
 }
 
 impl Default for IngestOptions {
@@ -221,6 +250,7 @@ impl Default for IngestOptions {
             commit_bytes: 48 << 20,
             chunk_bytes: 2 << 20,
             fetch_concurrency: 16,
+            hook: None,
         }
     }
 }
@@ -374,7 +404,7 @@ pub async fn ingest_directory(
         })
         .map_err(|e| IngestError::Config(format!("cannot start parser thread: {e}")))?;
 
-    let mut run = Run::new(options.commit_bytes);
+    let mut run = Run::new(options.commit_bytes, options.hook.clone());
     let mut result = Ok(());
     while let Some(outcomes) = rx.recv().await {
         for (outcome, took) in outcomes {
@@ -434,7 +464,7 @@ pub async fn ingest_s3(
             }
         })
         .buffer_unordered(options.fetch_concurrency.max(1));
-    let mut run = Run::new(options.commit_bytes);
+    let mut run = Run::new(options.commit_bytes, options.hook.clone());
     while let Some((outcome, took)) = outcomes.next().await {
         run.summary.parse_time += took;
         if let Some(bytes) = run.accept(outcome) {
@@ -484,11 +514,12 @@ pub(crate) struct Run {
     /// Log entries ready to be appended (their objects are committed, skipped or failed).
     log: Vec<LogEntry>,
     commit_bytes: usize,
+    hook: Option<Arc<dyn LakeHook>>,
 }
 
 impl Run {
-    pub(crate) fn new(commit_bytes: usize) -> Run {
-        Run { summary: IngestSummary::default(), pending: BTreeMap::new(), log: Vec::new(), commit_bytes }
+    pub(crate) fn new(commit_bytes: usize, hook: Option<Arc<dyn LakeHook>>) -> Run {
+        Run { summary: IngestSummary::default(), pending: BTreeMap::new(), log: Vec::new(), commit_bytes, hook }
     }
 
     /// Bytes of Arrow data waiting for a commit.
@@ -594,6 +625,17 @@ impl Run {
             let Some(pending) = self.pending.remove(&table) else { continue };
             let newest: Vec<i64> =
                 pending.objects.iter().filter_map(|p| newest_event_micros(table, &p.batch)).collect();
+            if let Some(hook) = &self.hook {
+                let fresh: Vec<RecordBatch> = pending
+                    .objects
+                    .iter()
+                    .filter(|p| p.batch.num_rows() > 0 && !lake.is_committed(&p.object.id()))
+                    .map(|p| p.batch.clone())
+                    .collect();
+                if !fresh.is_empty() {
+                    hook.before_commit(lake, table, fresh).await?;
+                }
+            }
             let started = Instant::now();
             let outcome = lake.commit(table, pending.objects).await?;
             // Lag from each object's newest event to its commit: how far behind the lake runs.

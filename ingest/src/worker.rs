@@ -36,7 +36,7 @@ use tokio::task::JoinSet;
 use crate::classify::{LogFormat, ObjectRef};
 use crate::lake::Lake;
 use crate::notification::{Notification, parse_notification};
-use crate::pipeline::{IngestSummary, ObjectOutcome, Run, parse_on_pool};
+use crate::pipeline::{IngestSummary, LakeHook, ObjectOutcome, Run, parse_on_pool};
 use crate::s3::S3Source;
 use crate::{IngestError, Result};
 
@@ -64,6 +64,8 @@ pub struct WorkerOptions {
     pub commit_interval: Duration,
     /// Cap on one object's stored and decompressed size.
     pub max_object_bytes: u64,
+    /// The detections: run on the rows of each commit before it, and ticked between commits.
+    pub hook: Option<Arc<dyn LakeHook>>,
 }
 
 impl WorkerOptions {
@@ -79,6 +81,7 @@ impl WorkerOptions {
             commit_bytes: 64 << 20,
             commit_interval: Duration::from_secs(10),
             max_object_bytes: crate::decode::DEFAULT_MAX_OBJECT_BYTES,
+            hook: None,
         }
     }
 
@@ -135,6 +138,9 @@ fn now_unix() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
+/// How often the worker gives the detections a chance to run scheduled work.
+const HOOK_TICK: Duration = Duration::from_secs(5);
+
 /// One received message.
 #[derive(Debug)]
 struct Delivery {
@@ -183,7 +189,7 @@ pub async fn run_worker(
         sqs,
         source,
         options: options.clone(),
-        run: Run::new(options.commit_bytes),
+        run: Run::new(options.commit_bytes, options.hook.clone()),
         held: HashMap::new(),
         held_receipts,
         budget,
@@ -199,6 +205,7 @@ pub async fn run_worker(
     tokio::pin!(shutdown);
     let mut stopping = false;
     let mut channel_open = true;
+    let mut last_hook_tick = Instant::now();
     loop {
         heartbeat.beat();
         // Messages already received are taken even while stopping: they are in flight, and the
@@ -226,6 +233,16 @@ pub async fn run_worker(
         }
         if drained && !processor.run.has_pending() && processor.held.is_empty() {
             break;
+        }
+        if let Some(hook) = &options.hook
+            && !stopping
+            && last_hook_tick.elapsed() >= HOOK_TICK
+        {
+            last_hook_tick = Instant::now();
+            if let Err(error) = hook.tick(lake).await {
+                tracing::warn!(error = %error, "scheduled detections failed; they run again at the next tick");
+                metrics::counter!("bunker_errors_total", "kind" => error.kind()).increment(1);
+            }
         }
     }
     while background.join_next().await.is_some() {}
@@ -358,7 +375,7 @@ impl Processor {
                     // What the failed flush held is gone; every message that had rows in it must
                     // come back (rows that did commit are recognised by the ledger then).
                     let summary = std::mem::take(&mut self.run.summary);
-                    self.run = Run::new(self.options.commit_bytes);
+                    self.run = Run::new(self.options.commit_bytes, self.options.hook.clone());
                     self.run.summary = summary;
                     false
                 }

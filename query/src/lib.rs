@@ -15,7 +15,7 @@ use arrow::array::{ArrayRef, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::util::display::{ArrayFormatter, FormatOptions};
 use bunker_schemas::location::LakeLocation;
-use bunker_schemas::{LogTable, ingest_log};
+use bunker_schemas::{LogTable, alerts, ingest_log};
 use datafusion::datasource::MemTable;
 use datafusion::execution::context::{SQLOptions, SessionContext};
 use datafusion::prelude::SessionConfig;
@@ -64,7 +64,11 @@ impl std::fmt::Debug for LakeSession {
 
 /// Names of every table a lake session registers.
 pub fn table_names() -> Vec<&'static str> {
-    LogTable::ALL.iter().map(|t| t.name()).chain([ingest_log::TABLE_NAME]).collect()
+    LogTable::ALL
+        .iter()
+        .map(|t| t.name())
+        .chain([ingest_log::TABLE_NAME, alerts::TABLE_NAME, alerts::VIEW_NAME])
+        .collect()
 }
 
 impl LakeSession {
@@ -92,7 +96,7 @@ impl LakeSession {
         let tables = LogTable::ALL
             .iter()
             .map(|t| (t.name(), t.schema()))
-            .chain([(ingest_log::TABLE_NAME, ingest_log::schema())]);
+            .chain([(ingest_log::TABLE_NAME, ingest_log::schema()), (alerts::TABLE_NAME, alerts::schema())]);
         for (name, schema) in tables {
             let url = root.join(&format!("{name}/")).map_err(|_| QueryError::NoLake(location.to_string()))?;
             // A local table that was never created has no folder, which the Delta reader refuses.
@@ -113,6 +117,9 @@ impl LakeSession {
                 ctx.register_table(name, Arc::new(MemTable::try_new(schema, vec![vec![]])?))?;
             }
         }
+        // The current state of each alert: the newest of its updates.
+        let view = ctx.sql(alerts::VIEW_SQL).await?.into_view();
+        ctx.register_table(alerts::VIEW_NAME, view)?;
         Ok(LakeSession { ctx })
     }
 

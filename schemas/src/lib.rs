@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 
+pub mod alerts;
 pub mod cloudtrail;
 pub mod dns;
 pub mod ingest_log;

@@ -451,3 +451,143 @@ async fn messages_held_longer_than_their_visibility_timeout_are_not_redelivered(
     assert_eq!(metric(&metrics, "bunker_messages_retried_total"), 0.0, "{metrics}");
     assert!(worker.terminate().success());
 }
+
+/// A CloudTrail record as AWS writes it, at `time`.
+fn trail_record(
+    time: &str,
+    id: &str,
+    event: &str,
+    identity: serde_json::Value,
+    extra: serde_json::Value,
+) -> serde_json::Value {
+    let mut record = serde_json::json!({
+        "eventVersion": "1.08", "eventTime": time, "eventSource": "signin.amazonaws.com", "eventName": event,
+        "eventType": "AwsConsoleSignIn", "awsRegion": "us-east-1", "eventID": id,
+        "recipientAccountId": "111122223333", "sourceIPAddress": "198.51.100.23", "userIdentity": identity,
+    });
+    if let (Some(record), Some(extra)) = (record.as_object_mut(), extra.as_object()) {
+        record.extend(extra.clone());
+    }
+    record
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alerts_are_recorded_and_sent_before_messages_are_deleted_and_window_rules_run_on_schedule() {
+    let moto = Moto::start().await;
+    let queue = moto.create_archive(ARCHIVE, "archive-events").await;
+    moto.create_bucket(LAKE_BUCKET).await;
+    let sink_queue = moto.create_queue("bunker-alerts").await;
+    let dir = tempfile::tempdir().expect("tempdir");
+
+    // A window rule of our own with a short schedule, next to the built-in pack.
+    let rules = dir.path().join("rules");
+    std::fs::create_dir_all(&rules).expect("rules dir");
+    std::fs::write(
+        rules.join("root-failures-fast.yaml"),
+        "id: test-root-login-failures\ntitle: Root login failures (test)\ndescription: Three or more failed root logins.\n\
+         severity: high\ntables: [cloudtrail]\nmode: window\nschedule: 2s\nlookback: 1h\n\
+         dedup: { key: [account], window: 1h }\n\
+         sql: |\n  SELECT max(eventtime) AS event_time, recipientaccountid AS account, count(*) AS failures\n  \
+         FROM cloudtrail WHERE eventname = 'ConsoleLogin' AND useridentity.type = 'Root' AND errormessage IS NOT NULL\n  \
+         GROUP BY recipientaccountid HAVING count(*) >= 3\n",
+    )
+    .expect("rule file");
+    let alerts_file = dir.path().join("alerts.jsonl");
+    let config = dir.path().join("bunker.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[detect]\nrules = {rules:?}\nshadow = [\"aws-root-api-call\"]\n\n\
+             [[detect.suppress]]\nrule = \"aws-console-login-without-mfa\"\nfield = \"source_ip\"\nvalues = [\"198.51.100.0/24\"]\n\n\
+             [[sinks]]\ntype = \"sqs\"\nqueue_url = {sink_queue:?}\nformat = \"asff\"\nmin_severity = \"high\"\n\n\
+             [[sinks]]\ntype = \"file\"\npath = {alerts_file:?}\n",
+        ),
+    )
+    .expect("config");
+
+    // Events of now, so the window rule's look-back sees them.
+    let now = chrono::Utc::now();
+    let time =
+        |minutes_ago: i64| (now - chrono::Duration::minutes(minutes_ago)).format("%Y-%m-%dT%H:%M:%SZ").to_string();
+    let root = serde_json::json!({"type": "Root", "principalId": "111122223333", "arn": "arn:aws:iam::111122223333:root", "accountId": "111122223333"});
+    let alice = serde_json::json!({"type": "IAMUser", "principalId": "AIDAEXAMPLE", "arn": "arn:aws:iam::111122223333:user/alice", "accountId": "111122223333", "userName": "alice"});
+    let success =
+        serde_json::json!({"responseElements": {"ConsoleLogin": "Success"}, "additionalEventData": {"MFAUsed": "No"}});
+    let failure = serde_json::json!({"errorMessage": "Failed authentication", "responseElements": {"ConsoleLogin": "Failure"}, "additionalEventData": {"MFAUsed": "No"}});
+    let records = vec![
+        // Root signs in (aws-root-console-login, high → the SQS sink too) ...
+        trail_record(&time(9), "evt-root-login", "ConsoleLogin", root.clone(), success.clone()),
+        // ... after three failures (our window rule).
+        trail_record(&time(12), "evt-root-fail-1", "ConsoleLogin", root.clone(), failure.clone()),
+        trail_record(&time(11), "evt-root-fail-2", "ConsoleLogin", root.clone(), failure.clone()),
+        trail_record(&time(10), "evt-root-fail-3", "ConsoleLogin", root.clone(), failure),
+        // A login without MFA from the office range: suppressed.
+        trail_record(&time(8), "evt-alice-login", "ConsoleLogin", alice, success),
+        // An API call by root: its rule is in shadow mode.
+        trail_record(
+            &time(7),
+            "evt-root-api",
+            "ListBuckets",
+            root,
+            serde_json::json!({"eventType": "AwsApiCall", "eventSource": "s3.amazonaws.com"}),
+        ),
+    ];
+    let body = serde_json::json!({ "Records": records }).to_string();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut gz, body.as_bytes()).expect("gzip");
+    let day = now.format("%Y/%m/%d");
+    let stamp = now.format("%Y%m%dT%H%MZ");
+    let key = format!(
+        "AWSLogs/111122223333/CloudTrail/us-east-1/{day}/111122223333_CloudTrail_us-east-1_{stamp}_attack.json.gz"
+    );
+    moto.put(ARCHIVE, &key, gz.finish().expect("gzip")).await;
+
+    let config_arg = config.to_str().expect("utf-8");
+    let mut worker = Worker::start(&moto, &queue, LAKE, dir.path().join("worker.log"), &["--config", config_arg]);
+    wait_for(&moto, &queue, LAKE, (6, 0, 0), &mut [&mut worker]).await;
+
+    // The row rules ran before the commit: their alerts are in the table as soon as the rows are.
+    let alerts = |sql: &str| run_ok(&moto, &["query", "--lake", LAKE, "--format", "csv", sql]);
+    let fired = alerts("SELECT rule_id, count, run FROM alerts ORDER BY rule_id");
+    assert!(fired.contains("aws-root-console-login,1,worker"), "{fired}");
+    assert!(!fired.contains("aws-root-api-call"), "shadowed rule emitted: {fired}");
+    assert!(!fired.contains("aws-console-login-without-mfa"), "suppressed alert emitted: {fired}");
+
+    // The window rule runs on the worker's schedule.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let window = alerts("SELECT rule_id, count, run FROM alerts WHERE rule_id = 'test-root-login-failures'");
+        if window.contains("test-root-login-failures,1,schedule") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the window rule never alerted: {window}\n{}", worker.log());
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    // Scheduled reruns over the same look-back update the alert; they do not add new ones.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let current = alerts("SELECT count(*) AS n FROM alerts WHERE rule_id = 'test-root-login-failures'");
+    assert_eq!(current.lines().nth(1), Some("1"), "{current}");
+    let updates = alerts("SELECT count(*) AS n FROM alert_updates WHERE rule_id = 'test-root-login-failures'");
+    assert!(updates.lines().nth(1).and_then(|n| n.parse::<u64>().ok()).is_some_and(|n| n >= 1), "{updates}");
+
+    // The sinks: high and above to SQS as ASFF, everything to the file.
+    let received = moto.receive_all(&sink_queue).await;
+    let rule_ids: Vec<String> = received
+        .iter()
+        .map(|body| {
+            let finding: serde_json::Value = serde_json::from_str(body).expect("ASFF JSON");
+            assert_eq!(finding["SchemaVersion"], "2018-10-08", "{body}");
+            finding["GeneratorId"].as_str().expect("GeneratorId").to_owned()
+        })
+        .collect();
+    assert!(rule_ids.contains(&"aws-root-console-login".to_owned()), "{rule_ids:?}");
+    assert!(rule_ids.contains(&"test-root-login-failures".to_owned()), "{rule_ids:?}");
+    let written = std::fs::read_to_string(&alerts_file).expect("alerts file");
+    assert!(written.lines().any(|l| l.contains("aws-root-console-login")), "{written}");
+    assert!(!written.contains("aws-console-login-without-mfa"), "{written}");
+    let (_, metrics) = http_get(&metrics_address(&worker), "/metrics");
+    assert!(metric(&metrics, "bunker_alerts_total") >= 2.0, "{metrics}");
+    assert!(metric(&metrics, "bunker_alerts_shadow_total") >= 1.0, "{metrics}");
+    assert!(metric(&metrics, "bunker_alerts_suppressed_total") >= 1.0, "{metrics}");
+    assert!(worker.terminate().success());
+}

@@ -207,6 +207,41 @@ impl Moto {
         self.sqs.send_message().queue_url(queue_url).message_body(body).send().await.expect("send message");
     }
 
+    /// Bodies of every message on a queue, received (and deleted) until it stays empty.
+    pub async fn receive_all(&self, queue_url: &str) -> Vec<String> {
+        let mut bodies = Vec::new();
+        let mut empty_polls = 0;
+        while empty_polls < 2 {
+            let out = self
+                .sqs
+                .receive_message()
+                .queue_url(queue_url)
+                .max_number_of_messages(10)
+                .wait_time_seconds(1)
+                .send()
+                .await
+                .expect("receive");
+            let messages = out.messages();
+            if messages.is_empty() {
+                empty_polls += 1;
+                continue;
+            }
+            for message in messages {
+                bodies.extend(message.body().map(str::to_owned));
+                if let Some(receipt) = message.receipt_handle() {
+                    self.sqs
+                        .delete_message()
+                        .queue_url(queue_url)
+                        .receipt_handle(receipt)
+                        .send()
+                        .await
+                        .expect("delete");
+                }
+            }
+        }
+        bodies
+    }
+
     /// Keys in a bucket.
     pub async fn keys(&self, bucket: &str) -> Vec<String> {
         let mut keys = Vec::new();

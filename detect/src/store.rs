@@ -1,0 +1,364 @@
+//! The `alerts` lake table as the detections see it: alerts in, folded with what the table already
+//! holds for the same ids, appended as new rows.
+//!
+//! The table is append-only (see `bunker_schemas::alerts`): an update is a new row with the
+//! alert's whole state, and the newest row per id wins. Before appending, the current state of each
+//! id is read back and folded in, so that an alert whose condition recurs over many batches — or
+//! many workers — keeps one growing count instead of restarting at every batch.
+//!
+//! Folding tolerates seeing the same rows twice, which happens by design: detections run before
+//! the data commit, so a crash in between means the same rows come round again. Counts grow only by
+//! events the alert's evidence does not hold yet.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use arrow::array::{
+    Array, ArrayRef, Date32Array, Int64Array, ListArray, ListBuilder, RecordBatch, StringArray, StringBuilder,
+    TimestampMicrosecondArray,
+};
+use arrow::compute::cast;
+use arrow::datatypes::{DataType, TimeUnit};
+use bunker_ingest::lake::Lake;
+use bunker_schemas::alerts;
+use chrono::{DateTime, Utc};
+use datafusion::prelude::SessionContext;
+
+use crate::alert::{Alert, MAX_EVIDENCE};
+use crate::{DetectError, Result};
+
+/// What ran the rules, recorded with every alert row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunKind {
+    /// Row rules inside `bunker worker`.
+    Worker,
+    /// Row rules inside `bunker ingest`.
+    Ingest,
+    /// Window rules on the worker's schedule.
+    Schedule,
+    /// `bunker detect` over history.
+    Detect,
+}
+
+impl RunKind {
+    /// The name written to the `run` column.
+    pub fn name(self) -> &'static str {
+        match self {
+            RunKind::Worker => "worker",
+            RunKind::Ingest => "ingest",
+            RunKind::Schedule => "schedule",
+            RunKind::Detect => "detect",
+        }
+    }
+
+    /// How a fresh result combines with the stored state of the same alert.
+    ///
+    /// Row rules see each event once (new rows only), so their counts add up. Window rules and
+    /// history runs recount their whole look-back each time, so the larger count is the truth.
+    fn adds_counts(self) -> bool {
+        matches!(self, RunKind::Worker | RunKind::Ingest)
+    }
+}
+
+/// The stored state of one alert, as far as folding needs it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Stored {
+    /// Time of the first matching event.
+    pub first_seen: DateTime<Utc>,
+    /// Time of the last matching event.
+    pub last_seen: DateTime<Utc>,
+    /// Matching events so far.
+    pub count: u64,
+    /// Evidence: event ids.
+    pub event_ids: Vec<String>,
+    /// Evidence: source object keys.
+    pub source_keys: Vec<String>,
+}
+
+/// Folds the stored state of an alert into a fresh result for the same id.
+pub fn fold(fresh: &mut Alert, stored: &Stored, run: RunKind) {
+    let known: BTreeSet<&str> = stored.event_ids.iter().map(String::as_str).collect();
+    let new_events = fresh.event_ids.iter().filter(|id| !known.contains(id.as_str())).count() as u64;
+    fresh.count = if !run.adds_counts() {
+        fresh.count.max(stored.count)
+    } else if fresh.event_ids.len() as u64 != fresh.count || stored.event_ids.len() >= MAX_EVIDENCE {
+        // Without an id per event (or past the evidence cap) repeats cannot be told apart: add.
+        stored.count + fresh.count
+    } else {
+        // Rows seen again (a batch retried after a crash) add nothing.
+        stored.count + new_events.min(fresh.count)
+    };
+    fresh.count = fresh.count.max(stored.count);
+    fresh.first_seen = fresh.first_seen.min(stored.first_seen);
+    fresh.last_seen = fresh.last_seen.max(stored.last_seen);
+    fresh.event_ids = merge_capped(&stored.event_ids, &fresh.event_ids);
+    fresh.source_keys = merge_capped(&stored.source_keys, &fresh.source_keys);
+}
+
+fn merge_capped(stored: &[String], fresh: &[String]) -> Vec<String> {
+    let mut merged = stored.to_vec();
+    for value in fresh {
+        if merged.len() >= MAX_EVIDENCE {
+            break;
+        }
+        if !merged.contains(value) {
+            merged.push(value.clone());
+        }
+    }
+    merged
+}
+
+/// Reads the stored state of these alert ids, looking only at the partitions they can be in:
+/// an alert's rows all fall inside one dedup window, so its first match is at most `widest_window`
+/// before the fresh result's first match.
+pub async fn stored_state(lake: &Lake, fresh: &[Alert], widest_window: Duration) -> Result<HashMap<String, Stored>> {
+    if fresh.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let mut table = lake.alerts_table().clone();
+    // Other workers append too: read the table as it is now, not as this process last wrote it.
+    table.update_state().await.map_err(lake_error)?;
+    if table.version().is_none() {
+        return Ok(HashMap::new());
+    }
+    let ctx = SessionContext::new();
+    table.update_datafusion_session(&ctx.state()).map_err(lake_error)?;
+    ctx.register_table(alerts::TABLE_NAME, table.table_provider().await?)?;
+    let window = chrono::Duration::from_std(widest_window).unwrap_or(chrono::Duration::days(1));
+    let earliest = fresh.iter().map(|a| a.first_seen).min().unwrap_or_default() - window;
+    let latest = fresh.iter().map(|a| a.last_seen).max().unwrap_or_default();
+    // Ids are hex digests (see `alert::alert_id`), safe to put in the statement as they are.
+    let ids: BTreeSet<&str> = fresh.iter().map(|a| a.id.as_str()).filter(|id| is_hex(id)).collect();
+    if ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let list = ids.iter().map(|id| format!("'{id}'")).collect::<Vec<_>>().join(",");
+    let sql = format!(
+        "SELECT id, first_seen, last_seen, count, event_ids, source_keys FROM (\
+           SELECT *, row_number() OVER (PARTITION BY id ORDER BY emitted_at DESC, count DESC) AS update_rank \
+           FROM {table} WHERE date BETWEEN DATE '{from}' AND DATE '{to}' AND id IN ({list})) \
+         WHERE update_rank = 1",
+        table = alerts::TABLE_NAME,
+        from = earliest.date_naive(),
+        to = latest.date_naive(),
+    );
+    let batches = ctx.sql(&sql).await?.collect().await?;
+    let mut stored = HashMap::new();
+    for batch in &batches {
+        let column = |i: usize, to: &DataType| -> Result<ArrayRef> { Ok(cast(batch.column(i), to)?) };
+        let micros = DataType::Timestamp(TimeUnit::Microsecond, None);
+        let strings = DataType::List(list_item());
+        let id = downcast::<StringArray>(&column(0, &DataType::Utf8)?)?;
+        let first = downcast::<TimestampMicrosecondArray>(&column(1, &micros)?)?;
+        let last = downcast::<TimestampMicrosecondArray>(&column(2, &micros)?)?;
+        let count = downcast::<Int64Array>(&column(3, &DataType::Int64)?)?;
+        let events = downcast::<ListArray>(&column(4, &strings)?)?;
+        let keys = downcast::<ListArray>(&column(5, &strings)?)?;
+        for row in 0..batch.num_rows() {
+            let micros =
+                |a: &TimestampMicrosecondArray| DateTime::from_timestamp_micros(a.value(row)).unwrap_or_default();
+            stored.insert(
+                id.value(row).to_owned(),
+                Stored {
+                    first_seen: micros(&first),
+                    last_seen: micros(&last),
+                    count: count.value(row).max(0) as u64,
+                    event_ids: list_values(&events, row),
+                    source_keys: list_values(&keys, row),
+                },
+            );
+        }
+    }
+    Ok(stored)
+}
+
+/// Folds fresh alerts with their stored state and appends the results to the `alerts` table;
+/// returns them as folded (what the sinks get).
+pub async fn record(
+    lake: &mut Lake,
+    mut fresh: Vec<Alert>,
+    run: RunKind,
+    widest_window: Duration,
+) -> Result<Vec<Alert>> {
+    if fresh.is_empty() {
+        return Ok(fresh);
+    }
+    let stored = stored_state(lake, &fresh, widest_window).await?;
+    for alert in &mut fresh {
+        if let Some(state) = stored.get(&alert.id) {
+            fold(alert, state, run);
+        }
+    }
+    let batch = alerts_batch(&fresh, Utc::now(), run)?;
+    lake.append_alerts(batch).await.map_err(|e| DetectError::Lake(e.to_string()))?;
+    Ok(fresh)
+}
+
+/// Alerts as rows of the `alerts` table.
+pub fn alerts_batch(alerts: &[Alert], emitted_at: DateTime<Utc>, run: RunKind) -> Result<RecordBatch> {
+    let n = alerts.len();
+    let text =
+        |f: &dyn Fn(&Alert) -> Option<String>| -> ArrayRef { Arc::new(alerts.iter().map(f).collect::<StringArray>()) };
+    let time = |f: &dyn Fn(&Alert) -> i64| -> ArrayRef {
+        Arc::new(TimestampMicrosecondArray::from(alerts.iter().map(f).collect::<Vec<_>>()).with_timezone("UTC"))
+    };
+    let list = |f: &dyn Fn(&Alert) -> &[String]| -> ArrayRef {
+        let mut builder = ListBuilder::new(StringBuilder::new()).with_field(list_item());
+        for alert in alerts {
+            for value in f(alert) {
+                builder.values().append_value(value);
+            }
+            builder.append(true);
+        }
+        Arc::new(builder.finish())
+    };
+    let details = |a: &Alert| serde_json::to_string(&a.details).ok();
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(TimestampMicrosecondArray::from(vec![emitted_at.timestamp_micros(); n]).with_timezone("UTC")),
+        text(&|a| Some(a.id.clone())),
+        text(&|a| Some(a.rule_id.clone())),
+        text(&|a| Some(a.title.clone())),
+        text(&|a| Some(a.severity.name().to_owned())),
+        list(&|a| &a.mitre),
+        text(&|a| Some(a.dedup_key.clone())),
+        time(&|a| a.first_seen.timestamp_micros()),
+        time(&|a| a.last_seen.timestamp_micros()),
+        Arc::new(alerts.iter().map(|a| Some(a.count as i64)).collect::<Int64Array>()),
+        text(&|a| a.account.clone()),
+        text(&|a| a.region.clone()),
+        text(&|a| a.principal.clone()),
+        text(&|a| a.source_ip.clone()),
+        list(&|a| &a.event_ids),
+        list(&|a| &a.source_keys),
+        text(&details),
+        text(&|_| Some(run.name().to_owned())),
+        Arc::new(Date32Array::from(
+            alerts
+                .iter()
+                .map(|a| bunker_ingest::timestamp::micros_to_days(a.first_seen.timestamp_micros()))
+                .collect::<Vec<_>>(),
+        )),
+    ];
+    Ok(RecordBatch::try_new(alerts::schema(), columns)?)
+}
+
+fn list_item() -> Arc<arrow::datatypes::Field> {
+    match alerts::schema().field_with_name("event_ids").map(|f| f.data_type().clone()) {
+        Ok(DataType::List(item)) => item,
+        _ => Arc::new(arrow::datatypes::Field::new("element", DataType::Utf8, true)),
+    }
+}
+
+fn list_values(list: &ListArray, row: usize) -> Vec<String> {
+    if list.is_null(row) {
+        return Vec::new();
+    }
+    let values = list.value(row);
+    values
+        .as_any()
+        .downcast_ref::<StringArray>()
+        .map(|strings| strings.iter().flatten().map(str::to_owned).collect())
+        .unwrap_or_default()
+}
+
+/// The concrete array behind a column that was cast to `T`'s type just before.
+fn downcast<T: Array + Clone + 'static>(array: &ArrayRef) -> Result<T> {
+    array.as_any().downcast_ref::<T>().cloned().ok_or_else(|| {
+        DetectError::Lake(format!("{}: a column is not {}", alerts::TABLE_NAME, std::any::type_name::<T>()))
+    })
+}
+
+fn is_hex(id: &str) -> bool {
+    !id.is_empty() && id.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+fn lake_error(e: deltalake::DeltaTableError) -> DetectError {
+    DetectError::Lake(format!("{}: {e}", alerts::TABLE_NAME))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rule::Severity;
+    use bunker_ingest::lake::LakeConfig;
+
+    fn alert(id: &str, minute: u32, events: &[&str]) -> Alert {
+        let at = |m: u32| DateTime::parse_from_rfc3339(&format!("2025-03-03T10:{m:02}:00Z")).expect("time").to_utc();
+        Alert {
+            id: id.into(),
+            rule_id: "r".into(),
+            title: "T".into(),
+            description: "D".into(),
+            severity: Severity::High,
+            mitre: vec!["T1078".into()],
+            dedup_key: "r|account=1".into(),
+            first_seen: at(minute),
+            last_seen: at(minute + events.len() as u32),
+            count: events.len() as u64,
+            account: Some("111122223333".into()),
+            region: None,
+            principal: None,
+            source_ip: None,
+            event_ids: events.iter().map(|e| e.to_string()).collect(),
+            source_keys: vec!["k".into()],
+            details: serde_json::Map::new(),
+        }
+    }
+
+    #[test]
+    fn row_runs_add_new_events_only_and_window_runs_keep_the_larger_count() {
+        let stored = Stored {
+            first_seen: alert("a", 10, &[]).first_seen,
+            last_seen: alert("a", 12, &[]).first_seen,
+            count: 2,
+            event_ids: vec!["e1".into(), "e2".into()],
+            source_keys: vec!["k".into()],
+        };
+        let mut fresh = alert("a", 20, &["e3", "e4"]);
+        fold(&mut fresh, &stored, RunKind::Worker);
+        assert_eq!((fresh.count, fresh.event_ids.len()), (4, 4));
+        assert_eq!(fresh.first_seen, stored.first_seen);
+        // The same rows again (a retried batch) add nothing.
+        let mut again = alert("a", 10, &["e1", "e2"]);
+        fold(&mut again, &stored, RunKind::Ingest);
+        assert_eq!(again.count, 2);
+        // A window rule recounting its look-back: the larger count, not the sum.
+        let mut recount = alert("a", 10, &["e1", "e2", "e3"]);
+        fold(&mut recount, &stored, RunKind::Schedule);
+        assert_eq!(recount.count, 3);
+    }
+
+    #[tokio::test]
+    async fn recorded_alerts_fold_with_what_the_table_holds() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut lake = Lake::open(dir.path(), LakeConfig::default()).await.expect("lake");
+        let window = Duration::from_secs(3600);
+        let first =
+            record(&mut lake, vec![alert("aa01", 10, &["e1", "e2"])], RunKind::Worker, window).await.expect("record");
+        assert_eq!(first[0].count, 2);
+        let second = record(
+            &mut lake,
+            vec![alert("aa01", 30, &["e2", "e3"]), alert("bb02", 5, &["x"])],
+            RunKind::Worker,
+            window,
+        )
+        .await
+        .expect("record");
+        assert_eq!(second.iter().map(|a| (a.id.as_str(), a.count)).collect::<Vec<_>>(), [("aa01", 3), ("bb02", 1)]);
+        assert_eq!(second[0].event_ids, ["e1", "e2", "e3"]);
+        // Another process (no memory of the above) reads the same state back.
+        let reopened = Lake::open(dir.path(), LakeConfig::default()).await.expect("lake");
+        let stored = stored_state(&reopened, &[alert("aa01", 50, &[])], window).await.expect("state");
+        assert_eq!(stored["aa01"].count, 3);
+        assert_eq!(stored["aa01"].first_seen, alert("x", 10, &[]).first_seen);
+        // The view keeps the newest state per alert.
+        let session = bunker_query::LakeSession::open(dir.path()).await.expect("session");
+        let (_, batches) = session.sql("SELECT id, count FROM alerts ORDER BY id").await.expect("query");
+        let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+        assert_eq!(rows, 2);
+        let (_, updates) = session.sql("SELECT count(*) FROM alert_updates").await.expect("query");
+        let n = updates[0].column(0).as_any().downcast_ref::<Int64Array>().expect("count").value(0);
+        assert_eq!(n, 3);
+    }
+}
