@@ -42,6 +42,8 @@ pub struct Alert {
     pub rule_id: String,
     /// The rule's title.
     pub title: String,
+    /// The rule's description: what the alert means, for whoever receives it.
+    pub description: String,
     /// The rule's severity.
     pub severity: Severity,
     /// MITRE ATT&CK techniques.
@@ -116,6 +118,7 @@ pub fn alerts_from_rows(rule: &Rule, batches: &[RecordBatch]) -> Result<Vec<Aler
                         id: alert_id(&slot),
                         rule_id: rule.id.clone(),
                         title: rule.title.clone(),
+                        description: rule.description.clone(),
                         severity: rule.severity,
                         mitre: rule.mitre.clone(),
                         dedup_key,
