@@ -5,12 +5,14 @@
 //! validated by planning their SQL against the table schemas ([`engine::validate`]), run over new
 //! rows or a date range of the lake ([`engine`]), folded into alerts by dedup key and window
 //! ([`alert`]), and proven by their own labelled examples run through the real parser
-//! ([`testing`]). The built-in pack ships inside the binary ([`pack`]).
+//! ([`testing`]). The built-in pack ships inside the binary ([`pack`]). Alerts can be rendered in
+//! the shape a receiver expects ([`render`]: native, OCSF, ASFF, Slack).
 #![deny(missing_docs)]
 
 pub mod alert;
 pub mod engine;
 pub mod pack;
+pub mod render;
 pub mod rule;
 pub mod testing;
 
