@@ -5,8 +5,9 @@
 //! validated by planning their SQL against the table schemas ([`engine::validate`]), run over new
 //! rows or a date range of the lake ([`engine`]), folded into alerts by dedup key and window
 //! ([`alert`]), and proven by their own labelled examples run through the real parser
-//! ([`testing`]). The built-in pack ships inside the binary ([`pack`]). Alerts can be rendered in
-//! the shape a receiver expects ([`render`]: native, OCSF, ASFF, Slack).
+//! ([`testing`]). The built-in pack ships inside the binary ([`pack`]). Alerts leave through the
+//! configured sinks ([`sink`]: stdout, a JSON-lines file, an SQS queue, a webhook), each in the
+//! shape its receiver expects ([`render`]: native, OCSF, ASFF, Slack).
 #![deny(missing_docs)]
 
 pub mod alert;
@@ -14,6 +15,7 @@ pub mod engine;
 pub mod pack;
 pub mod render;
 pub mod rule;
+pub mod sink;
 pub mod testing;
 
 pub use alert::Alert;
@@ -39,6 +41,22 @@ pub enum DetectError {
     /// Reading result rows failed.
     #[error(transparent)]
     Json(#[from] serde_json::Error),
+    /// A sink's configuration is wrong: named by its place in the `[[sinks]]` list, with the reason.
+    #[error("{sink}: {reason}")]
+    InvalidSink {
+        /// `sinks[<index>] (<type>)`.
+        sink: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A sink did not take every alert it was given; the caller must not acknowledge them.
+    #[error("alert sink {sink} failed: {reason}")]
+    Sink {
+        /// The sink, named without secrets (a webhook by its host only).
+        sink: String,
+        /// What failed, and which alerts.
+        reason: String,
+    },
 }
 
 /// Result with [`DetectError`] as the default error.
