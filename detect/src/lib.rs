@@ -5,7 +5,9 @@
 //! validated by planning their SQL against the table schemas ([`engine::validate`]), run over new
 //! rows or a date range of the lake ([`engine`]), folded into alerts by dedup key and window
 //! ([`alert`]), and proven by their own labelled examples run through the real parser
-//! ([`testing`]). The built-in pack ships inside the binary ([`pack`]).
+//! ([`testing`]). The built-in pack ships inside the binary ([`pack`]). Alerts leave through the
+//! configured sinks ([`sink`]: stdout, a JSON-lines file, an SQS queue, a webhook), each in the
+//! shape its receiver expects ([`render`]: native, OCSF, ASFF, Slack).
 #![deny(missing_docs)]
 
 pub mod alert;

@@ -198,3 +198,52 @@ tests:
     let none = ok(&["detect", "--lake", path(&lake), "--since", "2030-01-01"]);
     assert!(none.contains("no alerts"), "{none}");
 }
+
+#[test]
+fn ingest_records_row_alerts_and_detect_is_tuned_by_the_config() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let archive = dir.path().join("archive");
+    let lake = dir.path().join("lake");
+    ok(&["gen", "--out", path(&archive), "--events", "3000", "--seed", "9"]);
+    let quiet = dir.path().join("quiet-lake");
+    let out = ok(&["ingest", "--from", path(&archive), "--lake", path(&quiet), "--no-detect"]);
+    assert!(!out.contains("alerts:"), "{out}");
+    let none = ok(&["query", "--lake", path(&quiet), "--format", "csv", "SELECT count(*) AS n FROM alerts"]);
+    assert_eq!(none.lines().nth(1), Some("0"), "{none}");
+
+    // Row rules ran during ingest; their alerts are in the table, with what recorded them.
+    let out = ok(&["ingest", "--from", path(&archive), "--lake", path(&lake)]);
+    assert!(out.contains("recorded in the alerts table"), "{out}");
+    let by_rule = |sql: &str| ok(&["query", "--lake", path(&lake), "--format", "csv", sql]);
+    let recorded = by_rule("SELECT rule_id, run FROM alerts ORDER BY rule_id");
+    assert!(recorded.lines().skip(1).all(|l| l.ends_with(",ingest")), "{recorded}");
+    let fired: Vec<String> = recorded.lines().skip(1).filter_map(|l| l.split(',').next()).map(str::to_owned).collect();
+    assert!(!fired.is_empty(), "{recorded}");
+
+    // Tuning: the first rule that fired disabled; `--no-record` leaves the table alone.
+    let config = dir.path().join("bunker.toml");
+    std::fs::write(&config, format!("[detect]\ndisabled = [{:?}]\n", fired[0])).expect("config");
+    let before = by_rule("SELECT count(*) FROM alert_updates");
+    let tuned = ok(&["detect", "--lake", path(&lake), "--config", path(&config), "--no-record", "--format", "json"]);
+    assert!(!tuned.contains(&format!("\"rule_id\":\"{}\"", fired[0])), "{tuned}");
+    assert_eq!(by_rule("SELECT count(*) FROM alert_updates"), before);
+    // Recording a history run adds updates, not new alerts: the ids are the ones ingest recorded.
+    let alerts_before = by_rule("SELECT count(*) FROM alerts");
+    ok(&["detect", "--lake", path(&lake)]);
+    assert_eq!(by_rule("SELECT count(*) FROM alerts"), alerts_before);
+    assert_ne!(by_rule("SELECT count(*) FROM alert_updates"), before);
+
+    // Configuration mistakes are errors that say what is wrong, before anything runs.
+    for (text, expected) in [
+        ("[detect]\ndisabled = [\"no-such-rule\"]\n", "no rule has the id \"no-such-rule\""),
+        ("[detect]\nshadw = []\n", "shadw"),
+        ("[[sinks]]\ntype = \"carrier-pigeon\"\n", "carrier-pigeon"),
+        ("[[sinks]]\ntype = \"webhook\"\nurl = \"ftp://example.com/hook\"\n", "sinks[0]"),
+    ] {
+        std::fs::write(&config, text).expect("config");
+        let output = bunker(&["ingest", "--from", path(&archive), "--lake", path(&lake), "--config", path(&config)]);
+        assert!(!output.status.success(), "{text}");
+        let message = stderr(&output);
+        assert!(message.contains(expected), "{text}: {message}");
+    }
+}

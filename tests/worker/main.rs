@@ -1,8 +1,10 @@
 //! The worker and the S3 backfill against a real S3/SQS/KMS endpoint (`moto_server`), driven
 //! through the `bunker` binary as an operator runs it: objects land in an Object-Locked, SSE-KMS
 //! archive bucket, S3 notifies the queue, and the lake lives on an S3 prefix of another bucket.
+//! The alert sinks are tested against the same endpoint's SQS ([`sinks`]).
 
 mod moto;
+mod sinks;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};

@@ -18,6 +18,8 @@ const SECRET_KEY: &str = "bunker-test-secret-key-not-a-real-one";
 pub struct Moto {
     child: Child,
     pub endpoint: String,
+    /// The SDK configuration the clients below are built from (endpoint, region, test credentials).
+    pub config: aws_config::SdkConfig,
     pub s3: aws_sdk_s3::Client,
     pub sqs: aws_sdk_sqs::Client,
     pub kms: aws_sdk_kms::Client,
@@ -78,6 +80,7 @@ impl Moto {
             s3: aws_sdk_s3::Client::from_conf(s3_config),
             sqs: aws_sdk_sqs::Client::new(&config),
             kms: aws_sdk_kms::Client::new(&config),
+            config,
         }
     }
 
