@@ -279,8 +279,9 @@ async fn detector(
     let dir = rules_dir.or(config.detect.rules.as_deref());
     let rules = load_rules(dir, config.detect.builtin).await?;
     let tuning = Tuning::new(&config.detect, &rules)?;
-    let sinks =
-        Sinks::build(&config.sinks, aws, RenderContext::default()).await.context("setting up the alert sinks")?;
+    // Findings name the region bunker runs in (ASFF ProductArn); the account comes from each alert.
+    let context = RenderContext { account: None, region: aws.and_then(|a| a.region()).map(|r| r.to_string()) };
+    let sinks = Sinks::build(&config.sinks, aws, context).await.context("setting up the alert sinks")?;
     Ok(Detector::new(rules, tuning, sinks, run))
 }
 
