@@ -127,6 +127,13 @@ enum Command {
         /// First day of the archive (YYYY-MM-DD).
         #[arg(long)]
         start: Option<chrono::NaiveDate>,
+        /// Generate a background no built-in rule flags, plus one labelled attack per built-in rule
+        /// (its first positive example, moved into the archive's days).
+        #[arg(long)]
+        attacks: bool,
+        /// With --attacks, where to write the labels (JSON) [default: <out>/attacks.json].
+        #[arg(long, requires = "attacks")]
+        labels: Option<PathBuf>,
     },
     /// Generate a small archive, ingest it, and show what bunker does with it.
     Demo {
@@ -374,12 +381,14 @@ async fn run(command: Command) -> Result<()> {
             let mut out = std::io::stdout().lock();
             bunker_query::render(&schema, &batches, format.into(), &mut out)?;
         }
-        Command::Gen { out, events, seed, days, accounts, start } => {
+        Command::Gen { out, events, seed, days, accounts, start, attacks, labels } => {
             let mut config = SynthConfig::new(events, seed);
             config.days = days.unwrap_or(config.days);
             config.accounts = accounts.unwrap_or(config.accounts);
             config.start = start.unwrap_or(config.start);
-            let summary = tokio::task::spawn_blocking(move || generate(&out, &config)).await??;
+            config.benign = attacks;
+            let (archive_dir, archive) = (out.clone(), bunker_detect::inject::Archive::of(&config));
+            let summary = tokio::task::spawn_blocking(move || generate(&archive_dir, &config)).await??;
             println!(
                 "generated {} objects ({:.1} MiB): {} cloudtrail events, {} vpcflow records, {} dns records, {} digest and {} other objects",
                 summary.objects,
@@ -390,6 +399,19 @@ async fn run(command: Command) -> Result<()> {
                 summary.digest_objects,
                 summary.unknown_objects
             );
+            if attacks {
+                let rules = bunker_detect::pack::builtin()?;
+                let injected = bunker_detect::inject::inject(&out, &rules, &archive, seed)?;
+                let labels = labels.unwrap_or_else(|| out.join("attacks.json"));
+                bunker_detect::inject::write_labels(&labels, &injected)?;
+                let objects: usize = injected.iter().map(|a| a.keys.len()).sum();
+                let events: u64 = injected.iter().map(|a| a.events).sum();
+                println!(
+                    "injected {} attacks ({objects} objects, {events} events), one per built-in rule, into a benign background; labels in {}",
+                    injected.len(),
+                    labels.display()
+                );
+            }
         }
         Command::Demo { dir, events } => demo(&dir, events).await?,
         Command::Schema { table } => {

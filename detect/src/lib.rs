@@ -5,11 +5,14 @@
 //! validated by planning their SQL against the table schemas ([`engine::validate`]), run over new
 //! rows or a date range of the lake ([`engine`]), folded into alerts by dedup key and window
 //! ([`alert`]), and proven by their own labelled examples run through the real parser
-//! ([`testing`]). The built-in pack ships inside the binary ([`pack`]).
+//! ([`testing`]). The built-in pack ships inside the binary ([`pack`]). The same examples, moved
+//! into a synthetic archive, are the labelled attacks an end-to-end test checks alerts against
+//! ([`inject`]).
 #![deny(missing_docs)]
 
 pub mod alert;
 pub mod engine;
+pub mod inject;
 pub mod pack;
 pub mod rule;
 pub mod testing;
@@ -37,6 +40,14 @@ pub enum DetectError {
     /// Reading result rows failed.
     #[error(transparent)]
     Json(#[from] serde_json::Error),
+    /// Reading or writing a file failed.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What went wrong.
+        source: std::io::Error,
+    },
 }
 
 /// Result with [`DetectError`] as the default error.
