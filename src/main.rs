@@ -146,6 +146,13 @@ enum Command {
         /// First day of the archive (YYYY-MM-DD).
         #[arg(long)]
         start: Option<chrono::NaiveDate>,
+        /// Generate a background no built-in rule flags, plus one labelled attack per built-in rule
+        /// (its first positive example, moved into the archive's days).
+        #[arg(long)]
+        attacks: bool,
+        /// With --attacks, where to write the labels (JSON) [default: <out>/attacks.json].
+        #[arg(long, requires = "attacks")]
+        labels: Option<PathBuf>,
     },
     /// Generate a small archive, ingest it, and show what bunker does with it.
     Demo {
@@ -460,12 +467,14 @@ async fn run(command: Command) -> Result<()> {
             let mut out = std::io::stdout().lock();
             bunker_query::render(&schema, &batches, format.into(), &mut out)?;
         }
-        Command::Gen { out, events, seed, days, accounts, start } => {
+        Command::Gen { out, events, seed, days, accounts, start, attacks, labels } => {
             let mut config = SynthConfig::new(events, seed);
             config.days = days.unwrap_or(config.days);
             config.accounts = accounts.unwrap_or(config.accounts);
             config.start = start.unwrap_or(config.start);
-            let summary = tokio::task::spawn_blocking(move || generate(&out, &config)).await??;
+            config.benign = attacks;
+            let (archive_dir, archive) = (out.clone(), bunker_detect::inject::Archive::of(&config));
+            let summary = tokio::task::spawn_blocking(move || generate(&archive_dir, &config)).await??;
             println!(
                 "generated {} objects ({:.1} MiB): {} cloudtrail events, {} vpcflow records, {} dns records, {} digest and {} other objects",
                 summary.objects,
@@ -476,6 +485,19 @@ async fn run(command: Command) -> Result<()> {
                 summary.digest_objects,
                 summary.unknown_objects
             );
+            if attacks {
+                let rules = bunker_detect::pack::builtin()?;
+                let injected = bunker_detect::inject::inject(&out, &rules, &archive, seed)?;
+                let labels = labels.unwrap_or_else(|| out.join("attacks.json"));
+                bunker_detect::inject::write_labels(&labels, &injected)?;
+                let objects: usize = injected.iter().map(|a| a.keys.len()).sum();
+                let events: u64 = injected.iter().map(|a| a.events).sum();
+                println!(
+                    "injected {} attacks ({objects} objects, {events} events), one per built-in rule, into a benign background; labels in {}",
+                    injected.len(),
+                    labels.display()
+                );
+            }
         }
         Command::Demo { dir, events } => demo(&dir, events).await?,
         Command::Schema { table } => {
@@ -834,9 +856,13 @@ async fn demo(dir: &Path, events: u64) -> Result<()> {
         "1. Generating a synthetic log archive in {} (real AWS key layout: CloudTrail org trail, VPC Flow Logs, Route 53 Resolver query logs)",
         archive.display()
     );
-    let config = SynthConfig::new(events, 7);
+    let mut config = SynthConfig::new(events, 7);
+    config.benign = true;
+    let attack_archive = bunker_detect::inject::Archive::of(&config);
     let out = archive.clone();
     let generated = tokio::task::spawn_blocking(move || generate(&out, &config)).await??;
+    let pack = load_rules(None, true).await?;
+    let injected = bunker_detect::inject::inject(&archive, &pack, &attack_archive, 7)?;
     println!(
         "   {} objects: {} CloudTrail events, {} flow records, {} DNS queries (+{} digest and {} other files that bunker skips)\n",
         generated.objects,
@@ -846,13 +872,20 @@ async fn demo(dir: &Path, events: u64) -> Result<()> {
         generated.digest_objects,
         generated.unknown_objects
     );
-    println!("2. Ingesting it into a Delta Lake in {}", lake_dir.display());
+    println!(
+        "   plus {} labelled attacks hidden in it, one per built-in rule (bunker gen --attacks)\n",
+        injected.len()
+    );
+    println!("2. Ingesting it into a Delta Lake in {}; the row detections run on every commit", lake_dir.display());
     println!("   $ bunker ingest --from {} --lake {}", archive.display(), lake_dir.display());
     let lake = LakeLocation::Local(lake_dir.clone());
-    let summary = ingest(&archive, &lake, None, &IngestOptions::default()).await?;
+    let detector = Arc::new(Detector::new(pack.clone(), Tuning::default(), Sinks::empty(), RunKind::Ingest));
+    let options = IngestOptions { hook: Some(detector.clone() as Arc<dyn LakeHook>), ..IngestOptions::default() };
+    let summary = ingest(&archive, &lake, None, &options).await?;
     let mut out = std::io::stdout().lock();
     let mut indented = Vec::new();
     print_summary(&summary, &mut indented)?;
+    print_tally(&detector.tally(), &mut indented)?;
     for line in String::from_utf8_lossy(&indented).lines() {
         writeln!(out, "   {line}")?;
     }
@@ -867,14 +900,13 @@ async fn demo(dir: &Path, events: u64) -> Result<()> {
         bunker_query::render(&schema, &batches, OutputFormat::Table, &mut out)?;
         writeln!(out)?;
     }
-    let rules = load_rules(None, true).await?;
     writeln!(
         out,
-        "5. Running the {} built-in detections over the whole lake (bunker detect --lake {})\n",
-        rules.len(),
+        "5. Running the {} built-in detections, window rules included, over the whole lake (bunker detect --lake {})\n",
+        pack.len(),
         lake_dir.display()
     )?;
-    let alerts = bunker_detect::engine::run_over_lake(&session, &rules, None, None).await?;
+    let alerts = bunker_detect::engine::run_over_lake(&session, &pack, None, None).await?;
     let mut by_rule: std::collections::BTreeMap<(std::cmp::Reverse<bunker_detect::Severity>, &str), (u64, &str)> =
         std::collections::BTreeMap::new();
     for alert in &alerts {
@@ -885,11 +917,15 @@ async fn demo(dir: &Path, events: u64) -> Result<()> {
     for ((severity, rule), (count, title)) in &by_rule {
         writeln!(out, "   {:<8} {:>4} x {:<46} {}", severity.0.name(), count, rule, title)?;
     }
+    let fired: std::collections::BTreeSet<&str> = alerts.iter().map(|a| a.rule_id.as_str()).collect();
+    let found = injected.iter().filter(|a| fired.contains(a.rule_id.as_str())).count();
     writeln!(
         out,
-        "   {} alerts from {} rules; each with its evidence: bunker detect --lake {} --format json\n",
+        "   {} alerts from {} rules; {found} of the {} injected attacks found. Each alert has its evidence:\n   bunker detect --lake {} --format json; recorded ones: bunker query --lake {} \"SELECT * FROM alerts\"\n",
         alerts.len(),
         by_rule.len(),
+        injected.len(),
+        lake_dir.display(),
         lake_dir.display()
     )?;
     writeln!(

@@ -5,13 +5,17 @@
 //! validated by planning their SQL against the table schemas ([`engine::validate`]), run over new
 //! rows or a date range of the lake ([`engine`]), folded into alerts by dedup key and window
 //! ([`alert`]), and proven by their own labelled examples run through the real parser
-//! ([`testing`]). The built-in pack ships inside the binary ([`pack`]). Alerts leave through the
+//! ([`testing`]). The built-in pack ships inside the binary ([`pack`]). The same examples, moved
+//! into a synthetic archive, are the labelled attacks an end-to-end test checks alerts against
+//! ([`inject`]). Inside ingestion the rules run through a [`live::Detector`]; their alerts are
+//! folded into the lake's `alerts` table ([`store`]), tuned ([`tuning`]) and leave through the
 //! configured sinks ([`sink`]: stdout, a JSON-lines file, an SQS queue, a webhook), each in the
 //! shape its receiver expects ([`render`]: native, OCSF, ASFF, Slack).
 #![deny(missing_docs)]
 
 pub mod alert;
 pub mod engine;
+pub mod inject;
 pub mod live;
 pub mod pack;
 pub mod render;
@@ -62,6 +66,14 @@ pub enum DetectError {
         sink: String,
         /// What failed, and which alerts.
         reason: String,
+    },
+    /// Reading or writing a file failed.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What went wrong.
+        source: std::io::Error,
     },
 }
 

@@ -4,5 +4,6 @@
 mod support;
 
 mod bad_input;
+mod detections;
 mod exactly_once;
 mod real_samples;

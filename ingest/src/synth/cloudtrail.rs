@@ -241,6 +241,10 @@ const TLS_SUITES: [(&str, &str); 3] = [
 const OBJECT_PREFIXES: [&str; 6] = ["data", "uploads", "exports", "logs", "images", "reports"];
 const OBJECT_EXTENSIONS: [&str; 5] = ["json", "parquet", "csv", "gz", "png"];
 
+/// Calls a built-in detection flags whoever makes them (`aws-iam-credentials-created`), left
+/// out of a benign background.
+const FLAGGED_CALLS: [&str; 1] = ["CreateAccessKey"];
+
 /// The call mix of every persona, with and without global-endpoint calls.
 #[derive(Debug)]
 pub(crate) struct Catalog {
@@ -256,8 +260,9 @@ fn persona_slot(persona: Persona) -> usize {
 }
 
 impl Catalog {
-    /// Builds the weighted tables once per archive.
-    pub(crate) fn new() -> Catalog {
+    /// Builds the weighted tables once per archive; a `benign` catalog never picks a
+    /// [`FLAGGED_CALLS`] call.
+    pub(crate) fn new(benign: bool) -> Catalog {
         let mut tables = Vec::new();
         for persona in PERSONAS {
             let mix = match persona {
@@ -268,9 +273,13 @@ impl Catalog {
                 Persona::Service => SERVICE_MIX,
                 Persona::Root => ROOT_MIX,
             };
+            let mix: Vec<(&'static EventSpec, f64)> = mix
+                .iter()
+                .map(|&(spec, w)| (spec, if benign && FLAGGED_CALLS.contains(&spec.name) { 0.0 } else { w }))
+                .collect();
             // Global-endpoint calls (IAM, sign-in, Organizations) are recorded in us-east-1 only.
             tables.push(Table::new(mix.iter().map(|&(spec, w)| (spec, if spec.global { 0.0 } else { w }))));
-            tables.push(Table::new(mix.iter().copied()));
+            tables.push(Table::new(mix));
         }
         Catalog { tables }
     }
@@ -290,6 +299,9 @@ struct Call<'a> {
     time: i64,
     /// Whether the principal is in the console (browser session credentials).
     console: bool,
+    /// Whether a failure may be an access-denied error (a benign background allows one per
+    /// principal ARN and file; see [`write`]).
+    may_deny: bool,
 }
 
 /// Writes one CloudTrail file's content for `window`; returns the number of records.
@@ -300,7 +312,11 @@ pub(crate) fn write(out: &mut Vec<u8>, rng: &mut ChaCha8Rng, world: &World, cata
     let mut times: Vec<i64> = (0..window.records).map(|_| window.start + rng.random_range(0..WINDOW_SECS)).collect();
     times.sort_unstable();
     // A few principals dominate any one window; the rest of the organisation adds background.
-    let focus: Vec<usize> = (0..rng.random_range(2..8)).map(|_| *account.activity.pick(rng)).collect();
+    let focus: Vec<usize> = (0..rng.random_range(2..8)).map(|_| active_principal(rng, account, world.benign)).collect();
+    // In a benign background each principal ARN (several principals may share one, as CI sessions
+    // do) gets at most one access-denied error per file, so no 10-minute bin (two windows, in each
+    // region) comes near the 20 of `aws-access-denied-burst`.
+    let mut denied: Vec<&str> = Vec::new();
     let mut resources = Vec::with_capacity(256);
     out.reserve(window.records as usize * 1300);
     out.extend_from_slice(b"{\"Records\":[");
@@ -308,18 +324,33 @@ pub(crate) fn write(out: &mut Vec<u8>, rng: &mut ChaCha8Rng, world: &World, cata
         if i > 0 {
             out.push(b',');
         }
-        let who = if rng.random_bool(0.7) { *pick(rng, &focus) } else { *account.activity.pick(rng) };
+        let who = if rng.random_bool(0.7) { *pick(rng, &focus) } else { active_principal(rng, account, world.benign) };
         let principal = &account.principals[who];
         let spec = catalog.pick(rng, principal.persona, global_allowed);
         let console = matches!(principal.persona, Persona::ConsoleHuman | Persona::Root);
-        let call = Call { account, region, region_index: window.place, principal, spec, time, console };
-        write_record(out, &mut resources, rng, &call);
+        let may_deny = !world.benign || !denied.contains(&principal.arn.as_str());
+        let call = Call { account, region, region_index: window.place, principal, spec, time, console, may_deny };
+        if write_record(out, &mut resources, rng, &call) {
+            denied.push(&principal.arn);
+        }
     }
     out.extend_from_slice(b"]}");
     window.records
 }
 
-fn write_record(out: &mut Vec<u8>, resources: &mut Vec<u8>, rng: &mut ChaCha8Rng, call: &Call<'_>) {
+/// A principal drawn by how busy it is; in a benign background, never the root user (whose every
+/// API call and sign-in a built-in rule flags).
+fn active_principal(rng: &mut ChaCha8Rng, account: &Account, benign: bool) -> usize {
+    loop {
+        let who = *account.activity.pick(rng);
+        if !benign || account.principals[who].kind != IdentityKind::Root {
+            return who;
+        }
+    }
+}
+
+/// Writes one record; returns whether it failed with an access-denied error.
+fn write_record(out: &mut Vec<u8>, resources: &mut Vec<u8>, rng: &mut ChaCha8Rng, call: &Call<'_>) -> bool {
     let Call { account, region, principal, spec, time, .. } = *call;
     let is_service = principal.kind == IdentityKind::AwsService;
     let is_login = matches!(spec.detail, Detail::ConsoleLogin);
@@ -353,9 +384,7 @@ fn write_record(out: &mut Vec<u8>, resources: &mut Vec<u8>, rng: &mut ChaCha8Rng
         } else {
             0.05
         });
-    if failed {
-        write_error(out, rng, call);
-    }
+    let denied = failed && write_error(out, rng, call);
     resources.clear();
     let bucket_host = write_detail(out, resources, rng, call, failed);
 
@@ -413,6 +442,7 @@ fn write_record(out: &mut Vec<u8>, resources: &mut Vec<u8>, rng: &mut ChaCha8Rng
         }
     }
     out.push(b'}');
+    denied
 }
 
 /// `userIdentity`. Session keys and creation dates change every hour, as real sessions do.
@@ -548,13 +578,14 @@ fn user_agent(rng: &mut ChaCha8Rng, call: &Call<'_>, is_login: bool) -> &'static
     }
 }
 
-fn write_error(out: &mut Vec<u8>, rng: &mut ChaCha8Rng, call: &Call<'_>) {
+/// `errorCode` and `errorMessage`; returns whether the error is an access-denied one.
+fn write_error(out: &mut Vec<u8>, rng: &mut ChaCha8Rng, call: &Call<'_>) -> bool {
     let spec = call.spec;
     let service = spec.source.split('.').next().unwrap_or("");
     let (code, message): (&str, String) = if matches!(spec.detail, Detail::ConsoleLogin) {
         // Failed sign-ins carry only a message.
         out.extend_from_slice(b"\"errorMessage\":\"Failed authentication\",");
-        return;
+        return false;
     } else if spec.read_only && rng.random_bool(0.3) {
         if service == "ec2" {
             ("Client.RequestLimitExceeded", "Request limit exceeded.".to_string())
@@ -563,6 +594,12 @@ fn write_error(out: &mut Vec<u8>, rng: &mut ChaCha8Rng, call: &Call<'_>) {
         }
     } else if spec.name == "GetObject" && rng.random_bool(0.4) {
         ("NoSuchKey", "The specified key does not exist.".to_string())
+    } else if !call.may_deny {
+        if service == "ec2" {
+            ("Client.RequestLimitExceeded", "Request limit exceeded.".to_string())
+        } else {
+            ("ThrottlingException", "Rate exceeded".to_string())
+        }
     } else if service == "s3" {
         ("AccessDenied", "Access Denied".to_string())
     } else if service == "ec2" {
@@ -586,6 +623,7 @@ fn write_error(out: &mut Vec<u8>, rng: &mut ChaCha8Rng, call: &Call<'_>) {
     out.push(b',');
     push_field(out, "errorMessage", &message);
     out.push(b',');
+    code.contains("AccessDenied") || code.contains("Unauthorized")
 }
 
 /// The host name the client connected to.
@@ -868,7 +906,7 @@ mod tests {
     fn every_persona_has_regional_calls() {
         // A non-us-east-1 file must still find something for every persona to do.
         for persona in PERSONAS {
-            let mix = Catalog::new();
+            let mix = Catalog::new(false);
             let table = &mix.tables[persona_slot(persona) * 2];
             assert!(table.items().iter().any(|spec| !spec.global), "{persona:?}");
         }

@@ -87,6 +87,12 @@ pub struct SynthConfig {
     pub principals: u32,
     /// Bucket name written inside digest files.
     pub bucket: String,
+    /// A background nothing in the built-in rule pack flags, for injecting labelled attacks into:
+    /// no root user activity, console sign-ins with MFA, no IAM credentials created, no mining or
+    /// blocklisted DNS names, no NXDOMAIN or access-denied bursts, no admin port accepted from the
+    /// internet, no bulk egress. When false (the default), the background keeps the suspicious
+    /// activity a real organisation has, and its bytes do not depend on this field.
+    pub benign: bool,
 }
 
 impl SynthConfig {
@@ -104,6 +110,7 @@ impl SynthConfig {
             regions: DEFAULT_REGIONS.iter().map(|r| r.to_string()).collect(),
             principals: DEFAULT_PRINCIPALS,
             bucket: DEFAULT_BUCKET.to_string(),
+            benign: false,
         }
     }
 
@@ -172,7 +179,7 @@ pub fn generate(out: &Path, config: &SynthConfig) -> Result<SynthSummary> {
     config.validate()?;
     let world = world::World::build(config, &mut rng_for(config.seed, Stream::World));
     let jobs = plan::plan(config, &world, &mut rng_for(config.seed, Stream::Plan));
-    let catalog = cloudtrail::Catalog::new();
+    let catalog = cloudtrail::Catalog::new(config.benign);
     let written = jobs
         .par_iter()
         .enumerate()
@@ -207,6 +214,12 @@ pub fn generate(out: &Path, config: &SynthConfig) -> Result<SynthSummary> {
         "synthetic archive written"
     );
     Ok(summary)
+}
+
+/// The organization id in the CloudTrail keys of the archive `config` describes (an organization
+/// trail's layout), for files added to the archive afterwards.
+pub fn organization_id(config: &SynthConfig) -> String {
+    world::organization_id(&mut rng_for(config.seed, Stream::World))
 }
 
 /// Which independent random stream a draw belongs to.
@@ -611,5 +624,137 @@ mod tests {
         let summary = generate(dir.path(), &config).expect("generate");
         assert_eq!((summary.cloudtrail_objects, summary.vpcflow_objects, summary.dns_objects), (0, 0, 0));
         assert_eq!((summary.digest_objects, summary.unknown_objects), (1, 2));
+    }
+
+    /// What the built-in rules flag, counted over an archive's raw records.
+    #[derive(Debug, Default)]
+    struct Flagged {
+        root_activity: usize,
+        access_keys_created: usize,
+        console_logins_without_mfa: usize,
+        /// Most access-denied errors of one principal in one file.
+        denied_per_principal_and_file: usize,
+        blocked_names: usize,
+        /// Most NXDOMAIN answers to one source in one file.
+        nxdomain_per_source_and_file: usize,
+        admin_ports_accepted_from_internet: usize,
+        /// Largest flow, in bytes.
+        largest_flow_bytes: u64,
+    }
+
+    fn flagged(dir: &Path) -> Flagged {
+        let mut found = Flagged::default();
+        let private = |ip: &str| {
+            ip.starts_with("10.")
+                || ip.starts_with("192.168.")
+                || (16..32).any(|n| ip.starts_with(&format!("172.{n}.")))
+                || ip.starts_with("fd")
+        };
+        for (key, _, raw) in read_archive(dir) {
+            match kind_of(&key) {
+                "cloudtrail" => {
+                    let doc: serde_json::Value = serde_json::from_slice(&raw).expect("JSON");
+                    let mut denied = std::collections::HashMap::new();
+                    for record in doc["Records"].as_array().expect("Records") {
+                        let kind = record["userIdentity"]["type"].as_str().unwrap_or("");
+                        found.root_activity += usize::from(kind == "Root");
+                        found.access_keys_created += usize::from(record["eventName"] == "CreateAccessKey");
+                        found.console_logins_without_mfa += usize::from(
+                            record["eventName"] == "ConsoleLogin"
+                                && kind == "IAMUser"
+                                && record["responseElements"]["ConsoleLogin"] == "Success"
+                                && record["additionalEventData"]["MFAUsed"] == "No",
+                        );
+                        let code = record["errorCode"].as_str().unwrap_or("");
+                        if code.contains("AccessDenied") || code.contains("Unauthorized") {
+                            let count = denied.entry(record["userIdentity"]["arn"].to_string()).or_insert(0);
+                            *count += 1;
+                            found.denied_per_principal_and_file = found.denied_per_principal_and_file.max(*count);
+                        }
+                    }
+                }
+                "vpcflow" => {
+                    let text = String::from_utf8(raw).expect("utf8");
+                    let mut lines = text.lines();
+                    let header: Vec<&str> = lines.next().expect("header").split(' ').collect();
+                    let at = |name: &str| header.iter().position(|&f| f == name).expect("field");
+                    let (src, port, protocol, action, bytes) =
+                        (at("srcaddr"), at("dstport"), at("protocol"), at("action"), at("bytes"));
+                    for line in lines {
+                        let values: Vec<&str> = line.split(' ').collect();
+                        found.admin_ports_accepted_from_internet += usize::from(
+                            values[action] == "ACCEPT"
+                                && matches!(values[port], "22" | "3389")
+                                && values[protocol] == "6"
+                                && !private(values[src]),
+                        );
+                        let size = values[bytes].parse().unwrap_or(0);
+                        found.largest_flow_bytes = found.largest_flow_bytes.max(size);
+                    }
+                }
+                "dns" => {
+                    let mut nxdomains = std::collections::HashMap::new();
+                    for line in String::from_utf8(raw).expect("utf8").lines() {
+                        let entry: serde_json::Value = serde_json::from_str(line).expect("JSON");
+                        let name = entry["query_name"].as_str().expect("name");
+                        found.blocked_names += usize::from(
+                            dns::BLOCKED_NAMES.contains(&name) || entry.get("firewall_rule_action").is_some(),
+                        );
+                        if entry["rcode"] == "NXDOMAIN" {
+                            let count = nxdomains.entry(entry["srcaddr"].to_string()).or_insert(0);
+                            *count += 1;
+                            found.nxdomain_per_source_and_file = found.nxdomain_per_source_and_file.max(*count);
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        found
+    }
+
+    #[test]
+    fn a_benign_archive_holds_nothing_the_rules_flag() {
+        let config = SynthConfig { days: 3, accounts: 4, ..SynthConfig::new(20_000, 5) };
+        let (noisy, benign) = (tempfile::tempdir().expect("tempdir"), tempfile::tempdir().expect("tempdir"));
+        let noisy_summary = generate(noisy.path(), &config).expect("generate");
+        let benign_summary = generate(benign.path(), &SynthConfig { benign: true, ..config }).expect("generate");
+
+        // The default background has what a real organisation has, so the checks below can fail.
+        let noisy = flagged(noisy.path());
+        assert!(
+            noisy.access_keys_created > 0
+                && noisy.console_logins_without_mfa > 0
+                && noisy.blocked_names > 0
+                && noisy.admin_ports_accepted_from_internet > 0,
+            "{noisy:?}"
+        );
+        let benign = flagged(benign.path());
+        let absent = (
+            benign.root_activity,
+            benign.access_keys_created,
+            benign.console_logins_without_mfa,
+            benign.blocked_names,
+            benign.admin_ports_accepted_from_internet,
+        );
+        assert_eq!(absent, (0, 0, 0, 0, 0), "{benign:?}");
+        // Errors and failed lookups remain, too few to make a burst.
+        assert_eq!(benign.denied_per_principal_and_file, 1, "{benign:?}");
+        assert!((1..=4).contains(&benign.nxdomain_per_source_and_file), "{benign:?}");
+        assert!(benign.largest_flow_bytes <= 100_000 * 1_400, "{benign:?}");
+        // The same files with the same counts: only their content is made safe.
+        let counts = |s: &SynthSummary| SynthSummary { bytes: 0, uncompressed_bytes: 0, ..s.clone() };
+        assert_eq!(counts(&noisy_summary), counts(&benign_summary));
+    }
+
+    #[test]
+    fn the_organization_id_is_the_one_in_the_cloudtrail_keys() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = small();
+        generate(dir.path(), &config).expect("generate");
+        let org = organization_id(&config);
+        let keys: Vec<String> = read_archive(dir.path()).into_iter().map(|f| f.0).collect();
+        assert!(keys.iter().filter(|k| kind_of(k) == "cloudtrail").all(|k| k.split('/').nth(1) == Some(org.as_str())));
+        assert_ne!(organization_id(&SynthConfig { seed: 43, ..config }), org);
     }
 }

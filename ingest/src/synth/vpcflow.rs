@@ -179,7 +179,8 @@ pub(crate) fn write(out: &mut Vec<u8>, rng: &mut ChaCha8Rng, world: &World, wind
     // Rows are stamped with the start of their capture; none may spill past midnight, so every row
     // is on the date in the key.
     let day_end = window.start - window.start.rem_euclid(86_400) + 86_399;
-    let mut rows: Vec<Flow<'_>> = (0..window.records).map(|_| flow(rng, vpc, window.start, day_end)).collect();
+    let mut rows: Vec<Flow<'_>> =
+        (0..window.records).map(|_| flow(rng, vpc, window.start, day_end, world.benign)).collect();
     rows.sort_by_key(|f| f.start);
     out.reserve(rows.len() * if vpc.custom_format { 260 } else { 110 });
     for row in &rows {
@@ -239,6 +240,12 @@ fn write_value(out: &mut Vec<u8>, field: Field, f: &Flow<'_>, version: u64, acco
 
 const SCAN_PORTS: [u16; 8] = [22, 23, 445, 3389, 5900, 8080, 3306, 6379];
 const DB_PORTS: [u16; 3] = [5432, 3306, 6379];
+/// Ports whose acceptance from the internet `aws-vpcflow-admin-port-accepted-from-internet` flags.
+const ADMIN_PORTS: [u16; 2] = [22, 3389];
+/// Largest flow of a benign background (at most 140 MB): eight of them to one address in one hour
+/// would be needed to reach the gigabyte of `aws-vpcflow-large-egress`, and destinations are drawn
+/// from millions of addresses.
+const BENIGN_MAX_PACKETS: u64 = 100_000;
 
 fn ephemeral(rng: &mut ChaCha8Rng) -> u16 {
     rng.random_range(32768..61000)
@@ -257,8 +264,8 @@ fn internet_v6(rng: &mut ChaCha8Rng) -> IpAddr {
     ))
 }
 
-/// One row for an interface of `vpc`.
-fn flow<'a>(rng: &mut ChaCha8Rng, vpc: &'a Vpc, window_start: i64, day_end: i64) -> Flow<'a> {
+/// One row for an interface of `vpc`; a `benign` one is nothing a built-in rule flags.
+fn flow<'a>(rng: &mut ChaCha8Rng, vpc: &'a Vpc, window_start: i64, day_end: i64, benign: bool) -> Flow<'a> {
     // Public-facing interfaces (the first three) carry more flows than their share.
     let eni =
         if rng.random_bool(0.3) { &vpc.enis[rng.random_range(0..3.min(vpc.enis.len()))] } else { pick(rng, &vpc.enis) };
@@ -315,7 +322,8 @@ fn flow<'a>(rng: &mut ChaCha8Rng, vpc: &'a Vpc, window_start: i64, day_end: i64)
             f.src = IpAddr::V4(public_ip(rng, &[45, 89, 141, 162, 185, 193, 194]));
             f.src_port = ephemeral(rng);
             f.dst_port = *pick(rng, &SCAN_PORTS);
-            f.accept = rng.random_bool(0.1);
+            // In a benign background, security groups never let SSH or RDP in from the internet.
+            f.accept = rng.random_bool(0.1) && !(benign && ADMIN_PORTS.contains(&f.dst_port));
             f.tcp_flags = 2;
             f.packets = 1;
         }
@@ -413,7 +421,7 @@ fn flow<'a>(rng: &mut ChaCha8Rng, vpc: &'a Vpc, window_start: i64, day_end: i64)
     if f.packets == 0 {
         // Heavy-tailed flow sizes: most flows are a handful of packets, a few are bulk transfers.
         let u: f64 = rng.random();
-        f.packets = ((1.0 - u).powf(-1.0 / 1.1) as u64).clamp(1, 2_000_000);
+        f.packets = ((1.0 - u).powf(-1.0 / 1.1) as u64).clamp(1, if benign { BENIGN_MAX_PACKETS } else { 2_000_000 });
     }
     let per_packet = match f.protocol {
         // A rejected probe is a bare SYN.

@@ -28,6 +28,8 @@ pub(crate) struct World {
     pub accounts: Vec<Account>,
     /// Relative activity of each account in `accounts`.
     pub account_weights: Vec<f64>,
+    /// Whether the background must stay clear of every built-in detection (`SynthConfig::benign`).
+    pub benign: bool,
 }
 
 /// One AWS region.
@@ -237,7 +239,7 @@ pub(crate) const AWS_OCTETS: [u8; 6] = [3, 18, 34, 44, 52, 54];
 impl World {
     /// Draws the organisation from `rng`.
     pub(crate) fn build(config: &SynthConfig, rng: &mut ChaCha8Rng) -> World {
-        let org_id = format!("o-{}", random_id(rng, Alphabet::LowerAlnum, 10));
+        let org_id = organization_id(rng);
         let regions: Vec<Region> =
             config.regions.iter().map(|name| Region { name: name.clone(), az_prefix: az_prefix(name) }).collect();
         // The home region carries most activity; the others trail off geometrically.
@@ -247,7 +249,7 @@ impl World {
         let n_accounts = config.accounts as usize;
         let per_account = (config.principals as usize / n_accounts).max(12);
         let mut used_octets = std::collections::HashSet::new();
-        let accounts: Vec<Account> = (0..n_accounts)
+        let mut accounts: Vec<Account> = (0..n_accounts)
             .map(|a| {
                 let name = if a < ACCOUNT_NAMES.len() {
                     ACCOUNT_NAMES[a].to_string()
@@ -257,6 +259,15 @@ impl World {
                 Account::build(rng, &name, &regions, per_account, &mut used_octets)
             })
             .collect();
+        if config.benign {
+            // An organisation that enforces MFA for console users. Set after the draws, so the rest
+            // of the world is the same as without `benign`.
+            for principal in accounts.iter_mut().flat_map(|a| a.principals.iter_mut()) {
+                if principal.kind == IdentityKind::IamUser && principal.persona == Persona::ConsoleHuman {
+                    principal.mfa = true;
+                }
+            }
+        }
         // Accounts are listed busiest first (prod), with a gentle heavy tail behind.
         let account_weights = (0..n_accounts).map(|a| 1.0 / (a as f64 + 1.0).powf(0.8)).collect();
         World {
@@ -267,6 +278,7 @@ impl World {
             region_weights,
             accounts,
             account_weights,
+            benign: config.benign,
         }
     }
 }
@@ -530,6 +542,11 @@ impl Vpc {
             resolver_endpoint: format!("rslvr-in-{}", random_id(rng, Alphabet::Hex, 17)),
         }
     }
+}
+
+/// `o-` and 10 lowercase alphanumerics: the first draw of the world's stream.
+pub(crate) fn organization_id(rng: &mut ChaCha8Rng) -> String {
+    format!("o-{}", random_id(rng, Alphabet::LowerAlnum, 10))
 }
 
 /// `use1` for `us-east-1`, `euw1` for `eu-west-1`, `apse2` for `ap-southeast-2`.
