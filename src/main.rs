@@ -666,6 +666,8 @@ fn date_range(
 
 /// `bunker worker`: runs until SIGTERM/SIGINT, then drains and exits 0.
 async fn worker(args: WorkerArgs) -> Result<()> {
+    // First, so that a stop request during start-up is a clean stop.
+    let shutdown = shutdown_signal();
     let mut config = read_config(args.config.as_deref())?;
     let file = std::mem::take(&mut config.worker);
     let queue_url =
@@ -707,7 +709,7 @@ async fn worker(args: WorkerArgs) -> Result<()> {
     options.hook = Some(Arc::new(detector));
     let mut lake = open_lake(&location, endpoint_url.as_deref()).await?;
     tracing::warn!(queue = %options.queue_url, lake = %location, metrics = %bound, "worker started");
-    let summary = run_worker(sqs, source, &mut lake, options, heartbeat, shutdown_signal()).await?;
+    let summary = run_worker(sqs, source, &mut lake, options, heartbeat, shutdown).await?;
     tracing::warn!(
         messages = summary.messages_received,
         deleted = summary.messages_deleted,
@@ -721,25 +723,38 @@ async fn worker(args: WorkerArgs) -> Result<()> {
 }
 
 /// Resolves on SIGTERM (how ECS, Kubernetes and systemd stop a service) or SIGINT (Ctrl-C).
-async fn shutdown_signal() {
+///
+/// The handlers are installed when this is called, not when the future is first polled: a
+/// SIGTERM that arrives while the worker is still starting (loading and planning rules, opening
+/// the lake) is then a clean stop, not the default action of killing the process.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(term) => term,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot listen for SIGTERM; only Ctrl-C stops the worker cleanly");
-                let _ = tokio::signal::ctrl_c().await;
-                return;
+        use tokio::signal::unix::{SignalKind, signal};
+        let term = signal(SignalKind::terminate());
+        let interrupt = signal(SignalKind::interrupt());
+        async move {
+            match (term, interrupt) {
+                (Ok(mut term), Ok(mut interrupt)) => {
+                    tokio::select! {
+                        _ = term.recv() => {}
+                        _ = interrupt.recv() => {}
+                    }
+                }
+                (term, _) => {
+                    if let Err(e) = term {
+                        tracing::error!(error = %e, "cannot listen for SIGTERM; only Ctrl-C stops the worker cleanly");
+                    }
+                    let _ = tokio::signal::ctrl_c().await;
+                }
             }
-        };
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = tokio::signal::ctrl_c() => {}
         }
     }
     #[cfg(not(unix))]
     {
-        let _ = tokio::signal::ctrl_c().await;
+        async {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
 

@@ -383,7 +383,9 @@ async fn sigterm_drains_what_is_in_flight_and_leaves_nothing_half_committed() {
     // second worker finishes the job with exact counts.
     let mut worker = Worker::start(&moto, &queue, lake, dir.path().join("second.log"), &[]);
     wait_for(&moto, &queue, lake, expected(&summary), &mut [&mut worker]).await;
-    assert!(worker.terminate().success());
+    let second = dir.path().join("second.log");
+    let status = worker.terminate();
+    assert!(status.success(), "exit {status}:\n{}", std::fs::read_to_string(&second).unwrap_or_default());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
