@@ -216,15 +216,35 @@ impl Lake {
             return Ok(());
         }
         let props = writer_properties(&self.config, None)?;
-        self.alerts = self
-            .alerts
-            .clone()
-            .write(vec![batch])
-            .with_save_mode(SaveMode::Append)
-            .with_writer_properties(props)
-            .await
-            .map_err(|e| lake_error(alerts::TABLE_NAME, e))?;
-        Ok(())
+        // Several workers append here at once. A blind append never conflicts in principle, but
+        // delta-rs refuses to rebase over some concurrent commits ("metadata changed"); the rows
+        // are whole alert states under stable ids, so writing them again on a fresh snapshot is
+        // always right.
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let result = self
+                .alerts
+                .clone()
+                .write(vec![batch.clone()])
+                .with_save_mode(SaveMode::Append)
+                .with_writer_properties(props.clone())
+                .await;
+            match result {
+                Ok(table) => {
+                    self.alerts = table;
+                    return Ok(());
+                }
+                Err(e @ DeltaTableError::Transaction { .. }) | Err(e @ DeltaTableError::VersionAlreadyExists(_))
+                    if attempt < MAX_COMMIT_ATTEMPTS =>
+                {
+                    tracing::info!(error = %e, attempt, "alerts append lost a race; retrying on a fresh snapshot");
+                    self.alerts.update_state().await.map_err(|e| lake_error(alerts::TABLE_NAME, e))?;
+                    tokio::time::sleep(std::time::Duration::from_millis(50 * attempt as u64)).await;
+                }
+                Err(e) => return Err(lake_error(alerts::TABLE_NAME, e)),
+            }
+        }
     }
 
     /// The `alert_updates` table as of its last write here (callers refresh it to see others').
