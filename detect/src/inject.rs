@@ -19,7 +19,7 @@ use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
-use bunker_ingest::synth::SynthConfig;
+use bunker_ingest::synth::{SynthConfig, keys};
 use bunker_schemas::LogTable;
 use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
 use flate2::Compression;
@@ -357,18 +357,13 @@ impl Events {
             .enumerate()
             .map(|(g, ((account, place, _), members))| {
                 let time = members.iter().map(|&i| times[i]).min().unwrap_or_default();
-                let stamp = DateTime::from_timestamp(time, 0).unwrap_or_default();
-                let date = stamp.format("%Y/%m/%d");
-                let minute = stamp.format("%Y%m%dT%H%MZ");
                 match self {
                     Events::CloudTrail(records) => {
                         let suffix = draw.text(&format!("key {g}"), ALNUM, 16);
                         let records: Vec<&serde_json::Map<String, Value>> =
                             members.iter().map(|&i| &records[i].0).collect();
                         Object {
-                            key: format!(
-                                "AWSLogs/{org}/{account}/CloudTrail/{place}/{date}/{account}_CloudTrail_{place}_{minute}_{suffix}.json.gz"
-                            ),
+                            key: keys::cloudtrail(org, &account, &place, time, &suffix),
                             content: serde_json::json!({ "Records": records }).to_string().into_bytes(),
                         }
                     }
@@ -379,12 +374,7 @@ impl Events {
                             content.extend(Value::Object(records[i].0.clone()).to_string().into_bytes());
                             content.push(b'\n');
                         }
-                        Object {
-                            key: format!(
-                                "AWSLogs/{account}/vpcdnsquerylogs/{place}/{date}/{account}_vpcdnsquerylogs_{place}_{minute}_{suffix}.log.gz"
-                            ),
-                            content,
-                        }
+                        Object { key: keys::dns(&account, &place, time, &suffix), content }
                     }
                     Events::VpcFlow { header, rows } => {
                         let suffix = draw.text(&format!("key {g}"), HEX, 8);
@@ -396,9 +386,7 @@ impl Events {
                             content.push('\n');
                         }
                         Object {
-                            key: format!(
-                                "AWSLogs/{account}/vpcflowlogs/{place}/{date}/{account}_vpcflowlogs_{place}_fl-{flow_log}_{minute}_{suffix}.log.gz"
-                            ),
+                            key: keys::vpcflow(&account, &place, &format!("fl-{flow_log}"), time, &suffix),
                             content: content.into_bytes(),
                         }
                     }

@@ -28,6 +28,7 @@ mod cloudtrail;
 mod dns;
 mod emit;
 mod extra;
+pub mod keys;
 mod plan;
 mod vpcflow;
 mod weighted;

@@ -10,6 +10,7 @@ use rand_chacha::ChaCha8Rng;
 
 use super::SynthConfig;
 use super::emit::{Alphabet, key_date, key_minute, key_second, random_id};
+use super::keys;
 use super::weighted::Table;
 use super::world::World;
 
@@ -126,13 +127,7 @@ pub(crate) fn plan(config: &SynthConfig, world: &World, rng: &mut ChaCha8Rng) ->
         let start = day0 + slot as i64 * WINDOW_SECS;
         let acct = &world.accounts[account].id;
         let region_name = &world.regions[region].name;
-        let key = format!(
-            "AWSLogs/{org}/{acct}/CloudTrail/{region_name}/{date}/{acct}_CloudTrail_{region_name}_{stamp}_{suffix}.json.gz",
-            org = world.org_id,
-            date = key_date(start),
-            stamp = key_minute(start),
-            suffix = random_id(rng, Alphabet::Alnum, 16),
-        );
+        let key = keys::cloudtrail(&world.org_id, acct, region_name, start, &random_id(rng, Alphabet::Alnum, 16));
         cloudtrail_files.push((account, region, key.clone(), start));
         jobs.push(FileJob { key, content: Content::CloudTrail(Window { account, place: region, start, records }) });
     }
@@ -181,14 +176,7 @@ pub(crate) fn plan(config: &SynthConfig, world: &World, rng: &mut ChaCha8Rng) ->
         let vpc = &acct.vpcs[vpc_index];
         let start = day0 + slot as i64 * WINDOW_SECS;
         let region_name = &world.regions[vpc.region].name;
-        let key = format!(
-            "AWSLogs/{id}/vpcflowlogs/{region_name}/{date}/{id}_vpcflowlogs_{region_name}_{fl}_{stamp}_{suffix}.log.gz",
-            id = acct.id,
-            date = key_date(start),
-            fl = vpc.flow_log_id,
-            stamp = key_minute(start),
-            suffix = random_id(rng, Alphabet::Hex, 8),
-        );
+        let key = keys::vpcflow(&acct.id, region_name, &vpc.flow_log_id, start, &random_id(rng, Alphabet::Hex, 8));
         jobs.push(FileJob { key, content: Content::VpcFlow(Window { account, place: vpc_index, start, records }) });
     }
     let mut taken = HashSet::new();
@@ -198,14 +186,7 @@ pub(crate) fn plan(config: &SynthConfig, world: &World, rng: &mut ChaCha8Rng) ->
         let acct = &world.accounts[account];
         let vpc = &acct.vpcs[vpc_index];
         let start = day0 + slot as i64 * WINDOW_SECS;
-        let key = format!(
-            "AWSLogs/{id}/vpcdnsquerylogs/{vpc_id}/{date}/{id}_vpcdnsquerylogs_{vpc_id}_{stamp}_{suffix}.log.gz",
-            id = acct.id,
-            vpc_id = vpc.id,
-            date = key_date(start),
-            stamp = key_minute(start),
-            suffix = random_id(rng, Alphabet::Hex, 8),
-        );
+        let key = keys::dns(&acct.id, &vpc.id, start, &random_id(rng, Alphabet::Hex, 8));
         jobs.push(FileJob { key, content: Content::Dns(Window { account, place: vpc_index, start, records }) });
     }
 
