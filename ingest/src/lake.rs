@@ -199,15 +199,7 @@ impl Lake {
         }
         let batch = log_batch(entries, chrono::Utc::now())?;
         let props = writer_properties(&self.config, None)?;
-        self.log = self
-            .log
-            .clone()
-            .write(vec![batch])
-            .with_save_mode(SaveMode::Append)
-            .with_writer_properties(props)
-            .await
-            .map_err(|e| lake_error(ingest_log::TABLE_NAME, e))?;
-        Ok(())
+        append(&mut self.log, ingest_log::TABLE_NAME, batch, props).await
     }
 
     /// Appends rows (in the [`alerts::schema`]) to the `alert_updates` table, in one commit.
@@ -216,35 +208,7 @@ impl Lake {
             return Ok(());
         }
         let props = writer_properties(&self.config, None)?;
-        // Several workers append here at once. A blind append never conflicts in principle, but
-        // delta-rs refuses to rebase over some concurrent commits ("metadata changed"); the rows
-        // are whole alert states under stable ids, so writing them again on a fresh snapshot is
-        // always right.
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let result = self
-                .alerts
-                .clone()
-                .write(vec![batch.clone()])
-                .with_save_mode(SaveMode::Append)
-                .with_writer_properties(props.clone())
-                .await;
-            match result {
-                Ok(table) => {
-                    self.alerts = table;
-                    return Ok(());
-                }
-                Err(e @ DeltaTableError::Transaction { .. }) | Err(e @ DeltaTableError::VersionAlreadyExists(_))
-                    if attempt < MAX_COMMIT_ATTEMPTS =>
-                {
-                    tracing::info!(error = %e, attempt, "alerts append lost a race; retrying on a fresh snapshot");
-                    self.alerts.update_state().await.map_err(|e| lake_error(alerts::TABLE_NAME, e))?;
-                    tokio::time::sleep(std::time::Duration::from_millis(50 * attempt as u64)).await;
-                }
-                Err(e) => return Err(lake_error(alerts::TABLE_NAME, e)),
-            }
-        }
+        append(&mut self.alerts, alerts::TABLE_NAME, batch, props).await
     }
 
     /// The `alert_updates` table as of its last write here (callers refresh it to see others').
@@ -344,6 +308,40 @@ impl LakeTable {
                 "gave up after {MAX_COMMIT_ATTEMPTS} attempts lost to concurrent writers"
             ))),
         })
+    }
+}
+
+/// A blind append to a table that several writers append to (`ingest_log`, `alert_updates`).
+///
+/// Such appends never conflict in principle, but delta-rs refuses to rebase over some concurrent
+/// commits ("metadata changed since last commit"). The rows of these tables are whole records
+/// (a log entry, an alert's state under its stable id), so writing them again on a fresh snapshot
+/// is always right.
+async fn append(table: &mut DeltaTable, name: &str, batch: RecordBatch, props: WriterProperties) -> Result<()> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let result = table
+            .clone()
+            .write(vec![batch.clone()])
+            .with_save_mode(SaveMode::Append)
+            .with_writer_properties(props.clone())
+            .await;
+        match result {
+            Ok(written) => {
+                *table = written;
+                return Ok(());
+            }
+            Err(e) if lost_race(&e) || matches!(e, DeltaTableError::Transaction { .. }) => {
+                if attempt >= MAX_COMMIT_ATTEMPTS {
+                    return Err(lake_error(name, e));
+                }
+                tracing::info!(table = name, error = %e, attempt, "append lost a race; retrying on a fresh snapshot");
+                table.update_state().await.map_err(|e| lake_error(name, e))?;
+                tokio::time::sleep(std::time::Duration::from_millis(50 * attempt as u64)).await;
+            }
+            Err(e) => return Err(lake_error(name, e)),
+        }
     }
 }
 
