@@ -134,15 +134,12 @@ pub async fn stored_state(lake: &Lake, fresh: &[Alert], widest_window: Duration)
         return Ok(HashMap::new());
     }
     let list = ids.iter().map(|id| format!("'{id}'")).collect::<Vec<_>>().join(",");
-    let sql = format!(
-        "SELECT id, first_seen, last_seen, count, event_ids, source_keys FROM (\
-           SELECT *, row_number() OVER (PARTITION BY id ORDER BY emitted_at DESC, count DESC) AS update_rank \
-           FROM {table} WHERE date BETWEEN DATE '{from}' AND DATE '{to}' AND id IN ({list})) \
-         WHERE update_rank = 1",
-        table = alerts::TABLE_NAME,
+    let newest = alerts::newest_sql(&format!(
+        "WHERE date BETWEEN DATE '{from}' AND DATE '{to}' AND id IN ({list})",
         from = earliest.date_naive(),
         to = latest.date_naive(),
-    );
+    ));
+    let sql = format!("SELECT id, first_seen, last_seen, count, event_ids, source_keys FROM ({newest})");
     let batches = ctx.sql(&sql).await?.collect().await?;
     let mut stored = HashMap::new();
     for batch in &batches {

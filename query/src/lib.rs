@@ -118,7 +118,7 @@ impl LakeSession {
             }
         }
         // The current state of each alert: the newest of its updates.
-        let view = ctx.sql(alerts::VIEW_SQL).await?.into_view();
+        let view = ctx.sql(&alerts::newest_sql("")).await?.into_view();
         ctx.register_table(alerts::VIEW_NAME, view)?;
         Ok(LakeSession { ctx })
     }

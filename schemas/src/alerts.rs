@@ -19,10 +19,15 @@ pub const TABLE_NAME: &str = "alert_updates";
 /// Name of the SQL view holding the current state of every alert.
 pub const VIEW_NAME: &str = "alerts";
 
-/// The view over [`TABLE_NAME`] that keeps the newest row of each alert.
-pub const VIEW_SQL: &str = "SELECT * EXCEPT (update_rank) FROM (\
-     SELECT *, row_number() OVER (PARTITION BY id ORDER BY emitted_at DESC, count DESC) AS update_rank \
-     FROM alert_updates) WHERE update_rank = 1";
+/// The newest row of each alert among the rows of [`TABLE_NAME`] that `filter` keeps (a `WHERE`
+/// clause, or empty): the `alerts` view, and how the detections read back an alert's state.
+pub fn newest_sql(filter: &str) -> String {
+    format!(
+        "SELECT * EXCEPT (update_rank) FROM (\
+           SELECT *, row_number() OVER (PARTITION BY id ORDER BY emitted_at DESC, count DESC) AS update_rank \
+           FROM {TABLE_NAME} {filter}) WHERE update_rank = 1"
+    )
+}
 
 fn strings() -> DataType {
     DataType::List(Arc::new(Field::new("element", DataType::Utf8, true)))
