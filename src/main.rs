@@ -360,7 +360,8 @@ async fn run(command: Command) -> Result<()> {
             no_detect,
         } => {
             let config = read_config(config.as_deref())?;
-            let needs_aws = from.starts_with("s3://") || lake.starts_with("s3://") || !config.sinks.is_empty();
+            // The SDK reads the archive and feeds SQS sinks; an s3:// lake goes through deltalake's own client.
+            let needs_aws = from.starts_with("s3://") || !config.sinks.is_empty();
             let aws = if needs_aws { Some(load_aws_config(endpoint_url.as_deref()).await) } else { None };
             let detector = if no_detect {
                 None
@@ -377,7 +378,8 @@ async fn run(command: Command) -> Result<()> {
             let lake = LakeLocation::parse(&lake).map_err(anyhow::Error::msg)?;
             let summary = if let Some(archive) = from.strip_prefix("s3://") {
                 let dates = date_range(since, until)?;
-                backfill(archive, &lake, endpoint_url.as_deref(), dates, &options).await?
+                let aws = aws.as_ref().context("the AWS configuration is loaded for an s3:// archive")?;
+                backfill(archive, &lake, aws, endpoint_url.as_deref(), dates, &options).await?
             } else {
                 if since.is_some() || until.is_some() {
                     bail!("--since and --until apply to an s3:// archive; a local folder is ingested whole");
@@ -615,6 +617,7 @@ async fn ingest(
 async fn backfill(
     archive: &str,
     location: &LakeLocation,
+    aws: &aws_config::SdkConfig,
     endpoint_url: Option<&str>,
     dates: Option<(chrono::NaiveDate, chrono::NaiveDate)>,
     options: &IngestOptions,
@@ -623,8 +626,7 @@ async fn backfill(
     if bucket.is_empty() {
         bail!("--from s3://{archive}: no bucket name");
     }
-    let aws = load_aws_config(endpoint_url).await;
-    let source = S3Source::new(s3_client(&aws), options.max_object_bytes);
+    let source = S3Source::new(s3_client(aws), options.max_object_bytes);
     let mut lake = open_lake(location, endpoint_url).await?;
     ingest_s3(&source, bucket, prefix, dates, &mut lake, options, progress().as_ref())
         .await
