@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use bunker_detect::live::{Detector, Tally};
+use bunker_detect::regions::RegionConfig;
 use bunker_detect::render::RenderContext;
 use bunker_detect::sink::{SinkConfig, Sinks};
 use bunker_detect::store::RunKind;
@@ -400,7 +401,8 @@ async fn run(command: Command) -> Result<()> {
             let detector = detector(&sinks_off, rules.as_deref(), RunKind::Detect, None).await?;
             let location = LakeLocation::parse(&lake).map_err(anyhow::Error::msg)?;
             let session = LakeSession::open_at(&location, location.storage_options(endpoint_url.as_deref())).await?;
-            let found = bunker_detect::engine::run_over_lake(&session, detector.rules(), since, until).await?;
+            let regions = detector.tuning().regions();
+            let found = bunker_detect::engine::run_over_lake(&session, detector.rules(), regions, since, until).await?;
             let alerts = if no_record {
                 detector.triage(found)
             } else {
@@ -875,6 +877,16 @@ async fn demo(dir: &Path, events: u64) -> Result<()> {
     );
     let mut config = SynthConfig::new(events, 7);
     config.benign = true;
+    // The organization works in the archive's regions; a day of an account's history is enough
+    // for a first use of a region to count in a week-long demo (production keeps the default week).
+    let detect_config = DetectConfig {
+        regions: RegionConfig {
+            allowed: config.regions.clone(),
+            learning: Some("1d".into()),
+            ..RegionConfig::default()
+        },
+        ..DetectConfig::default()
+    };
     let attack_archive = bunker_detect::inject::Archive::of(&config);
     let out = archive.clone();
     let generated = tokio::task::spawn_blocking(move || generate(&out, &config)).await??;
@@ -896,7 +908,8 @@ async fn demo(dir: &Path, events: u64) -> Result<()> {
     println!("2. Ingesting it into a Delta Lake in {}; the row detections run on every commit", lake_dir.display());
     println!("   $ bunker ingest --from {} --lake {}", archive.display(), lake_dir.display());
     let lake = LakeLocation::Local(lake_dir.clone());
-    let detector = Arc::new(Detector::new(pack.clone(), Tuning::default(), Sinks::empty(), RunKind::Ingest));
+    let tuning = Tuning::new(&detect_config, &pack)?;
+    let detector = Arc::new(Detector::new(pack.clone(), tuning, Sinks::empty(), RunKind::Ingest));
     let options = IngestOptions { hook: Some(detector.clone() as Arc<dyn LakeHook>), ..IngestOptions::default() };
     let summary = ingest(&archive, &lake, None, &options).await?;
     let mut out = std::io::stdout().lock();
@@ -923,7 +936,7 @@ async fn demo(dir: &Path, events: u64) -> Result<()> {
         pack.len(),
         lake_dir.display()
     )?;
-    let alerts = bunker_detect::engine::run_over_lake(&session, &pack, None, None).await?;
+    let alerts = bunker_detect::engine::run_over_lake(&session, &pack, detector.tuning().regions(), None, None).await?;
     let mut by_rule: std::collections::BTreeMap<(std::cmp::Reverse<bunker_detect::Severity>, &str), (u64, &str)> =
         std::collections::BTreeMap::new();
     for alert in &alerts {

@@ -11,21 +11,26 @@ use std::sync::Arc;
 use arrow::array::RecordBatch;
 use arrow::datatypes::{DataType, SchemaRef};
 use bunker_query::LakeSession;
-use bunker_schemas::{LogTable, ingest_log};
+use bunker_schemas::{LogTable, baseline, ingest_log};
 use chrono::{DateTime, NaiveDate, Utc};
 use datafusion::datasource::MemTable;
 use datafusion::execution::context::{SQLOptions, SessionContext};
 
 use crate::alert::{Alert, alerts_from_rows, is_string_or_list};
+use crate::regions::Regions;
 use crate::rule::Rule;
 use crate::{DetectError, Result};
 
-/// A session where every table exists with its schema and holds nothing: enough to plan.
-fn empty_session() -> Result<SessionContext> {
+/// A session where every table exists with its schema and holds nothing — enough to plan — with
+/// the region relations: `baseline` as `region_baseline` (empty if `None`) and `regions`.
+async fn empty_session(regions: &Regions, baseline: Option<RecordBatch>) -> Result<SessionContext> {
     let ctx = SessionContext::new();
     for table in LogTable::ALL {
         ctx.register_table(table.name(), Arc::new(MemTable::try_new(table.schema(), vec![vec![]])?))?;
     }
+    let rows = baseline.into_iter().collect();
+    ctx.register_table(baseline::VIEW_NAME, Arc::new(MemTable::try_new(baseline::view_schema(), vec![rows])?))?;
+    regions.register(&ctx).await?;
     Ok(ctx)
 }
 
@@ -36,7 +41,7 @@ fn read_only() -> SQLOptions {
 /// Checks that each rule's SQL plans against the table schemas, returns `event_time` as a
 /// timestamp, returns its dedup key columns, and gives evidence columns usable types.
 pub async fn validate(rules: &[Rule]) -> Result<()> {
-    let ctx = empty_session()?;
+    let ctx = empty_session(&Regions::default(), None).await?;
     let mut seen = std::collections::HashSet::new();
     for rule in rules {
         let bad = |reason: String| DetectError::Rule { origin: rule.origin.clone(), reason };
@@ -88,14 +93,30 @@ pub async fn run_rules(ctx: &SessionContext, rules: &[&Rule]) -> Result<Vec<Aler
     Ok(alerts)
 }
 
-/// Runs the row rules that read `table` over freshly committed rows of it.
-pub async fn run_on_batches(rules: &[Rule], table: LogTable, batches: Vec<RecordBatch>) -> Result<Vec<Alert>> {
-    let applicable: Vec<&Rule> =
-        rules.iter().filter(|r| r.mode == crate::rule::Mode::Row && r.tables == [table]).collect();
+/// The row rules of `rules` that read `table`.
+pub fn row_rules(rules: &[Rule], table: LogTable) -> Vec<&Rule> {
+    rules.iter().filter(|r| r.mode == crate::rule::Mode::Row && r.tables == [table]).collect()
+}
+
+/// Whether a rule reads the region baseline (so a row run must be given it).
+pub fn reads_baseline(rule: &Rule) -> bool {
+    rule.sql.contains(baseline::VIEW_NAME) || rule.sql.contains(crate::regions::ACCOUNT_BASELINE)
+}
+
+/// Runs the row rules that read `table` over freshly committed rows of it. `baseline` is the
+/// region baseline as it is with these rows (see `bunker_ingest::baseline`).
+pub async fn run_on_batches(
+    rules: &[Rule],
+    table: LogTable,
+    batches: Vec<RecordBatch>,
+    regions: &Regions,
+    baseline: Option<RecordBatch>,
+) -> Result<Vec<Alert>> {
+    let applicable = row_rules(rules, table);
     if applicable.is_empty() || batches.iter().all(|b| b.num_rows() == 0) {
         return Ok(Vec::new());
     }
-    let ctx = empty_session()?;
+    let ctx = empty_session(regions, baseline).await?;
     ctx.deregister_table(table.name())?;
     ctx.register_table(table.name(), Arc::new(MemTable::try_new(table.schema(), vec![batches])?))?;
     run_rules(&ctx, &applicable).await
@@ -106,6 +127,7 @@ pub async fn run_on_batches(rules: &[Rule], table: LogTable, batches: Vec<Record
 pub async fn run_over_lake(
     lake: &LakeSession,
     rules: &[Rule],
+    regions: &Regions,
     since: Option<NaiveDate>,
     until: Option<NaiveDate>,
 ) -> Result<Vec<Alert>> {
@@ -116,17 +138,22 @@ pub async fn run_over_lake(
     if let Some(until) = until {
         filters.push(format!("date <= DATE '{until}'"));
     }
-    let ctx = lake_views(lake, |_| filters.clone()).await?;
+    let ctx = lake_views(lake, regions, |_| filters.clone()).await?;
     let all: Vec<&Rule> = rules.iter().collect();
     run_rules(&ctx, &all).await
 }
 
 /// Runs window rules over the events from `from` on: the look-back of a scheduled run. The date
 /// filter prunes partitions; the time filter keeps the window exact inside the first day.
-pub async fn run_lookback(lake: &LakeSession, rules: &[&Rule], from: DateTime<Utc>) -> Result<Vec<Alert>> {
+pub async fn run_lookback(
+    lake: &LakeSession,
+    rules: &[&Rule],
+    regions: &Regions,
+    from: DateTime<Utc>,
+) -> Result<Vec<Alert>> {
     let day = from.date_naive();
     let micros = from.timestamp_micros();
-    let ctx = lake_views(lake, |table| {
+    let ctx = lake_views(lake, regions, |table| {
         let mut filters = vec![format!("date >= DATE '{day}'")];
         if let Some(table) = table {
             filters.push(format!("{} >= to_timestamp_micros({micros})", table.time_column()));
@@ -138,9 +165,11 @@ pub async fn run_lookback(lake: &LakeSession, rules: &[&Rule], from: DateTime<Ut
 }
 
 /// A session where each lake table is a view of the lake's table restricted by `filters_for` it
-/// (`None` for `ingest_log`), so rules written against whole tables see only a span of time.
+/// (`None` for `ingest_log`), so rules written against whole tables see only a span of time. The
+/// region baseline is the whole of it: a first use is first against all of history.
 async fn lake_views(
     lake: &LakeSession,
+    regions: &Regions,
     filters_for: impl Fn(Option<LogTable>) -> Vec<String>,
 ) -> Result<SessionContext> {
     let ctx = SessionContext::new();
@@ -153,6 +182,9 @@ async fn lake_views(
         let filter = if filters.is_empty() { String::new() } else { format!(" WHERE {}", filters.join(" AND ")) };
         ctx.sql(&format!("CREATE VIEW {name} AS SELECT * FROM {raw}{filter}")).await?;
     }
+    ctx.register_table(baseline::TABLE_NAME, lake.context().table_provider(baseline::TABLE_NAME).await?)?;
+    ctx.register_table(baseline::VIEW_NAME, ctx.sql(&baseline::earliest_sql()).await?.into_view())?;
+    regions.register(&ctx).await?;
     Ok(ctx)
 }
 

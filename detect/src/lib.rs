@@ -18,6 +18,7 @@ pub mod engine;
 pub mod inject;
 pub mod live;
 pub mod pack;
+pub mod regions;
 pub mod render;
 pub mod rule;
 pub mod sink;

@@ -24,7 +24,7 @@ use futures::future::BoxFuture;
 
 use crate::Result;
 use crate::alert::Alert;
-use crate::engine::{run_lookback, run_on_batches};
+use crate::engine::{reads_baseline, row_rules, run_lookback, run_on_batches};
 use crate::rule::{Mode, Rule};
 use crate::sink::Sinks;
 use crate::store::{RunKind, record};
@@ -95,6 +95,11 @@ impl Detector {
         lock(&self.tally).clone()
     }
 
+    /// The tuning it applies (and the region configuration it holds).
+    pub fn tuning(&self) -> &Tuning {
+        &self.tuning
+    }
+
     /// The rules that run (the disabled ones left out).
     pub fn rules(&self) -> &[Rule] {
         &self.rules
@@ -158,7 +163,7 @@ impl Detector {
         }
         for (lookback, rules) in by_lookback {
             let from = now - chrono::Duration::from_std(lookback).unwrap_or(chrono::Duration::hours(1));
-            let alerts = run_lookback(&session, &rules, from).await?;
+            let alerts = run_lookback(&session, &rules, self.tuning.regions(), from).await?;
             self.emit(lake, alerts, RunKind::Schedule).await?;
         }
         let mut last = lock(&self.last_window_run);
@@ -179,7 +184,19 @@ impl LakeHook for Detector {
         Box::pin(async move {
             let hook_error =
                 |e: crate::DetectError| IngestError::Hook { table: table.name().to_owned(), reason: e.to_string() };
-            let alerts = run_on_batches(&self.rules, table, batches).await.map_err(hook_error)?;
+            let rules = row_rules(&self.rules, table);
+            if rules.is_empty() {
+                return Ok(());
+            }
+            // Only rules about regions need the baseline, and only CloudTrail keeps one.
+            let baseline = if table == LogTable::CloudTrail && rules.iter().any(|r| reads_baseline(r)) {
+                Some(lake.region_baseline_with(&batches).await?)
+            } else {
+                None
+            };
+            let alerts = run_on_batches(&self.rules, table, batches, self.tuning.regions(), baseline)
+                .await
+                .map_err(hook_error)?;
             self.emit(lake, alerts, self.run).await.map_err(hook_error)?;
             Ok(())
         })

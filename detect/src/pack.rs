@@ -34,6 +34,8 @@ pub const FILES: &[(&str, &str)] = &[
     ("kms-key-deletion.yaml", include_str!("../rules/kms-key-deletion.yaml")),
     ("network-logging-deleted.yaml", include_str!("../rules/network-logging-deleted.yaml")),
     ("organizations-guardrails-removed.yaml", include_str!("../rules/organizations-guardrails-removed.yaml")),
+    ("region-first-use.yaml", include_str!("../rules/region-first-use.yaml")),
+    ("region-not-allowed.yaml", include_str!("../rules/region-not-allowed.yaml")),
     ("root-access-key-created.yaml", include_str!("../rules/root-access-key-created.yaml")),
     ("root-api-call.yaml", include_str!("../rules/root-api-call.yaml")),
     ("root-console-login-failures.yaml", include_str!("../rules/root-console-login-failures.yaml")),

@@ -118,6 +118,10 @@ pub struct RuleTest {
     /// The table the events belong to; the rule's first table when absent.
     #[serde(default)]
     pub table: Option<String>,
+    /// The `[detect.regions]` configuration the example runs under (none allowed, a week of
+    /// learning, when absent).
+    #[serde(default)]
+    pub regions: Option<crate::regions::RegionConfig>,
     /// The events in the raw AWS format: CloudTrail records and Resolver query log entries as
     /// objects; VPC flow log lines as strings, the first being the header.
     pub events: Vec<serde_json::Value>,
@@ -245,6 +249,9 @@ impl Rule {
             }
             if test.expect == Expect::None && test.count.is_some() {
                 return Err(bad(format!("test {:?}: count goes with `expect: alert`", test.name)));
+            }
+            if let Some(regions) = &test.regions {
+                crate::regions::Regions::new(regions).map_err(|e| bad(format!("test {:?}: {e}", test.name)))?;
             }
         }
         Ok(Rule {

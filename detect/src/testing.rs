@@ -5,11 +5,15 @@
 //! same parser ingestion uses, and the rule runs over the resulting rows exactly as it does over a
 //! committed batch — so a rule that passes its tests matches what the lake really holds.
 
+use arrow::array::RecordBatch;
 use bunker_ingest::ObjectContext;
+use bunker_ingest::baseline::Sightings;
 use bunker_ingest::pipeline::parse_content;
 use bunker_schemas::LogTable;
 
+use crate::alert::Alert;
 use crate::engine::run_on_batches;
+use crate::regions::{RegionConfig, Regions};
 use crate::rule::{Expect, Mode, Rule, RuleTest};
 use crate::{DetectError, Result};
 
@@ -53,11 +57,7 @@ async fn run_test(rule: &Rule, test: &RuleTest) -> Result<TestOutcome> {
         reason: format!("test {:?}: the events do not parse: {e}", test.name),
     })?;
     let mut problems: Vec<String> = parsed.rejected.iter().map(|r| format!("{}: {}", r.position, r.reason)).collect();
-    // A window rule is run as if its look-back window held exactly these events.
-    let mut as_row = rule.clone();
-    as_row.mode = Mode::Row;
-    as_row.tables = vec![table];
-    let alerts = run_on_batches(std::slice::from_ref(&as_row), table, vec![parsed.batch]).await?;
+    let alerts = run_example(rule, table, vec![parsed.batch], test.regions.as_ref()).await?;
     let got = alerts.len() as u64;
     let passed = match (test.expect, test.count) {
         (Expect::None, _) => got == 0,
@@ -80,6 +80,32 @@ async fn run_test(rule: &Rule, test: &RuleTest) -> Result<TestOutcome> {
         passed: passed && parsed.rejected.is_empty(),
         message: problems.join("; "),
     })
+}
+
+/// Runs a rule over the rows of an example as if they were all a lake held, under the example's
+/// region configuration: a window rule as if its look-back window held exactly these rows, a rule
+/// about regions against the baseline these rows alone make.
+pub async fn run_example(
+    rule: &Rule,
+    table: LogTable,
+    batches: Vec<RecordBatch>,
+    regions: Option<&RegionConfig>,
+) -> Result<Vec<Alert>> {
+    let mut as_row = rule.clone();
+    as_row.mode = Mode::Row;
+    as_row.tables = vec![table];
+    let regions = match regions {
+        Some(config) => Regions::new(config)?,
+        None => Regions::default(),
+    };
+    let baseline = if table == LogTable::CloudTrail {
+        let mut sightings = Sightings::default();
+        sightings.observe(&batches).map_err(|e| DetectError::Lake(e.to_string()))?;
+        Some(sightings.to_batch().map_err(|e| DetectError::Lake(e.to_string()))?)
+    } else {
+        None
+    };
+    run_on_batches(std::slice::from_ref(&as_row), table, batches, &regions, baseline).await
 }
 
 /// The object AWS would deliver holding these events.

@@ -17,6 +17,9 @@
 //! reason = "office egress"
 //! ```
 //!
+//! The `[detect.regions]` subsection (allowed regions, learning period) is described in
+//! [`crate::regions`].
+//!
 //! Names are checked against the loaded rules, so a typo in a rule id is an error at start-up, not
 //! a suppression that silently never applies.
 
@@ -27,6 +30,7 @@ use ipnet::IpNet;
 use serde::Deserialize;
 
 use crate::alert::Alert;
+use crate::regions::{RegionConfig, Regions};
 use crate::rule::Rule;
 use crate::{DetectError, Result};
 
@@ -49,6 +53,9 @@ pub struct DetectConfig {
     /// Matches that are expected.
     #[serde(default)]
     pub suppress: Vec<Suppression>,
+    /// The regions accounts may use (see [`crate::regions`]).
+    #[serde(default)]
+    pub regions: RegionConfig,
 }
 
 fn yes() -> bool {
@@ -57,7 +64,14 @@ fn yes() -> bool {
 
 impl Default for DetectConfig {
     fn default() -> Self {
-        DetectConfig { rules: None, builtin: true, disabled: Vec::new(), shadow: Vec::new(), suppress: Vec::new() }
+        DetectConfig {
+            rules: None,
+            builtin: true,
+            disabled: Vec::new(),
+            shadow: Vec::new(),
+            suppress: Vec::new(),
+            regions: RegionConfig::default(),
+        }
     }
 }
 
@@ -91,6 +105,7 @@ pub struct Triage {
 /// Tuning checked against the rules it names, ready to apply.
 #[derive(Debug, Clone, Default)]
 pub struct Tuning {
+    regions: Regions,
     disabled: Vec<String>,
     shadow: Vec<String>,
     suppress: Vec<(Suppression, Vec<Matcher>)>,
@@ -135,7 +150,17 @@ impl Tuning {
                 .collect::<Result<Vec<_>>>()?;
             suppress.push((s.clone(), matchers));
         }
-        Ok(Tuning { disabled: config.disabled.clone(), shadow: config.shadow.clone(), suppress })
+        Ok(Tuning {
+            regions: Regions::new(&config.regions)?,
+            disabled: config.disabled.clone(),
+            shadow: config.shadow.clone(),
+            suppress,
+        })
+    }
+
+    /// The allowed regions and the learning period the region rules compare with.
+    pub fn regions(&self) -> &Regions {
+        &self.regions
     }
 
     /// The rules that run: all but the disabled ones.

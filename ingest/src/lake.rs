@@ -19,7 +19,7 @@ use arrow::array::make_comparator;
 use arrow::array::{ArrayRef, Date32Array, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray};
 use arrow::compute::{SortColumn, SortOptions, concat_batches, lexsort_to_indices, take_record_batch};
 use bunker_schemas::location::LakeLocation;
-use bunker_schemas::{DATE_COLUMN, LogTable, SCHEMA_VERSION, alerts, ingest_log};
+use bunker_schemas::{DATE_COLUMN, LogTable, SCHEMA_VERSION, alerts, baseline, ingest_log};
 use deltalake::kernel::StructType;
 use deltalake::kernel::engine::arrow_conversion::TryIntoKernel as _;
 use deltalake::kernel::transaction::{CommitProperties, TransactionError};
@@ -31,6 +31,7 @@ use deltalake::{DeltaTable, DeltaTableError, TableProperty};
 use serde_json::json;
 use url::Url;
 
+use crate::baseline::Sightings;
 use crate::classify::{LogFormat, ObjectRef};
 use crate::timestamp::micros_to_days;
 use crate::{IngestError, Result};
@@ -120,6 +121,8 @@ pub struct Lake {
     tables: BTreeMap<LogTable, LakeTable>,
     log: DeltaTable,
     alerts: DeltaTable,
+    sightings: DeltaTable,
+    baseline: Sightings,
 }
 
 impl Lake {
@@ -163,7 +166,16 @@ impl Lake {
             &["first_seen", "id", "rule_id", "account", "emitted_at"],
         )
         .await?;
-        Ok(Lake { root, config, tables, log, alerts })
+        let sightings = open_or_create(
+            &root,
+            &storage_options,
+            baseline::TABLE_NAME,
+            baseline::schema(),
+            &["account", "region", "first_seen"],
+        )
+        .await?;
+        let baseline = Sightings::load(&sightings).await?;
+        Ok(Lake { root, config, tables, log, alerts, sightings, baseline })
     }
 
     /// The URL of the lake's root.
@@ -186,7 +198,17 @@ impl Lake {
 
     /// Commits the rows of these objects to `table` in one atomic commit, leaving out objects the
     /// table already holds.
+    ///
+    /// Before CloudTrail rows are committed, the (account, region) pairs they use for the first
+    /// time are recorded in the region baseline — before, so that a crash in between leaves a
+    /// sighting without its rows (written again, harmlessly, when the rows come back) rather than
+    /// rows whose sighting is lost for good.
     pub async fn commit(&mut self, table: LogTable, objects: Vec<PendingObject>) -> Result<CommitOutcome> {
+        if table == LogTable::CloudTrail {
+            let batches: Vec<RecordBatch> =
+                objects.iter().filter(|p| !self.is_committed(&p.object.id())).map(|p| p.batch.clone()).collect();
+            self.record_sightings(&batches).await?;
+        }
         let props = writer_properties(&self.config, Some(table))?;
         let lake_table = self.tables.get_mut(&table).ok_or_else(|| IngestError::Config(format!("no table {table}")))?;
         lake_table.commit(objects, props).await
@@ -214,6 +236,37 @@ impl Lake {
     /// The `alert_updates` table as of its last write here (callers refresh it to see others').
     pub fn alerts_table(&self) -> &DeltaTable {
         &self.alerts
+    }
+
+    /// The region baseline as it would be with these CloudTrail rows: what a detection looking at
+    /// them sees as `region_baseline`.
+    ///
+    /// A pair this process has not seen may have been recorded by another worker: then the
+    /// baseline is read again from the lake first, so the first use of a region is first once.
+    pub async fn region_baseline_with(&mut self, batches: &[RecordBatch]) -> Result<RecordBatch> {
+        let mut view = self.baseline.clone();
+        let changed = view.observe(batches)?;
+        if changed.iter().any(|((account, region), _)| self.baseline.get(account, region).is_none()) {
+            self.sightings.update_state().await.map_err(|e| lake_error(baseline::TABLE_NAME, e))?;
+            self.baseline = Sightings::load(&self.sightings).await?;
+            view = self.baseline.clone();
+            view.observe(batches)?;
+        }
+        view.to_batch()
+    }
+
+    /// Appends the sightings these CloudTrail rows add to the region baseline.
+    async fn record_sightings(&mut self, batches: &[RecordBatch]) -> Result<()> {
+        let mut updated = self.baseline.clone();
+        let changed = updated.observe(batches)?;
+        if changed.is_empty() {
+            return Ok(());
+        }
+        let rows = Sightings::sightings_batch(&changed, chrono::Utc::now())?;
+        let props = writer_properties(&self.config, None)?;
+        append(&mut self.sightings, baseline::TABLE_NAME, rows, props).await?;
+        self.baseline = updated;
+        Ok(())
     }
 
     /// The current Delta version of a table, if it has any commit.
@@ -311,7 +364,8 @@ impl LakeTable {
     }
 }
 
-/// A blind append to a table that several writers append to (`ingest_log`, `alert_updates`).
+/// A blind append to a table that several writers append to (`ingest_log`, `alert_updates`,
+/// `region_sightings`).
 ///
 /// Such appends never conflict in principle, but delta-rs refuses to rebase over some concurrent
 /// commits ("metadata changed since last commit"). The rows of these tables are whole records

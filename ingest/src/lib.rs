@@ -8,6 +8,7 @@
 //! stops the rest of the work.
 #![deny(missing_docs)]
 
+pub mod baseline;
 pub mod classify;
 pub mod cloudtrail;
 pub mod decode;

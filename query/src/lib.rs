@@ -1,9 +1,10 @@
 //! SQL over the lake: a DataFusion `SessionContext` with every lake table registered by name, and
 //! the renderers that turn results into a terminal table, CSV or JSON lines.
 //!
-//! Tables enter as Delta tables under the lake root (`cloudtrail`, `vpcflow`, `dns`, `ingest_log`);
-//! a table the lake does not have yet is registered empty with its schema, so queries written for
-//! the full lake still plan. Results leave as Arrow record batches.
+//! Tables enter as Delta tables under the lake root (`cloudtrail`, `vpcflow`, `dns`, `ingest_log`,
+//! `alert_updates`, `region_sightings`), with the views derived from them (`alerts`,
+//! `region_baseline`); a table the lake does not have yet is registered empty with its schema, so
+//! queries written for the full lake still plan. Results leave as Arrow record batches.
 #![deny(missing_docs)]
 
 use std::collections::HashMap;
@@ -15,7 +16,7 @@ use arrow::array::{ArrayRef, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::util::display::{ArrayFormatter, FormatOptions};
 use bunker_schemas::location::LakeLocation;
-use bunker_schemas::{LogTable, alerts, ingest_log};
+use bunker_schemas::{LogTable, alerts, baseline, ingest_log};
 use datafusion::datasource::MemTable;
 use datafusion::execution::context::{SQLOptions, SessionContext};
 use datafusion::prelude::SessionConfig;
@@ -67,7 +68,13 @@ pub fn table_names() -> Vec<&'static str> {
     LogTable::ALL
         .iter()
         .map(|t| t.name())
-        .chain([ingest_log::TABLE_NAME, alerts::TABLE_NAME, alerts::VIEW_NAME])
+        .chain([
+            ingest_log::TABLE_NAME,
+            alerts::TABLE_NAME,
+            alerts::VIEW_NAME,
+            baseline::TABLE_NAME,
+            baseline::VIEW_NAME,
+        ])
         .collect()
 }
 
@@ -93,10 +100,11 @@ impl LakeSession {
         // Information schema lets analysts run `SHOW TABLES` / `SHOW COLUMNS FROM cloudtrail`.
         let config = SessionConfig::new().with_information_schema(true);
         let ctx = SessionContext::new_with_config(config);
-        let tables = LogTable::ALL
-            .iter()
-            .map(|t| (t.name(), t.schema()))
-            .chain([(ingest_log::TABLE_NAME, ingest_log::schema()), (alerts::TABLE_NAME, alerts::schema())]);
+        let tables = LogTable::ALL.iter().map(|t| (t.name(), t.schema())).chain([
+            (ingest_log::TABLE_NAME, ingest_log::schema()),
+            (alerts::TABLE_NAME, alerts::schema()),
+            (baseline::TABLE_NAME, baseline::schema()),
+        ]);
         for (name, schema) in tables {
             let url = root.join(&format!("{name}/")).map_err(|_| QueryError::NoLake(location.to_string()))?;
             // A local table that was never created has no folder, which the Delta reader refuses.
@@ -120,6 +128,9 @@ impl LakeSession {
         // The current state of each alert: the newest of its updates.
         let view = ctx.sql(&alerts::newest_sql("")).await?.into_view();
         ctx.register_table(alerts::VIEW_NAME, view)?;
+        // The first time each account acted in each region: the earliest of its sightings.
+        let view = ctx.sql(&baseline::earliest_sql()).await?.into_view();
+        ctx.register_table(baseline::VIEW_NAME, view)?;
         Ok(LakeSession { ctx })
     }
 

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 
 pub mod alerts;
+pub mod baseline;
 pub mod cloudtrail;
 pub mod dns;
 pub mod ingest_log;

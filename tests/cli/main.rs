@@ -275,11 +275,20 @@ fn gen_attacks_alert_on_exactly_the_injected_attacks() {
     let injected: BTreeSet<String> = attacks.iter().map(|a| a.rule_id.clone()).collect();
     assert_eq!(injected, builtin, "every built-in rule gets an attack");
 
+    // The organization works in the generator's regions; a day of an account's history is enough
+    // for its first use of a region to alert (the attacks fit in three days).
+    let config = dir.path().join("bunker.toml");
+    std::fs::write(
+        &config,
+        "[detect.regions]\nallowed = [\"us-east-1\", \"eu-west-1\", \"us-west-2\"]\nlearning = \"1d\"\n",
+    )
+    .expect("write config");
+
     // The labels file sits in the archive; ingest skips it as not a log, and fails on nothing.
-    let summary = ok(&["ingest", "--from", path(&archive), "--lake", path(&lake)]);
+    let summary = ok(&["ingest", "--from", path(&archive), "--lake", path(&lake), "--config", path(&config)]);
     assert!(summary.contains(" 0 failed") && summary.contains("0 records rejected"), "{summary}");
 
-    let json = ok(&["detect", "--lake", path(&lake), "--format", "json"]);
+    let json = ok(&["detect", "--lake", path(&lake), "--format", "json", "--config", path(&config)]);
     let alerts: Vec<serde_json::Value> = json.lines().map(|l| serde_json::from_str(l).expect("alert json")).collect();
     let texts = |alert: &serde_json::Value, field: &str| -> Vec<String> {
         alert[field].as_array().expect(field).iter().map(|v| v.as_str().expect("text").to_owned()).collect()
@@ -311,4 +320,106 @@ fn gen_attacks_alert_on_exactly_the_injected_attacks() {
         });
         assert!(caught, "no {} alert on its attack {attack:?}", attack.rule_id);
     }
+}
+
+/// Writes one CloudTrail object of an organization trail holding `records`, in the key AWS uses.
+fn write_trail_object(archive: &Path, account: &str, region: &str, day: &str, records: &[serde_json::Value]) {
+    use std::io::Write as _;
+    let (year, month, date) = (&day[..4], &day[5..7], &day[8..10]);
+    let compact = day.replace('-', "");
+    let dir = archive.join(format!("AWSLogs/o-a1b2c3d4e5/{account}/CloudTrail/{region}/{year}/{month}/{date}"));
+    std::fs::create_dir_all(&dir).expect("archive dir");
+    let file = dir.join(format!("{account}_CloudTrail_{region}_{compact}T1200Z_t{}.json.gz", records.len()));
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(serde_json::json!({ "Records": records }).to_string().as_bytes()).expect("gzip");
+    std::fs::write(file, gz.finish().expect("gzip")).expect("write object");
+}
+
+fn trail_event(id: &str, time: &str, account: &str, region: &str) -> serde_json::Value {
+    serde_json::json!({
+        "eventVersion": "1.08", "eventTime": time, "eventSource": "ec2.amazonaws.com",
+        "eventName": "DescribeInstances", "eventType": "AwsApiCall", "awsRegion": region, "eventID": id,
+        "recipientAccountId": account, "sourceIPAddress": "198.51.100.7",
+        "userIdentity": { "type": "IAMUser", "arn": format!("arn:aws:iam::{account}:user/ops") },
+    })
+}
+
+/// The region baseline lives in the lake: a first use of a region is judged against everything
+/// ingested before, by separate runs, live and over history alike, and alerts once.
+#[test]
+fn the_first_use_of_a_region_alerts_once_against_the_lakes_history() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (archive, lake) = (dir.path().join("archive"), dir.path().join("lake"));
+    let config = dir.path().join("bunker.toml");
+    std::fs::write(&config, "[detect.regions]\nlearning = \"2d\"\n").expect("config");
+    let account = "210987654321";
+    let query = |sql: &str| ok(&["query", "--lake", path(&lake), "--format", "csv", sql]);
+    let first_uses = || query("SELECT count(*) AS n FROM alerts WHERE rule_id = 'aws-region-first-use'");
+
+    // Week one: the account works in us-east-1, and on its second day starts in eu-west-1 —
+    // inside the learning period, so nothing alerts.
+    write_trail_object(
+        &archive,
+        account,
+        "us-east-1",
+        "2025-03-01",
+        &[trail_event("a1", "2025-03-01T12:00:00Z", account, "us-east-1")],
+    );
+    write_trail_object(
+        &archive,
+        account,
+        "eu-west-1",
+        "2025-03-02",
+        &[trail_event("a2", "2025-03-02T12:00:00Z", account, "eu-west-1")],
+    );
+    ok(&["ingest", "--from", path(&archive), "--lake", path(&lake), "--config", path(&config)]);
+    assert_eq!(first_uses(), "n\n0\n");
+    let baseline = query("SELECT account, region, first_event_id FROM region_baseline ORDER BY region");
+    assert_eq!(baseline, format!("account,region,first_event_id\n{account},eu-west-1,a2\n{account},us-east-1,a1\n"));
+
+    // Later, in a run of its own: more of the known regions, and a first call in ap-east-1.
+    write_trail_object(
+        &archive,
+        account,
+        "eu-west-1",
+        "2025-03-06",
+        &[trail_event("b1", "2025-03-06T12:00:00Z", account, "eu-west-1")],
+    );
+    write_trail_object(
+        &archive,
+        account,
+        "ap-east-1",
+        "2025-03-06",
+        &[
+            trail_event("b2", "2025-03-06T13:00:00Z", account, "ap-east-1"),
+            trail_event("b3", "2025-03-06T13:05:00Z", account, "ap-east-1"),
+        ],
+    );
+    let out = ok(&["ingest", "--from", path(&archive), "--lake", path(&lake), "--config", path(&config)]);
+    assert!(out.contains("aws-region-first-use"), "{out}");
+    assert_eq!(first_uses(), "n\n1\n");
+    let alert = query("SELECT region, event_ids FROM alerts WHERE rule_id = 'aws-region-first-use'");
+    assert!(alert.contains("ap-east-1") && alert.contains("b2") && !alert.contains("b3"), "{alert}");
+
+    // History agrees, even when it looks at the last day only: the baseline is all of history.
+    for since in ["2025-03-01", "2025-03-06"] {
+        let json = ok(&[
+            "detect",
+            "--lake",
+            path(&lake),
+            "--config",
+            path(&config),
+            "--since",
+            since,
+            "--no-record",
+            "--format",
+            "json",
+        ]);
+        let found: Vec<&str> = json.lines().filter(|l| l.contains("\"rule_id\":\"aws-region-first-use\"")).collect();
+        assert_eq!(found.len(), 1, "since {since}: {json}");
+        assert!(found[0].contains("\"b2\""), "{}", found[0]);
+    }
+    // Without a learning period setting, a week of history is needed: the same lake has too little.
+    let none = ok(&["detect", "--lake", path(&lake), "--no-record", "--format", "json"]);
+    assert!(!none.contains("aws-region-first-use"), "{none}");
 }

@@ -324,7 +324,14 @@ pub(crate) fn write(out: &mut Vec<u8>, rng: &mut ChaCha8Rng, world: &World, cata
         if i > 0 {
             out.push(b',');
         }
-        let who = if rng.random_bool(0.7) { *pick(rng, &focus) } else { active_principal(rng, account, world.benign) };
+        let who = if i == 0 && world.benign {
+            // Someone, not AWS itself, acts in every file: the region baseline counts only them.
+            working_principal(rng, account)
+        } else if rng.random_bool(0.7) {
+            *pick(rng, &focus)
+        } else {
+            active_principal(rng, account, world.benign)
+        };
         let principal = &account.principals[who];
         let spec = catalog.pick(rng, principal.persona, global_allowed);
         let console = matches!(principal.persona, Persona::ConsoleHuman | Persona::Root);
@@ -344,6 +351,16 @@ fn active_principal(rng: &mut ChaCha8Rng, account: &Account, benign: bool) -> us
     loop {
         let who = *account.activity.pick(rng);
         if !benign || account.principals[who].kind != IdentityKind::Root {
+            return who;
+        }
+    }
+}
+
+/// A principal drawn by how busy it is, that is neither an AWS service nor the root user.
+fn working_principal(rng: &mut ChaCha8Rng, account: &Account) -> usize {
+    loop {
+        let who = *account.activity.pick(rng);
+        if !matches!(account.principals[who].kind, IdentityKind::Root | IdentityKind::AwsService) {
             return who;
         }
     }

@@ -121,8 +121,16 @@ pub(crate) fn plan(config: &SynthConfig, world: &World, rng: &mut ChaCha8Rng) ->
     let capacity = (streams.len() * days * WINDOWS_PER_DAY / 2) as u64;
     let mut taken = HashSet::new();
     let mut cloudtrail_files = Vec::new();
-    for records in spread(rng, config.cloudtrail_events, CLOUDTRAIL_MEAN, capacity) {
-        let (stream, slot) = place(rng, &stream_table, &busy, &mut taken);
+    for (i, records) in spread(rng, config.cloudtrail_events, CLOUDTRAIL_MEAN, capacity).into_iter().enumerate() {
+        // A benign background has every account at work in each of its regions from the first
+        // hour, so that no later day is an account's first use of a region (a built-in rule).
+        let (stream, slot) = if world.benign && i < streams.len() {
+            let first_hour = i % (WINDOWS_PER_DAY / 24);
+            taken.insert((i, first_hour));
+            (i, first_hour)
+        } else {
+            place(rng, &stream_table, &busy, &mut taken)
+        };
         let (account, region) = streams[stream];
         let start = day0 + slot as i64 * WINDOW_SECS;
         let acct = &world.accounts[account].id;
