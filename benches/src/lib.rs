@@ -67,3 +67,43 @@ pub fn peak_rss_bytes() -> Option<u64> {
 pub fn reset_peak_rss() -> bool {
     std::fs::write("/proc/self/clear_refs", "5").is_ok()
 }
+
+/// A generated archive kept under `cache` between runs (generating ten million events takes
+/// minutes): its name, from what it holds, and its directory. Generated on first use; a marker
+/// file says it is complete, so an interrupted generation is started over.
+pub fn cached_archive(cache: &Path, config: &SynthConfig) -> anyhow::Result<(String, std::path::PathBuf)> {
+    let name = format!(
+        "ct{}-flow{}-dns{}-seed{}{}",
+        config.cloudtrail_events,
+        config.vpcflow_records,
+        config.dns_records,
+        config.seed,
+        if config.benign { "-benign" } else { "" }
+    );
+    let archive = cache.join(&name);
+    let complete = cache.join(format!("{name}.complete"));
+    if !complete.exists() {
+        let _ = std::fs::remove_dir_all(&archive);
+        let started = std::time::Instant::now();
+        let summary = generate(&archive, config)?;
+        std::fs::write(&complete, b"")?;
+        eprintln!(
+            "generated {name}: {} objects ({:.1} MiB) in {:.1} s",
+            summary.objects,
+            summary.bytes as f64 / 1048576.0,
+            started.elapsed().as_secs_f64()
+        );
+    }
+    Ok((name, archive))
+}
+
+/// Total size of the files under `root`, in bytes.
+pub fn tree_bytes(root: &Path) -> u64 {
+    walkdir::WalkDir::new(root)
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter_map(|e| e.metadata().ok())
+        .filter(|m| m.is_file())
+        .map(|m| m.len())
+        .sum()
+}

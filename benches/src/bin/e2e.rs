@@ -8,10 +8,10 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::Context;
-use bunker_benches::{peak_rss_bytes, reset_peak_rss};
+use bunker_benches::{cached_archive, peak_rss_bytes, reset_peak_rss, tree_bytes};
 use bunker_ingest::lake::{Lake, LakeConfig};
 use bunker_ingest::pipeline::{IngestOptions, NoProgress, ingest_directory};
-use bunker_ingest::synth::{SynthConfig, generate};
+use bunker_ingest::synth::SynthConfig;
 use clap::Parser;
 
 #[global_allocator]
@@ -46,24 +46,7 @@ fn main() -> anyhow::Result<()> {
         config.vpcflow_records = 0;
         config.dns_records = 0;
     }
-    let name = format!(
-        "ct{}-flow{}-dns{}-seed{}",
-        config.cloudtrail_events, config.vpcflow_records, config.dns_records, args.seed
-    );
-    let archive = args.cache.join(&name);
-    let complete = args.cache.join(format!("{name}.complete"));
-    if !complete.exists() {
-        let _ = std::fs::remove_dir_all(&archive);
-        let started = Instant::now();
-        let summary = generate(&archive, &config).context("generating the archive")?;
-        std::fs::write(&complete, b"")?;
-        eprintln!(
-            "generated {} objects ({} bytes) in {:.1} s",
-            summary.objects,
-            summary.bytes,
-            started.elapsed().as_secs_f64()
-        );
-    }
+    let (name, archive) = cached_archive(&args.cache, &config).context("generating the archive")?;
     let lake_dir = tempfile::tempdir_in(&args.cache)?;
 
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
@@ -81,13 +64,7 @@ fn main() -> anyhow::Result<()> {
     let peak = peak_rss_bytes().unwrap_or(0);
 
     let rows = summary.total_rows();
-    let lake_bytes: u64 = walkdir::WalkDir::new(lake_dir.path())
-        .into_iter()
-        .filter_map(Result::ok)
-        .filter_map(|e| e.metadata().ok())
-        .filter(|m| m.is_file())
-        .map(|m| m.len())
-        .sum();
+    let lake_bytes = tree_bytes(lake_dir.path());
     println!(
         "archive:        {name} ({} objects, {:.1} MiB gzip, {:.1} MiB decompressed)",
         summary.objects,

@@ -1,0 +1,203 @@
+//! The detections benchmark, for the two budgets of the detections issue:
+//! - the whole built-in pack over a lake of ten million CloudTrail events (flow and DNS records in
+//!   the generator's proportion), as `bunker detect` runs it — target under 15 s;
+//! - what the row rules cost ingestion: the same archive ingested with and without them, in turns,
+//!   into fresh lakes — target under 10% fewer events/s.
+//!
+//! The archive and the big lake are kept under `--cache` between runs (building them takes
+//! minutes). Prints seconds, events/s and the peak RSS of each part.
+//!
+//! `cargo run --release -p bunker-benches --bin detect_bench -- --events 10000000`
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context;
+use bunker_benches::{cached_archive, peak_rss_bytes, reset_peak_rss, tree_bytes};
+use bunker_detect::engine::run_over_lake;
+use bunker_detect::live::Detector;
+use bunker_detect::pack::builtin_validated;
+use bunker_detect::regions::RegionConfig;
+use bunker_detect::rule::Rule;
+use bunker_detect::sink::Sinks;
+use bunker_detect::store::RunKind;
+use bunker_detect::tuning::{DetectConfig, Tuning};
+use bunker_ingest::lake::{Lake, LakeConfig};
+use bunker_ingest::pipeline::{IngestOptions, IngestSummary, LakeHook, NoProgress, ingest_directory};
+use bunker_ingest::synth::SynthConfig;
+use bunker_query::LakeSession;
+use clap::Parser;
+
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[derive(Debug, Parser)]
+struct Args {
+    /// CloudTrail events in the lake the pack runs over.
+    #[arg(long, default_value_t = 10_000_000)]
+    events: u64,
+    /// CloudTrail events in the archive ingested with and without the row rules.
+    #[arg(long, default_value_t = 1_000_000)]
+    overhead_events: u64,
+    /// How many times each measurement is repeated (the median is reported).
+    #[arg(long, default_value_t = 3)]
+    repeat: usize,
+    /// Seed of the archives.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Skip the ingest-overhead part.
+    #[arg(long)]
+    skip_overhead: bool,
+    /// Skip the pack-over-the-lake part.
+    #[arg(long)]
+    skip_pack: bool,
+    /// Also time each rule on its own over the big lake.
+    #[arg(long)]
+    per_rule: bool,
+    /// Where generated archives and the big lake are kept between runs.
+    #[arg(long, default_value = "target/bench-archives")]
+    cache: PathBuf,
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    if let Ok(filter) = tracing_subscriber::EnvFilter::try_from_env("BUNKER_LOG") {
+        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async {
+        let pack = builtin_validated().await?;
+        if !args.skip_pack {
+            pack_over_lake(&args, &pack).await?;
+        }
+        if !args.skip_overhead {
+            row_rule_overhead(&args, &pack).await?;
+        }
+        Ok(())
+    })
+}
+
+/// The configuration the benchmark detects under: the generator's regions are the allowed ones.
+fn detect_config(config: &SynthConfig) -> DetectConfig {
+    DetectConfig {
+        regions: RegionConfig { allowed: config.regions.clone(), ..RegionConfig::default() },
+        ..DetectConfig::default()
+    }
+}
+
+async fn pack_over_lake(args: &Args, pack: &[Rule]) -> anyhow::Result<()> {
+    let config = SynthConfig::new(args.events, args.seed);
+    let (name, archive) = cached_archive(&args.cache, &config).context("generating the archive")?;
+    let lake = args.cache.join(format!("{name}-lake"));
+    let complete = args.cache.join(format!("{name}-lake.complete"));
+    if !complete.exists() {
+        let _ = std::fs::remove_dir_all(&lake);
+        let started = Instant::now();
+        let summary = ingest(&archive, &lake, None).await?;
+        std::fs::write(&complete, b"")?;
+        eprintln!("built the lake: {} rows in {:.1} s", summary.total_rows(), started.elapsed().as_secs_f64());
+    }
+    let session = LakeSession::open(&lake).await?;
+    let count = |table: &'static str| {
+        let session = &session;
+        async move {
+            let (_, batches) = session.sql(&format!("SELECT count(*) FROM {table}")).await?;
+            let n = arrow::array::AsArray::as_primitive::<arrow::datatypes::Int64Type>(batches[0].column(0)).value(0);
+            anyhow::Ok(n)
+        }
+    };
+    println!(
+        "lake:           {name} ({} cloudtrail, {} vpcflow, {} dns rows; {:.0} MiB)",
+        count("cloudtrail").await?,
+        count("vpcflow").await?,
+        count("dns").await?,
+        tree_bytes(&lake) as f64 / 1048576.0
+    );
+    let tuning = Tuning::new(&detect_config(&config), pack)?;
+    let regions = tuning.regions();
+    let rss_reset = reset_peak_rss();
+    let mut times = Vec::new();
+    let mut alerts = 0;
+    for _ in 0..args.repeat.max(1) {
+        // A session per run, as `bunker detect` opens one.
+        let session = LakeSession::open(&lake).await?;
+        let started = Instant::now();
+        alerts = run_over_lake(&session, pack, regions, None, None).await?.len();
+        times.push(started.elapsed().as_secs_f64());
+    }
+    let peak = peak_rss_bytes().unwrap_or(0);
+    println!(
+        "pack:           {} rules over the whole lake: median {:.2} s (runs {}), {alerts} alerts",
+        pack.len(),
+        median(&mut times.clone()),
+        times.iter().map(|t| format!("{t:.2}")).collect::<Vec<_>>().join(", ")
+    );
+    println!(
+        "peak RSS:       {:.0} MiB{}",
+        peak as f64 / 1048576.0,
+        if rss_reset { "" } else { " (includes building the lake: clear_refs unavailable)" }
+    );
+    if args.per_rule {
+        let mut each = Vec::new();
+        for rule in pack {
+            let session = LakeSession::open(&lake).await?;
+            let started = Instant::now();
+            let found = run_over_lake(&session, std::slice::from_ref(rule), regions, None, None).await?.len();
+            each.push((started.elapsed().as_secs_f64(), rule.id.as_str(), found));
+        }
+        each.sort_by(|a, b| b.0.total_cmp(&a.0));
+        for (secs, id, found) in each {
+            println!("  {secs:>6.2} s  {id:<48} {found} alerts");
+        }
+    }
+    Ok(())
+}
+
+async fn row_rule_overhead(args: &Args, pack: &[Rule]) -> anyhow::Result<()> {
+    let config = SynthConfig::new(args.overhead_events, args.seed);
+    let (name, archive) = cached_archive(&args.cache, &config).context("generating the archive")?;
+    let tuning = Tuning::new(&detect_config(&config), pack)?;
+    let (mut plain, mut with_rules) = (Vec::new(), Vec::new());
+    let mut rows = 0;
+    let mut alerts = 0;
+    for _ in 0..args.repeat.max(1) {
+        // In turns, so that a slower machine moment hurts both the same.
+        for detect in [false, true] {
+            let lake = tempfile::tempdir_in(&args.cache)?;
+            let detector =
+                detect.then(|| Arc::new(Detector::new(pack.to_vec(), tuning.clone(), Sinks::empty(), RunKind::Ingest)));
+            let hook = detector.clone().map(|d| d as Arc<dyn LakeHook>);
+            let started = Instant::now();
+            let summary = ingest(&archive, lake.path(), hook).await?;
+            let rate = summary.total_rows() as f64 / started.elapsed().as_secs_f64();
+            rows = summary.total_rows();
+            if let Some(detector) = detector {
+                alerts = detector.tally().values().map(|t| t.alerts).sum::<u64>();
+                with_rules.push(rate);
+            } else {
+                plain.push(rate);
+            }
+        }
+    }
+    let (plain_rate, rules_rate) = (median(&mut plain), median(&mut with_rules));
+    let rates = |v: &[f64]| v.iter().map(|r| format!("{r:.0}")).collect::<Vec<_>>().join(", ");
+    println!("ingest:         {name} ({rows} rows)");
+    println!("  without rules  median {plain_rate:.0} events/s (runs {})", rates(&plain));
+    println!("  with row rules median {rules_rate:.0} events/s (runs {}), {alerts} alert updates", rates(&with_rules));
+    println!("  row rules cost {:.1}% of ingest throughput", (1.0 - rules_rate / plain_rate) * 100.0);
+    Ok(())
+}
+
+async fn ingest(archive: &Path, lake: &Path, hook: Option<Arc<dyn LakeHook>>) -> anyhow::Result<IngestSummary> {
+    let mut lake = Lake::open(lake, LakeConfig::default()).await?;
+    let options = IngestOptions { hook, ..IngestOptions::default() };
+    let summary = ingest_directory(archive, &mut lake, &options, &NoProgress).await?;
+    anyhow::ensure!(summary.failed.is_empty(), "{} objects failed", summary.failed.len());
+    Ok(summary)
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values.get(values.len() / 2).copied().unwrap_or(f64::NAN)
+}
