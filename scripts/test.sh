@@ -32,5 +32,14 @@ if ! command -v moto_server >/dev/null 2>&1; then
   exit 1
 fi
 
+# `bunker serve` is tested with a real Flight SQL client: the ADBC driver from PyPI.
+if ! python3 -c 'import adbc_driver_flightsql, pyarrow' >/dev/null 2>&1; then
+  echo "installing adbc-driver-flightsql and pyarrow (the Flight SQL client the serve tests use)..." >&2
+  python3 -m pip install --quiet --disable-pip-version-check 'adbc-driver-flightsql>=1.0' 'pyarrow>=14' || {
+    echo "error: could not install the ADBC driver; install it with: python3 -m pip install adbc-driver-flightsql pyarrow" >&2
+    exit 1
+  }
+fi
+
 cargo test --workspace --all-targets --locked
 cargo test --workspace --doc --locked

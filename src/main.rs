@@ -1,5 +1,7 @@
 //! The `bunker` command line: argument parsing and wiring only; the work lives in the crates.
 
+mod analyst;
+
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -79,20 +81,15 @@ enum Command {
         #[arg(long)]
         no_detect: bool,
     },
-    /// Run one SQL statement over a lake (tables: cloudtrail, vpcflow, dns, ingest_log).
-    Query {
-        /// Lake: a directory or s3://bucket/prefix.
-        #[arg(long)]
-        lake: String,
-        /// S3-compatible endpoint (also AWS_ENDPOINT_URL) for an s3:// lake.
-        #[arg(long, env = "AWS_ENDPOINT_URL")]
-        endpoint_url: Option<String>,
-        /// The SQL statement.
-        sql: String,
-        /// Output format.
-        #[arg(long, value_enum, default_value_t = Format::Table)]
-        format: Format,
-    },
+    /// Run one SQL statement over a lake (tables: cloudtrail, vpcflow, dns, alerts, ingest_log, ...).
+    Query(analyst::QueryArgs),
+    /// An interactive SQL shell over a lake: line editing, history, \d to describe the tables.
+    Sql(analyst::SqlArgs),
+    /// Everything one principal, access key or IP address did, in time order, across CloudTrail,
+    /// VPC Flow and DNS, with the alerts that touched it.
+    Timeline(analyst::TimelineArgs),
+    /// Serve the lake read-only over Arrow Flight SQL (ADBC, JDBC, BI tools) on 127.0.0.1.
+    Serve(analyst::ServeArgs),
     /// Run every detection rule over the lake's history and print the alerts.
     Detect {
         /// Lake: a directory or s3://bucket/prefix.
@@ -293,23 +290,6 @@ async fn detector(
     Ok(Detector::new(rules, tuning, sinks, run))
 }
 
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum Format {
-    Table,
-    Csv,
-    Json,
-}
-
-impl From<Format> for OutputFormat {
-    fn from(f: Format) -> Self {
-        match f {
-            Format::Table => OutputFormat::Table,
-            Format::Csv => OutputFormat::Csv,
-            Format::Json => OutputFormat::Json,
-        }
-    }
-}
-
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_json);
@@ -463,14 +443,10 @@ async fn run(command: Command) -> Result<()> {
                 bail!("{} rule examples did not behave as labelled", failed.len());
             }
         }
-        Command::Query { lake, endpoint_url, sql, format } => {
-            let location = LakeLocation::parse(&lake).map_err(anyhow::Error::msg)?;
-            let options = location.storage_options(endpoint_url.as_deref());
-            let session = LakeSession::open_at(&location, options).await?;
-            let (schema, batches) = session.sql(&sql).await?;
-            let mut out = std::io::stdout().lock();
-            bunker_query::render(&schema, &batches, format.into(), &mut out)?;
-        }
+        Command::Query(args) => analyst::query(args).await?,
+        Command::Sql(args) => analyst::sql(args).await?,
+        Command::Timeline(args) => analyst::timeline(args).await?,
+        Command::Serve(args) => analyst::serve(args).await?,
         Command::Gen { out, events, seed, days, accounts, start, attacks, labels } => {
             let mut config = SynthConfig::new(events, seed);
             config.days = days.unwrap_or(config.days);

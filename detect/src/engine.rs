@@ -24,13 +24,22 @@ use crate::{DetectError, Result};
 /// A session where every table exists with its schema and holds nothing — enough to plan — with
 /// the region relations: `baseline` as `region_baseline` (empty if `None`) and `regions`.
 async fn empty_session(regions: &Regions, baseline: Option<RecordBatch>) -> Result<SessionContext> {
-    let ctx = SessionContext::new();
+    let ctx = rule_session()?;
     for table in LogTable::ALL {
         ctx.register_table(table.name(), Arc::new(MemTable::try_new(table.schema(), vec![vec![]])?))?;
     }
     let rows = baseline.into_iter().collect();
     ctx.register_table(baseline::VIEW_NAME, Arc::new(MemTable::try_new(baseline::view_schema(), vec![rows])?))?;
     regions.register(&ctx).await?;
+    Ok(ctx)
+}
+
+/// A session with the functions an analyst has (JSON, IP/CIDR), so a query from `bunker sql` can
+/// become a rule unchanged, and the memory limit every bunker session has.
+fn rule_session() -> Result<SessionContext> {
+    // The memory limit of every bunker session: a rule over all of history spills, not dies.
+    let mut ctx = SessionContext::new_with_config_rt(Default::default(), bunker_query::memory::runtime()?);
+    bunker_query::udf::register(&mut ctx)?;
     Ok(ctx)
 }
 
@@ -172,7 +181,7 @@ async fn lake_views(
     regions: &Regions,
     filters_for: impl Fn(Option<LogTable>) -> Vec<String>,
 ) -> Result<SessionContext> {
-    let ctx = SessionContext::new();
+    let ctx = rule_session()?;
     let names = LogTable::ALL.iter().map(|t| (t.name(), Some(*t))).chain([(ingest_log::TABLE_NAME, None)]);
     for (name, table) in names {
         let provider = lake.context().table_provider(name).await?;
@@ -223,5 +232,14 @@ mod tests {
         assert!(writes.contains("sql"), "{writes}");
         let twice = validate(&[rule(good, "account"), rule(good, "account")]).await.expect_err("duplicate ids");
         assert!(twice.to_string().contains("already has the id"), "{twice}");
+    }
+
+    /// Rules have the analyst's functions: a query from `bunker sql` becomes a rule unchanged.
+    #[tokio::test]
+    async fn rules_can_use_the_json_and_address_functions() {
+        let sql = "SELECT eventtime AS event_time, recipientaccountid AS account, \
+                   json_extract_scalar(requestparameters, '$.bucketName') AS bucket FROM cloudtrail \
+                   WHERE is_public_ip(sourceipaddress) AND NOT cidr_contains('198.51.100.0/24', sourceipaddress)";
+        validate(&[rule(sql, "account")]).await.expect("the functions plan in a rule");
     }
 }

@@ -263,7 +263,7 @@ mod tests {
             ]
             .join(","),
         );
-        let changed = sightings.observe(&[first.clone()]).expect("observe");
+        let changed = sightings.observe(std::slice::from_ref(&first)).expect("observe");
         let ids: Vec<_> = changed.iter().map(|(p, s)| (p.1.as_str(), s.event_id.as_deref())).collect();
         assert_eq!(ids, [("eu-west-1", Some("c")), ("us-east-1", Some("b"))]);
         assert_eq!(sightings.observe(&[first]).expect("again"), [], "the same events change nothing");

@@ -1,11 +1,22 @@
-//! SQL over the lake: a DataFusion `SessionContext` with every lake table registered by name, and
-//! the renderers that turn results into a terminal table, CSV or JSON lines.
+//! SQL over the lake: a DataFusion `SessionContext` with every lake table registered by name, the
+//! functions analysts need on top of DataFusion's, and the renderers that turn results into a
+//! terminal table, CSV, JSON lines or Parquet.
 //!
 //! Tables enter as Delta tables under the lake root (`cloudtrail`, `vpcflow`, `dns`, `ingest_log`,
 //! `alert_updates`, `region_sightings`), with the views derived from them (`alerts`,
 //! `region_baseline`); a table the lake does not have yet is registered empty with its schema, so
-//! queries written for the full lake still plan. Results leave as Arrow record batches.
+//! queries written for the full lake still plan. A session can be limited to a [`TimeSpan`], which
+//! prunes date partitions. Results leave as Arrow record batches.
 #![deny(missing_docs)]
+
+pub mod flight;
+pub mod hint;
+pub mod memory;
+pub mod scan;
+pub mod shell;
+pub mod span;
+pub mod timeline;
+pub mod udf;
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -17,11 +28,14 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::util::display::{ArrayFormatter, FormatOptions};
 use bunker_schemas::location::LakeLocation;
 use bunker_schemas::{LogTable, alerts, baseline, ingest_log};
-use datafusion::datasource::MemTable;
+use datafusion::datasource::{MemTable, TableProvider};
 use datafusion::execution::context::{SQLOptions, SessionContext};
 use datafusion::prelude::SessionConfig;
 use deltalake::DeltaTable;
+use futures::StreamExt;
 use url::Url;
+
+pub use span::TimeSpan;
 
 /// Everything that can go wrong while querying.
 #[derive(Debug, thiserror::Error)]
@@ -37,15 +51,29 @@ pub enum QueryError {
         /// The underlying error.
         source: Box<deltalake::DeltaTableError>,
     },
-    /// The SQL failed to plan or run.
-    #[error("{0}")]
-    Sql(#[from] datafusion::error::DataFusionError),
+    /// The SQL failed to plan or run; `hint` names the table or column that was probably meant.
+    #[error("{source}{}", hint.as_ref().map(|h| format!("\n  hint: {h}")).unwrap_or_default())]
+    Sql {
+        /// DataFusion's error.
+        source: datafusion::error::DataFusionError,
+        /// A suggestion, when the error names something that does not exist.
+        hint: Option<String>,
+    },
     /// Rendering the results failed.
     #[error("rendering results: {0}")]
     Render(#[from] arrow::error::ArrowError),
     /// Writing the results failed.
     #[error("writing results: {0}")]
     Io(#[from] std::io::Error),
+    /// Writing Parquet failed.
+    #[error("writing Parquet: {0}")]
+    Parquet(#[from] parquet::errors::ParquetError),
+}
+
+impl From<datafusion::error::DataFusionError> for QueryError {
+    fn from(source: datafusion::error::DataFusionError) -> QueryError {
+        QueryError::Sql { source, hint: None }
+    }
 }
 
 /// Result with [`QueryError`] as the default error.
@@ -55,11 +83,12 @@ pub type Result<T, E = QueryError> = std::result::Result<T, E>;
 #[derive(Clone)]
 pub struct LakeSession {
     ctx: SessionContext,
+    span: TimeSpan,
 }
 
 impl std::fmt::Debug for LakeSession {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LakeSession").field("session_id", &self.ctx.session_id()).finish()
+        f.debug_struct("LakeSession").field("session_id", &self.ctx.session_id()).field("span", &self.span).finish()
     }
 }
 
@@ -78,6 +107,33 @@ pub fn table_names() -> Vec<&'static str> {
         .collect()
 }
 
+/// Every table and view a session registers, with what it holds.
+pub fn table_descriptions() -> Vec<(&'static str, &'static str)> {
+    vec![
+        (LogTable::CloudTrail.name(), "CloudTrail events, one row per record"),
+        (LogTable::VpcFlow.name(), "VPC Flow Log records, one row per flow and interval"),
+        (LogTable::Dns.name(), "Route 53 Resolver (VPC DNS) query log records"),
+        (ingest_log::TABLE_NAME, "every source object ingested, skipped or rejected, with the reason"),
+        (alerts::VIEW_NAME, "the current state of each alert (its newest update)"),
+        (alerts::TABLE_NAME, "every state each alert was emitted in"),
+        (baseline::VIEW_NAME, "the first time each account acted in each region"),
+        (baseline::TABLE_NAME, "each (account, region) sighting as ingestion recorded it"),
+    ]
+}
+
+/// The columns of a table or view with their docs, as `\d <table>` prints them.
+pub fn describe_table(name: &str) -> Option<String> {
+    let name = name.trim().to_lowercase();
+    let schema = match name.as_str() {
+        n if n == ingest_log::TABLE_NAME => ingest_log::schema(),
+        n if n == alerts::TABLE_NAME || n == alerts::VIEW_NAME => alerts::schema(),
+        n if n == baseline::TABLE_NAME => baseline::schema(),
+        n if n == baseline::VIEW_NAME => baseline::view_schema(),
+        n => LogTable::from_name(n)?.schema(),
+    };
+    Some(bunker_schemas::describe(&schema))
+}
+
 impl LakeSession {
     /// Opens the lake at a local directory and registers its tables.
     pub async fn open(lake: &Path) -> Result<LakeSession> {
@@ -87,6 +143,16 @@ impl LakeSession {
     /// Opens the lake at a local directory or an S3 prefix and registers its tables; a table the
     /// lake does not have yet is an empty table of the right schema.
     pub async fn open_at(location: &LakeLocation, storage_options: HashMap<String, String>) -> Result<LakeSession> {
+        LakeSession::open_span(location, storage_options, TimeSpan::ALL).await
+    }
+
+    /// Opens the lake as [`LakeSession::open_at`] does, with `cloudtrail`, `vpcflow` and `dns`
+    /// showing only the events inside `span` (their other days' files are never read).
+    pub async fn open_span(
+        location: &LakeLocation,
+        storage_options: HashMap<String, String>,
+        span: TimeSpan,
+    ) -> Result<LakeSession> {
         let root = match location {
             LakeLocation::Local(lake) => {
                 let root = std::fs::canonicalize(lake).map_err(|_| QueryError::NoLake(lake.display().to_string()))?;
@@ -99,7 +165,8 @@ impl LakeSession {
         };
         // Information schema lets analysts run `SHOW TABLES` / `SHOW COLUMNS FROM cloudtrail`.
         let config = SessionConfig::new().with_information_schema(true);
-        let ctx = SessionContext::new_with_config(config);
+        let mut ctx = SessionContext::new_with_config_rt(config, memory::runtime()?);
+        udf::register(&mut ctx)?;
         let tables = LogTable::ALL.iter().map(|t| (t.name(), t.schema())).chain([
             (ingest_log::TABLE_NAME, ingest_log::schema()),
             (alerts::TABLE_NAME, alerts::schema()),
@@ -117,12 +184,24 @@ impl LakeSession {
             } else {
                 None
             };
-            if let Some(table) = table {
+            let provider: Arc<dyn TableProvider> = if let Some(table) = table {
                 table.update_datafusion_session(&ctx.state()).map_err(|e| table_error(name, e))?;
-                let provider = table.table_provider().await?;
-                ctx.register_table(name, provider)?;
+                table.table_provider().await?
             } else {
-                ctx.register_table(name, Arc::new(MemTable::try_new(schema, vec![vec![]])?))?;
+                Arc::new(MemTable::try_new(schema, vec![vec![]])?)
+            };
+            match LogTable::from_name(name).filter(|_| !span.is_all()) {
+                // A view over the table with the span's predicates, which DataFusion pushes into
+                // the Delta scan as partition filters.
+                Some(log_table) => {
+                    let predicates = span.predicates(log_table).join(" AND ");
+                    let filter =
+                        ctx.parse_sql_expr(&predicates, &ctx.read_table(provider.clone())?.schema().clone())?;
+                    ctx.register_table(name, ctx.read_table(provider)?.filter(filter)?.into_view())?;
+                }
+                None => {
+                    ctx.register_table(name, provider)?;
+                }
             }
         }
         // The current state of each alert: the newest of its updates.
@@ -131,7 +210,12 @@ impl LakeSession {
         // The first time each account acted in each region: the earliest of its sightings.
         let view = ctx.sql(&baseline::earliest_sql()).await?.into_view();
         ctx.register_table(baseline::VIEW_NAME, view)?;
-        Ok(LakeSession { ctx })
+        Ok(LakeSession { ctx, span })
+    }
+
+    /// The span of event time the log tables are limited to.
+    pub fn span(&self) -> TimeSpan {
+        self.span
     }
 
     /// The underlying DataFusion context, for callers that register more (UDFs, views).
@@ -143,11 +227,54 @@ impl LakeSession {
     ///
     /// DDL and DML are refused: the lake is written only by ingestion.
     pub async fn sql(&self, sql: &str) -> Result<(SchemaRef, Vec<RecordBatch>)> {
-        let options = SQLOptions::new().with_allow_ddl(false).with_allow_dml(false).with_allow_statements(true);
-        let frame = self.ctx.sql_with_options(sql, options).await?;
+        self.sql_with_progress(sql, &mut |_| {}).await
+    }
+
+    /// Runs one read-only statement as [`LakeSession::sql`] does, calling `progress` with the
+    /// running row count as batches arrive (for a spinner on a terminal).
+    pub async fn sql_with_progress(
+        &self,
+        sql: &str,
+        progress: &mut dyn FnMut(usize),
+    ) -> Result<(SchemaRef, Vec<RecordBatch>)> {
+        let frame = self.plan(sql).await?;
         let schema: SchemaRef = Arc::new(frame.schema().as_arrow().clone());
-        let batches = frame.collect().await?;
+        let mut stream = frame.execute_stream().await.map_err(|e| self.explained(e))?;
+        let (mut batches, mut rows) = (Vec::new(), 0);
+        while let Some(batch) = stream.next().await {
+            let batch = batch.map_err(|e| self.explained(e))?;
+            rows += batch.num_rows();
+            progress(rows);
+            batches.push(batch);
+        }
         Ok((schema, batches))
+    }
+
+    /// Plans one read-only statement: DDL, DML and `COPY ... TO` are refused, because the lake is
+    /// written only by ingestion and a query must not write files anywhere.
+    pub async fn plan(&self, sql: &str) -> Result<datafusion::dataframe::DataFrame> {
+        let options = SQLOptions::new().with_allow_ddl(false).with_allow_dml(false).with_allow_statements(true);
+        self.ctx.sql_with_options(sql, options).await.map_err(|e| self.explained(e))
+    }
+
+    /// Plans a statement for a client other than the local user (`bunker serve`): as
+    /// [`LakeSession::plan`], and `SET` and other statements that change the session are refused too.
+    pub async fn plan_remote(&self, sql: &str) -> Result<datafusion::dataframe::DataFrame> {
+        let options = SQLOptions::new().with_allow_ddl(false).with_allow_dml(false).with_allow_statements(false);
+        self.ctx.sql_with_options(sql, options).await.map_err(|e| self.explained(e))
+    }
+
+    /// What a statement will read before it runs: the data files and bytes of each table scan,
+    /// after partition pruning.
+    pub async fn scan_report(&self, sql: &str) -> Result<scan::ScanReport> {
+        let plan = self.plan(sql).await?.create_physical_plan().await.map_err(|e| self.explained(e))?;
+        Ok(scan::ScanReport::of(&plan))
+    }
+
+    /// A DataFusion error, with a hint when it names a table or column the lake does not have.
+    fn explained(&self, source: datafusion::error::DataFusionError) -> QueryError {
+        let hint = hint::suggest(&source.to_string(), &self.ctx);
+        QueryError::Sql { source, hint }
     }
 }
 
@@ -164,6 +291,8 @@ pub enum OutputFormat {
     Csv,
     /// One JSON object per line.
     Json,
+    /// An Apache Parquet file (zstd), for DuckDB, pandas or another lake.
+    Parquet,
 }
 
 /// Writes results in the chosen format.
@@ -192,6 +321,17 @@ pub fn render(schema: &SchemaRef, batches: &[RecordBatch], format: OutputFormat,
                 writer.write(batch)?;
             }
             writer.finish()?;
+        }
+        OutputFormat::Parquet => {
+            let properties = parquet::file::properties::WriterProperties::builder()
+                .set_compression(parquet::basic::Compression::ZSTD(parquet::basic::ZstdLevel::default()))
+                .build();
+            // ArrowWriter wants an owned, sendable sink; results are already in memory.
+            let mut writer = parquet::arrow::ArrowWriter::try_new(Vec::new(), schema.clone(), Some(properties))?;
+            for batch in batches {
+                writer.write(batch)?;
+            }
+            out.write_all(&writer.into_inner()?)?;
         }
     }
     Ok(())

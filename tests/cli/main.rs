@@ -6,6 +6,8 @@ use std::process::{Command, Output};
 
 use bunker_detect::inject::InjectedAttack;
 
+mod analyst;
+
 fn bunker(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_bunker")).args(args).output().expect("run bunker")
 }

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context;
-use bunker_benches::{cached_archive, peak_rss_bytes, reset_peak_rss, tree_bytes};
+use bunker_benches::{cached_archive, cached_lake, median, peak_rss_bytes, reset_peak_rss, tree_bytes};
 use bunker_detect::engine::run_over_lake;
 use bunker_detect::live::Detector;
 use bunker_detect::pack::builtin_validated;
@@ -52,7 +52,7 @@ struct Args {
     /// Skip the pack-over-the-lake part.
     #[arg(long)]
     skip_pack: bool,
-    /// Also time each rule on its own over the big lake.
+    /// Also time each rule on its own over the big lake (before the whole pack), with its peak RSS.
     #[arg(long)]
     per_rule: bool,
     /// Where generated archives and the big lake are kept between runs.
@@ -88,16 +88,7 @@ fn detect_config(config: &SynthConfig) -> DetectConfig {
 
 async fn pack_over_lake(args: &Args, pack: &[Rule]) -> anyhow::Result<()> {
     let config = SynthConfig::new(args.events, args.seed);
-    let (name, archive) = cached_archive(&args.cache, &config).context("generating the archive")?;
-    let lake = args.cache.join(format!("{name}-lake"));
-    let complete = args.cache.join(format!("{name}-lake.complete"));
-    if !complete.exists() {
-        let _ = std::fs::remove_dir_all(&lake);
-        let started = Instant::now();
-        let summary = ingest(&archive, &lake, None).await?;
-        std::fs::write(&complete, b"")?;
-        eprintln!("built the lake: {} rows in {:.1} s", summary.total_rows(), started.elapsed().as_secs_f64());
-    }
+    let (name, lake) = cached_lake(&args.cache, &config).await.context("building the lake")?;
     let session = LakeSession::open(&lake).await?;
     let count = |table: &'static str| {
         let session = &session;
@@ -116,6 +107,22 @@ async fn pack_over_lake(args: &Args, pack: &[Rule]) -> anyhow::Result<()> {
     );
     let tuning = Tuning::new(&detect_config(&config), pack)?;
     let regions = tuning.regions();
+    if args.per_rule {
+        // Each rule alone first, printed as it finishes, with its own peak RSS: if the whole pack
+        // runs out of memory, this says which rule did.
+        for rule in pack {
+            let session = LakeSession::open(&lake).await?;
+            reset_peak_rss();
+            let started = Instant::now();
+            let found = run_over_lake(&session, std::slice::from_ref(rule), regions, None, None).await?.len();
+            println!(
+                "  {:>6.2} s  {:>6.0} MiB  {:<48} {found} alerts",
+                started.elapsed().as_secs_f64(),
+                peak_rss_bytes().unwrap_or(0) as f64 / 1048576.0,
+                rule.id
+            );
+        }
+    }
     let rss_reset = reset_peak_rss();
     let mut times = Vec::new();
     let mut alerts = 0;
@@ -138,19 +145,6 @@ async fn pack_over_lake(args: &Args, pack: &[Rule]) -> anyhow::Result<()> {
         peak as f64 / 1048576.0,
         if rss_reset { "" } else { " (includes building the lake: clear_refs unavailable)" }
     );
-    if args.per_rule {
-        let mut each = Vec::new();
-        for rule in pack {
-            let session = LakeSession::open(&lake).await?;
-            let started = Instant::now();
-            let found = run_over_lake(&session, std::slice::from_ref(rule), regions, None, None).await?.len();
-            each.push((started.elapsed().as_secs_f64(), rule.id.as_str(), found));
-        }
-        each.sort_by(|a, b| b.0.total_cmp(&a.0));
-        for (secs, id, found) in each {
-            println!("  {secs:>6.2} s  {id:<48} {found} alerts");
-        }
-    }
     Ok(())
 }
 
@@ -195,9 +189,4 @@ async fn ingest(archive: &Path, lake: &Path, hook: Option<Arc<dyn LakeHook>>) ->
     let summary = ingest_directory(archive, &mut lake, &options, &NoProgress).await?;
     anyhow::ensure!(summary.failed.is_empty(), "{} objects failed", summary.failed.len());
     Ok(summary)
-}
-
-fn median(values: &mut [f64]) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values.get(values.len() / 2).copied().unwrap_or(f64::NAN)
 }

@@ -1,0 +1,476 @@
+//! The SQL functions bunker adds to DataFusion: JSON over the free-form CloudTrail fields, the
+//! Athena (Presto) names for them, and IP/CIDR helpers for the address columns.
+//!
+//! JSON parsing is datafusion-functions-json's (`json_get_str`, `json_as_text`, `->`, `->>`, ...);
+//! `json_extract_scalar` and `json_extract` only translate an Athena JSONPath (`$.a.b[0]`) into
+//! that crate's key path, so queries copied from AWS's Athena examples run unchanged. Addresses
+//! are parsed with the standard library and `ipnet`; an address that does not parse is NULL, not
+//! an error, because flow and DNS columns legitimately hold `-` or hostnames.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, BooleanArray, StringArray};
+use arrow::datatypes::DataType;
+use datafusion::common::{Result, ScalarValue, exec_err, plan_err};
+use datafusion::execution::FunctionRegistry;
+use datafusion::logical_expr::{
+    ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility, create_udf,
+};
+use ipnet::IpNet;
+
+/// Registers every bunker function (and datafusion-functions-json's) with a registry.
+pub fn register(registry: &mut dyn FunctionRegistry) -> Result<()> {
+    datafusion_functions_json::register_all(registry)?;
+    for udf in [
+        ScalarUDF::new_from_impl(JsonExtract::scalar()),
+        ScalarUDF::new_from_impl(JsonExtract::json()),
+        cidr_contains(),
+        address_class("is_private_ip", is_private),
+        address_class("is_public_ip", is_public),
+        ScalarUDF::new_from_impl(AnswerRdata::default()),
+    ] {
+        registry.register_udf(Arc::new(udf))?;
+    }
+    Ok(())
+}
+
+/// Names and one-line descriptions of the functions bunker adds, for `\df` in the shell.
+pub const FUNCTIONS: &[(&str, &str)] = &[
+    (
+        "json_get_str(json, key, ...)",
+        "the string at a key path of a JSON text column (also: json_get_int, _float, _bool, _json)",
+    ),
+    ("json ->> 'key'", "any value at a key as text; `->` keeps the JSON type"),
+    ("json_contains(json, key, ...)", "whether the key path exists"),
+    ("json_extract_scalar(json, '$.a.b[0]')", "Athena's name: the scalar at a JSONPath, as text"),
+    ("json_extract(json, '$.a')", "Athena's name: the JSON text at a JSONPath"),
+    ("cidr_contains('10.0.0.0/8', addr)", "whether an IPv4/IPv6 address lies in a CIDR block"),
+    ("is_private_ip(addr)", "RFC 1918, loopback, link-local, CGNAT and IPv6 ULA addresses"),
+    ("is_public_ip(addr)", "an internet address: not private, reserved or multicast (documentation ranges count)"),
+    (
+        "answer_rdata(answers)",
+        "the rdata of every DNS answer, as a list: array_has(answer_rdata(answers), '203.0.113.9')",
+    ),
+];
+
+/// `answer_rdata(answers)`: the `rdata` of each entry of the `dns.answers` list, as a list of
+/// text, so `array_has` can ask which queries resolved to an address. Shares the list's offsets
+/// and the struct's child column; nothing is copied.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct AnswerRdata {
+    signature: Signature,
+}
+
+impl Default for AnswerRdata {
+    fn default() -> AnswerRdata {
+        AnswerRdata { signature: Signature::any(1, Volatility::Immutable) }
+    }
+}
+
+impl AnswerRdata {
+    fn item() -> Arc<arrow::datatypes::Field> {
+        Arc::new(arrow::datatypes::Field::new_list_field(DataType::Utf8, true))
+    }
+}
+
+impl ScalarUDFImpl for AnswerRdata {
+    fn name(&self) -> &str {
+        "answer_rdata"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
+        match arg_types {
+            [DataType::List(item)] if matches!(item.data_type(), DataType::Struct(f) if f.find("rdata").is_some()) => {
+                Ok(DataType::List(AnswerRdata::item()))
+            }
+            _ => plan_err!("answer_rdata takes the dns.answers column (a list of {{rdata, type, class}})"),
+        }
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let answers = args.args[0].to_array(args.number_rows)?;
+        let Some(list) = answers.as_any().downcast_ref::<arrow::array::ListArray>() else {
+            return exec_err!("answer_rdata: expected a list, got {}", answers.data_type());
+        };
+        let Some(entries) = list.values().as_any().downcast_ref::<arrow::array::StructArray>() else {
+            return exec_err!("answer_rdata: expected a list of structs");
+        };
+        let Some(rdata) = entries.column_by_name("rdata") else {
+            return exec_err!("answer_rdata: the answers have no rdata");
+        };
+        let rdata = arrow::compute::cast(rdata, &DataType::Utf8)?;
+        let out = arrow::array::ListArray::try_new(
+            AnswerRdata::item(),
+            list.offsets().clone(),
+            rdata,
+            list.nulls().cloned(),
+        )?;
+        Ok(match &args.args[0] {
+            ColumnarValue::Scalar(_) => ColumnarValue::Scalar(ScalarValue::try_from_array(&out, 0)?),
+            ColumnarValue::Array(_) => ColumnarValue::Array(Arc::new(out)),
+        })
+    }
+}
+
+/// `json_extract_scalar` / `json_extract`: Athena's JSONPath functions, run by
+/// datafusion-functions-json once the path is turned into keys.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct JsonExtract {
+    name: &'static str,
+    signature: Signature,
+    /// `json_as_text` for the scalar form, `json_get_json` for the JSON form.
+    scalar: bool,
+}
+
+impl JsonExtract {
+    fn scalar() -> JsonExtract {
+        JsonExtract { name: "json_extract_scalar", signature: Signature::any(2, Volatility::Immutable), scalar: true }
+    }
+
+    fn json() -> JsonExtract {
+        JsonExtract { name: "json_extract", signature: Signature::any(2, Volatility::Immutable), scalar: false }
+    }
+
+    fn inner(&self) -> Arc<ScalarUDF> {
+        if self.scalar {
+            datafusion_functions_json::udfs::json_as_text_udf()
+        } else {
+            datafusion_functions_json::udfs::json_get_json_udf()
+        }
+    }
+}
+
+impl ScalarUDFImpl for JsonExtract {
+    fn name(&self) -> &str {
+        self.name
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
+        match arg_types.first() {
+            Some(DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8 | DataType::Null) => Ok(DataType::Utf8),
+            Some(other) => plan_err!("{}: the first argument must be JSON text, not {other}", self.name),
+            None => plan_err!("{} takes a JSON text and a path such as '$.bucketName'", self.name),
+        }
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let ScalarFunctionArgs { args: values, arg_fields, number_rows, return_field, config_options } = args;
+        let [json, path] = <[ColumnarValue; 2]>::try_from(values)
+            .map_err(|_| datafusion::error::DataFusionError::Plan(format!("{} takes two arguments", self.name)))?;
+        let path = match path {
+            ColumnarValue::Scalar(
+                ScalarValue::Utf8(Some(p)) | ScalarValue::Utf8View(Some(p)) | ScalarValue::LargeUtf8(Some(p)),
+            ) => p,
+            ColumnarValue::Scalar(_) => return Ok(ColumnarValue::Scalar(ScalarValue::Utf8(None))),
+            ColumnarValue::Array(_) => return exec_err!("{}: the path must be a constant such as '$.a.b'", self.name),
+        };
+        let keys = json_path_keys(&path).map_err(|why| {
+            datafusion::error::DataFusionError::Execution(format!("{}: path {path:?} {why}", self.name))
+        })?;
+        let mut inner_args = vec![json];
+        let mut inner_fields = vec![arg_fields[0].clone()];
+        for key in keys {
+            let (value, data_type) = match key {
+                PathKey::Field(name) => (ScalarValue::Utf8(Some(name)), DataType::Utf8),
+                PathKey::Index(i) => (ScalarValue::Int64(Some(i)), DataType::Int64),
+            };
+            inner_fields.push(Arc::new(arrow::datatypes::Field::new("key", data_type, true)));
+            inner_args.push(ColumnarValue::Scalar(value));
+        }
+        self.inner().invoke_with_args(ScalarFunctionArgs {
+            args: inner_args,
+            arg_fields: inner_fields,
+            number_rows,
+            return_field,
+            config_options,
+        })
+    }
+}
+
+#[derive(Debug, PartialEq)]
+enum PathKey {
+    Field(String),
+    Index(i64),
+}
+
+/// The keys of a JSONPath in the subset Athena's examples use: `$`, `.name`, `["name"]`, `[0]`.
+fn json_path_keys(path: &str) -> Result<Vec<PathKey>, String> {
+    let rest = path.trim().strip_prefix('$').ok_or("must start with '$'")?;
+    let mut keys = Vec::new();
+    let mut chars = rest.char_indices().peekable();
+    while let Some((at, c)) = chars.next() {
+        match c {
+            '.' => {
+                let start = at + 1;
+                let mut end = rest.len();
+                while let Some(&(i, c)) = chars.peek() {
+                    if c == '.' || c == '[' {
+                        end = i;
+                        break;
+                    }
+                    chars.next();
+                }
+                let name = &rest[start..end];
+                if name.is_empty() {
+                    return Err(format!("has an empty key at byte {start}"));
+                }
+                keys.push(PathKey::Field(name.to_owned()));
+            }
+            '[' => {
+                let close = rest[at..].find(']').ok_or("has an unclosed '['")? + at;
+                let inside = rest[at + 1..close].trim();
+                let quoted = inside
+                    .strip_prefix('"')
+                    .and_then(|s| s.strip_suffix('"'))
+                    .or_else(|| inside.strip_prefix('\'').and_then(|s| s.strip_suffix('\'')));
+                keys.push(match quoted {
+                    Some(name) => PathKey::Field(name.to_owned()),
+                    None => PathKey::Index(inside.parse().map_err(|_| format!("has a bad index [{inside}]"))?),
+                });
+                while chars.peek().is_some_and(|&(i, _)| i <= close) {
+                    chars.next();
+                }
+            }
+            other => return Err(format!("has {other:?} where '.' or '[' was expected")),
+        }
+    }
+    Ok(keys)
+}
+
+/// `cidr_contains(cidr, address)`: whether the address lies in the block. A block that does not
+/// parse is an error (it is the analyst's typo); an address that does not parse is NULL.
+fn cidr_contains() -> ScalarUDF {
+    create_udf(
+        "cidr_contains",
+        vec![DataType::Utf8, DataType::Utf8],
+        DataType::Boolean,
+        Volatility::Immutable,
+        Arc::new(|args: &[ColumnarValue]| {
+            let rows = args.iter().find_map(|a| match a {
+                ColumnarValue::Array(array) => Some(array.len()),
+                ColumnarValue::Scalar(_) => None,
+            });
+            let parse_block = |text: &str| -> Result<IpNet> {
+                text.trim().parse::<IpNet>().or_else(|_| text.trim().parse::<IpAddr>().map(IpNet::from)).or_else(|_| {
+                    exec_err!("cidr_contains: {text:?} is not a CIDR block such as '10.0.0.0/8' or '2001:db8::/32'")
+                })
+            };
+            let blocks = args[0].to_array(rows.unwrap_or(1))?;
+            let addrs = args[1].to_array(rows.unwrap_or(1))?;
+            let blocks = as_utf8(&blocks)?;
+            let addrs = as_utf8(&addrs)?;
+            // The block is nearly always a constant: parse it once.
+            let constant = match &args[0] {
+                ColumnarValue::Scalar(ScalarValue::Utf8(Some(text))) => Some(parse_block(text)?),
+                _ => None,
+            };
+            let mut out = Vec::with_capacity(addrs.len());
+            for i in 0..addrs.len() {
+                if blocks.is_null(i) || addrs.is_null(i) {
+                    out.push(None);
+                    continue;
+                }
+                let block = match constant {
+                    Some(block) => block,
+                    None => parse_block(blocks.value(i))?,
+                };
+                out.push(parse_addr(addrs.value(i)).map(|addr| block.contains(&addr)));
+            }
+            let result: ArrayRef = Arc::new(BooleanArray::from(out));
+            Ok(match rows {
+                Some(_) => ColumnarValue::Array(result),
+                None => ColumnarValue::Scalar(ScalarValue::try_from_array(&result, 0)?),
+            })
+        }),
+    )
+}
+
+/// A one-argument address predicate (`is_private_ip`, `is_public_ip`).
+fn address_class(name: &'static str, class: fn(IpAddr) -> bool) -> ScalarUDF {
+    create_udf(
+        name,
+        vec![DataType::Utf8],
+        DataType::Boolean,
+        Volatility::Immutable,
+        Arc::new(move |args: &[ColumnarValue]| match &args[0] {
+            ColumnarValue::Scalar(value) => {
+                let text = match value {
+                    ScalarValue::Utf8(text) => text.as_deref(),
+                    _ => None,
+                };
+                Ok(ColumnarValue::Scalar(ScalarValue::Boolean(text.and_then(parse_addr).map(class))))
+            }
+            ColumnarValue::Array(array) => {
+                let addrs = as_utf8(array)?;
+                let out: BooleanArray = addrs.iter().map(|a| a.and_then(parse_addr).map(class)).collect();
+                Ok(ColumnarValue::Array(Arc::new(out)))
+            }
+        }),
+    )
+}
+
+fn as_utf8(array: &ArrayRef) -> Result<&StringArray> {
+    match array.as_any().downcast_ref::<StringArray>() {
+        Some(strings) => Ok(strings),
+        None => exec_err!("expected text, got {}", array.data_type()),
+    }
+}
+
+fn parse_addr(text: &str) -> Option<IpAddr> {
+    text.trim().parse().ok()
+}
+
+/// Addresses that never leave a private network: RFC 1918, loopback, link-local, shared address
+/// space (RFC 6598, carrier-grade NAT, also used inside AWS), and IPv6 unique-local.
+fn is_private(addr: IpAddr) -> bool {
+    match addr {
+        IpAddr::V4(v4) => {
+            let [a, b, ..] = v4.octets();
+            v4.is_private() || v4.is_loopback() || v4.is_link_local() || (a == 100 && (64..128).contains(&b))
+        }
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => is_private(IpAddr::V4(v4)),
+            None => {
+                let first = v6.segments()[0];
+                v6.is_loopback() || (first & 0xfe00) == 0xfc00 || (first & 0xffc0) == 0xfe80
+            }
+        },
+    }
+}
+
+/// Addresses on the internet: not private and not unspecified, multicast, broadcast or otherwise
+/// reserved. The documentation ranges (192.0.2.0/24, 198.51.100.0/24, 203.0.113.0/24,
+/// 2001:db8::/32) count as public: they stand in for internet addresses in AWS's examples and in
+/// test data, and a detection should treat them as it would the real thing.
+fn is_public(addr: IpAddr) -> bool {
+    if is_private(addr) || addr.is_unspecified() || addr.is_multicast() {
+        return false;
+    }
+    match addr {
+        IpAddr::V4(v4) => {
+            let [a, b, ..] = v4.octets();
+            // 0/8 "this network", 240/4 reserved (and broadcast), 198.18/15 benchmarking.
+            !(a == 0 || a >= 240 || (a == 198 && (b == 18 || b == 19)))
+        }
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => is_public(IpAddr::V4(v4)),
+            // Global unicast is 2000::/3.
+            None => (v6.segments()[0] & 0xe000) == 0x2000,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::prelude::SessionContext;
+
+    async fn one(sql: &str) -> String {
+        let mut ctx = SessionContext::new();
+        register(&mut ctx).expect("register");
+        let batches = ctx.sql(sql).await.expect("plan").collect().await.expect("run");
+        let formatted = arrow::util::pretty::pretty_format_batches(&batches).expect("format").to_string();
+        // The single value of a one-row, one-column result.
+        formatted.lines().nth(3).expect("a row").trim_matches(|c| c == '|' || c == ' ').to_owned()
+    }
+
+    async fn fails(sql: &str) -> String {
+        let mut ctx = SessionContext::new();
+        register(&mut ctx).expect("register");
+        match ctx.sql(sql).await {
+            Err(e) => e.to_string(),
+            Ok(frame) => frame.collect().await.expect_err(sql).to_string(),
+        }
+    }
+
+    #[test]
+    fn json_paths_become_keys() {
+        use PathKey::*;
+        assert_eq!(json_path_keys("$"), Ok(vec![]));
+        assert_eq!(json_path_keys("$.bucketName"), Ok(vec![Field("bucketName".into())]));
+        assert_eq!(
+            json_path_keys("$.a.b[2][\"c.d\"]"),
+            Ok(vec![Field("a".into()), Field("b".into()), Index(2), Field("c.d".into())])
+        );
+        assert_eq!(json_path_keys("$['x']"), Ok(vec![Field("x".into())]));
+        for bad in ["a.b", "$.", "$.a..b", "$[x]", "$[1", "$a"] {
+            assert!(json_path_keys(bad).is_err(), "{bad} accepted");
+        }
+    }
+
+    #[tokio::test]
+    async fn athena_json_functions_read_cloudtrail_parameters() {
+        let json = r#"'{"bucketName":"logs","policy":{"Statement":[{"Effect":"Allow"}]},"n":3}'"#;
+        assert_eq!(one(&format!("SELECT json_extract_scalar({json}, '$.bucketName')")).await, "logs");
+        assert_eq!(one(&format!("SELECT json_extract_scalar({json}, '$.policy.Statement[0].Effect')")).await, "Allow");
+        assert_eq!(one(&format!("SELECT json_extract_scalar({json}, '$.n')")).await, "3");
+        assert_eq!(
+            one(&format!("SELECT json_extract({json}, '$.policy.Statement[0]')")).await,
+            r#"{"Effect":"Allow"}"#
+        );
+        assert_eq!(one(&format!("SELECT json_extract_scalar({json}, '$.missing') IS NULL")).await, "true");
+        assert_eq!(one("SELECT json_extract_scalar('not json', '$.a') IS NULL").await, "true");
+        // The crate's own functions and operators are there too.
+        assert_eq!(one(&format!("SELECT json_get_str({json}, 'bucketName')")).await, "logs");
+        assert_eq!(one(&format!("SELECT {json} ->> 'bucketName'")).await, "logs");
+        let err = fails(&format!("SELECT json_extract_scalar({json}, 'bucketName')")).await;
+        assert!(err.contains("must start with '$'"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn cidr_and_address_classes() {
+        assert_eq!(one("SELECT cidr_contains('10.0.0.0/8', '10.1.2.3')").await, "true");
+        assert_eq!(one("SELECT cidr_contains('10.0.0.0/8', '11.1.2.3')").await, "false");
+        assert_eq!(one("SELECT cidr_contains('2001:db8::/32', '2001:db8::1')").await, "true");
+        assert_eq!(one("SELECT cidr_contains('10.0.0.0/8', '2001:db8::1')").await, "false");
+        assert_eq!(one("SELECT cidr_contains('192.0.2.7', '192.0.2.7')").await, "true");
+        assert_eq!(one("SELECT cidr_contains('10.0.0.0/8', '-') IS NULL").await, "true");
+        assert_eq!(one("SELECT cidr_contains('10.0.0.0/8', arrow_cast('10.9.9.9', 'Utf8View'))").await, "true");
+        let err = fails("SELECT cidr_contains('10.0.0/8', '10.1.2.3')").await;
+        assert!(err.contains("\"10.0.0/8\" is not a CIDR block"), "{err}");
+
+        for private in [
+            "10.0.0.1",
+            "172.16.5.4",
+            "192.168.1.1",
+            "127.0.0.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "fd00::1",
+            "fe80::1",
+            "::1",
+            "::ffff:10.0.0.1",
+        ] {
+            assert_eq!(one(&format!("SELECT is_private_ip('{private}')")).await, "true", "{private}");
+            assert_eq!(one(&format!("SELECT is_public_ip('{private}')")).await, "false", "{private}");
+        }
+        for public in ["8.8.8.8", "52.95.110.1", "2600:1f18::1", "::ffff:1.1.1.1", "203.0.113.9", "2001:db8::1"] {
+            assert_eq!(one(&format!("SELECT is_private_ip('{public}')")).await, "false", "{public}");
+            assert_eq!(one(&format!("SELECT is_public_ip('{public}')")).await, "true", "{public}");
+        }
+        for neither in ["0.0.0.0", "224.0.0.1", "255.255.255.255", "198.18.0.1", "ff02::1", "::"] {
+            assert_eq!(one(&format!("SELECT is_public_ip('{neither}')")).await, "false", "{neither}");
+        }
+        assert_eq!(one("SELECT is_public_ip('ec2.amazonaws.com') IS NULL").await, "true");
+    }
+
+    #[tokio::test]
+    async fn answer_rdata_lists_the_answers() {
+        let answers = "make_array(named_struct('rdata', '203.0.113.9', 'type', 'A', 'class', 'IN'), \
+                       named_struct('rdata', 'cdn.example.', 'type', 'CNAME', 'class', 'IN'))";
+        assert_eq!(one(&format!("SELECT array_has(answer_rdata({answers}), '203.0.113.9')")).await, "true");
+        assert_eq!(one(&format!("SELECT array_has(answer_rdata({answers}), '203.0.113.1')")).await, "false");
+        assert_eq!(one(&format!("SELECT array_length(answer_rdata({answers}))")).await, "2");
+        let err = fails("SELECT answer_rdata(make_array(1, 2))").await;
+        assert!(err.contains("answer_rdata takes the dns.answers column"), "{err}");
+    }
+}
