@@ -1,4 +1,4 @@
-//! How much memory a query may hold. Every session bunker opens shares one limit, so a query over
+//! How much memory a query may hold. Every session bunker opens draws on one pool, so a query over
 //! months of logs (or a detection over all of history) spills its aggregations and sorts to disk
 //! instead of growing until the kernel kills the process.
 //!
@@ -8,7 +8,7 @@
 use std::sync::{Arc, OnceLock};
 
 use datafusion::common::Result;
-use datafusion::execution::memory_pool::{FairSpillPool, TrackConsumersPool};
+use datafusion::execution::memory_pool::{FairSpillPool, MemoryPool, TrackConsumersPool};
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 
 /// The environment variable that sets the limit.
@@ -17,20 +17,24 @@ pub const LIMIT_VAR: &str = "BUNKER_MEMORY_LIMIT";
 /// Used when neither the variable nor `/proc/meminfo` says.
 const FALLBACK: usize = 4 << 30;
 
-/// The process's runtime: one memory pool of [`limit`] bytes that every session shares, spilling to
-/// the system's temp directory.
+/// A runtime for one session, drawing on the process's one memory pool of [`limit`] bytes and
+/// spilling to the system's temp directory. Only the pool is shared: each session keeps its own
+/// object-store registry, so a store made for one lake or one async runtime never serves another.
 pub fn runtime() -> Result<Arc<RuntimeEnv>> {
-    static RUNTIME: OnceLock<Arc<RuntimeEnv>> = OnceLock::new();
-    if let Some(runtime) = RUNTIME.get() {
-        return Ok(runtime.clone());
+    RuntimeEnvBuilder::new().with_memory_pool(pool()?).build_arc()
+}
+
+fn pool() -> Result<Arc<dyn MemoryPool>> {
+    static POOL: OnceLock<Arc<dyn MemoryPool>> = OnceLock::new();
+    if let Some(pool) = POOL.get() {
+        return Ok(pool.clone());
     }
     let limit = limit().map_err(datafusion::error::DataFusionError::Configuration)?;
     // Fair shares between the operators that can spill; the five largest consumers are named
     // when a query still does not fit.
     let consumers = std::num::NonZeroUsize::new(5).unwrap_or(std::num::NonZeroUsize::MIN);
-    let pool = TrackConsumersPool::new(FairSpillPool::new(limit), consumers);
-    let runtime = RuntimeEnvBuilder::new().with_memory_pool(Arc::new(pool)).build_arc()?;
-    Ok(RUNTIME.get_or_init(|| runtime).clone())
+    let pool: Arc<dyn MemoryPool> = Arc::new(TrackConsumersPool::new(FairSpillPool::new(limit), consumers));
+    Ok(POOL.get_or_init(|| pool).clone())
 }
 
 /// The memory limit in bytes: [`LIMIT_VAR`], else half of physical memory.
