@@ -72,8 +72,11 @@ pub fn reset_peak_rss() -> bool {
 /// minutes): its name, from what it holds, and its directory. Generated on first use; a marker
 /// file says it is complete, so an interrupted generation is started over.
 pub fn cached_archive(cache: &Path, config: &SynthConfig) -> anyhow::Result<(String, std::path::PathBuf)> {
+    // Everything that changes the archive is in its name, so two shapes never share a cache entry.
+    let shape =
+        if config.days == bunker_ingest::synth::DEFAULT_DAYS { String::new() } else { format!("-days{}", config.days) };
     let name = format!(
-        "ct{}-flow{}-dns{}-seed{}{}",
+        "ct{}-flow{}-dns{}-seed{}{shape}{}",
         config.cloudtrail_events,
         config.vpcflow_records,
         config.dns_records,
