@@ -43,6 +43,14 @@ struct Args {
     /// Skip the DuckDB comparison.
     #[arg(long)]
     skip_duckdb: bool,
+    /// More queries to time in both engines, as LABEL=SQL (repeatable), e.g. to isolate a cost.
+    #[arg(long = "query", value_parser = parse_labelled)]
+    extra: Vec<(String, String)>,
+}
+
+fn parse_labelled(text: &str) -> Result<(String, String), String> {
+    let (label, sql) = text.split_once('=').ok_or("expected LABEL=SQL")?;
+    Ok((label.trim().to_owned(), sql.trim().to_owned()))
 }
 
 const DUCKDB: &str = r#"
@@ -107,7 +115,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         tree_bytes(&lake.join("cloudtrail")) as f64 / 1048576.0
     );
     // The same text for both engines; `date` is the partition column in both.
-    let queries = [
+    let mut queries = vec![
         (
             "responder",
             format!(
@@ -123,6 +131,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 .to_owned(),
         ),
     ];
+    queries.extend(args.extra.iter().map(|(label, sql)| (label.as_str(), sql.replace("{principal}", &principal))));
     println!("principal:   {principal}, week {week_start} .. {week_end}");
 
     let rss_reset = reset_peak_rss();
