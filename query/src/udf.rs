@@ -264,27 +264,30 @@ fn cidr_contains() -> ScalarUDF {
                     exec_err!("cidr_contains: {text:?} is not a CIDR block such as '10.0.0.0/8' or '2001:db8::/32'")
                 })
             };
-            let blocks = args[0].to_array(rows.unwrap_or(1))?;
             let addrs = args[1].to_array(rows.unwrap_or(1))?;
-            let blocks = as_utf8(&blocks)?;
             let addrs = as_utf8(&addrs)?;
-            // The block is nearly always a constant: parse it once.
-            let constant = match &args[0] {
-                ColumnarValue::Scalar(ScalarValue::Utf8(Some(text))) => Some(parse_block(text)?),
-                _ => None,
+            let contains = |block: IpNet, i: usize| {
+                addrs.is_valid(i).then(|| parse_addr(addrs.value(i))).flatten().map(|a| block.contains(&a))
             };
-            let mut out = Vec::with_capacity(addrs.len());
-            for i in 0..addrs.len() {
-                if blocks.is_null(i) || addrs.is_null(i) {
-                    out.push(None);
-                    continue;
+            // The block is nearly always a constant: parse it once, and do not repeat it per row.
+            let out: Vec<Option<bool>> = match &args[0] {
+                ColumnarValue::Scalar(ScalarValue::Utf8(Some(text))) => {
+                    let block = parse_block(text)?;
+                    (0..addrs.len()).map(|i| contains(block, i)).collect()
                 }
-                let block = match constant {
-                    Some(block) => block,
-                    None => parse_block(blocks.value(i))?,
-                };
-                out.push(parse_addr(addrs.value(i)).map(|addr| block.contains(&addr)));
-            }
+                ColumnarValue::Scalar(_) => vec![None; addrs.len()],
+                ColumnarValue::Array(blocks) => {
+                    let blocks = as_utf8(blocks)?;
+                    let mut out = Vec::with_capacity(addrs.len());
+                    for i in 0..addrs.len() {
+                        out.push(match blocks.is_valid(i) {
+                            true => contains(parse_block(blocks.value(i))?, i),
+                            false => None,
+                        });
+                    }
+                    out
+                }
+            };
             let result: ArrayRef = Arc::new(BooleanArray::from(out));
             Ok(match rows {
                 Some(_) => ColumnarValue::Array(result),
@@ -435,6 +438,9 @@ mod tests {
         assert_eq!(one("SELECT cidr_contains('192.0.2.7', '192.0.2.7')").await, "true");
         assert_eq!(one("SELECT cidr_contains('10.0.0.0/8', '-') IS NULL").await, "true");
         assert_eq!(one("SELECT cidr_contains('10.0.0.0/8', arrow_cast('10.9.9.9', 'Utf8View'))").await, "true");
+        let per_row = "SELECT sum(CASE WHEN cidr_contains(b, '10.1.2.3') THEN 1 ELSE 0 END) \
+                       FROM (VALUES ('10.0.0.0/8'), ('11.0.0.0/8'), ('10.1.0.0/16')) AS t(b)";
+        assert_eq!(one(per_row).await, "2", "a block per row");
         let err = fails("SELECT cidr_contains('10.0.0/8', '10.1.2.3')").await;
         assert!(err.contains("\"10.0.0/8\" is not a CIDR block"), "{err}");
 
