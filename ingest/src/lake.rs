@@ -17,15 +17,18 @@ use std::sync::Arc;
 
 use arrow::array::make_comparator;
 use arrow::array::{ArrayRef, Date32Array, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray};
-use arrow::compute::{SortColumn, SortOptions, concat_batches, lexsort_to_indices, take_record_batch};
+use arrow::compute::{SortColumn, SortOptions, lexsort_to_indices, take_record_batch};
 use bunker_schemas::location::LakeLocation;
 use bunker_schemas::{DATE_COLUMN, LogTable, SCHEMA_VERSION, alerts, baseline, ingest_log};
+use deltalake::kernel::Action;
 use deltalake::kernel::StructType;
 use deltalake::kernel::engine::arrow_conversion::TryIntoKernel as _;
-use deltalake::kernel::transaction::{CommitProperties, TransactionError};
+use deltalake::kernel::transaction::{CommitBuilder, CommitProperties, TableReference, TransactionError};
+use deltalake::logstore::object_store::ObjectStoreExt as _;
 use deltalake::parquet::basic::{Compression, ZstdLevel};
 use deltalake::parquet::file::properties::{EnabledStatistics, WriterProperties};
 use deltalake::parquet::schema::types::ColumnPath;
+use deltalake::protocol::DeltaOperation;
 use deltalake::protocol::SaveMode;
 use deltalake::{DeltaTable, DeltaTableError, TableProperty};
 use serde_json::json;
@@ -33,6 +36,7 @@ use url::Url;
 
 use crate::baseline::Sightings;
 use crate::classify::{LogFormat, ObjectRef};
+use crate::datafile::{self, DataFile};
 use crate::timestamp::micros_to_days;
 use crate::{IngestError, Result};
 
@@ -211,7 +215,7 @@ impl Lake {
         }
         let props = writer_properties(&self.config, Some(table))?;
         let lake_table = self.tables.get_mut(&table).ok_or_else(|| IngestError::Config(format!("no table {table}")))?;
-        lake_table.commit(objects, props).await
+        lake_table.commit(objects, props, self.config.max_row_group_rows).await
     }
 
     /// Appends rows to the `ingest_log` table.
@@ -297,7 +301,12 @@ impl LakeTable {
         self.read_ledger().await
     }
 
-    async fn commit(&mut self, objects: Vec<PendingObject>, props: WriterProperties) -> Result<CommitOutcome> {
+    async fn commit(
+        &mut self,
+        objects: Vec<PendingObject>,
+        props: WriterProperties,
+        rows_per_group: usize,
+    ) -> Result<CommitOutcome> {
         let mut outcome = CommitOutcome::default();
         let mut pending = objects;
         for _attempt in 0..MAX_COMMIT_ATTEMPTS {
@@ -320,30 +329,36 @@ impl LakeTable {
             }
             let ids: Vec<String> = fresh.iter().map(|p| p.object.id()).collect();
             let started = std::time::Instant::now();
-            let batch = ordered_batch(self.table, &fresh)?;
+            let runs = ordered_runs(self.table, &fresh)?;
             let sorted_in = started.elapsed();
+            let files = encode_files(self.table, runs, props.clone(), rows_per_group).await?;
+            let mut files = files;
+            let store = self.delta.object_store();
+            for file in &mut files {
+                let path = deltalake::Path::from(file.path.as_str());
+                let bytes = std::mem::take(&mut file.bytes);
+                store.put(&path, bytes.into()).await.map_err(|e| lake_error(self.table.name(), e.into()))?;
+            }
             let metadata = json!({ "objects": ids, "rows": rows, "schema_version": SCHEMA_VERSION });
-            let commit = CommitProperties::default()
+            let properties = CommitProperties::default()
                 .with_metadata([(COMMIT_INFO_KEY.to_owned(), metadata)])
                 // Zero retries: a concurrent commit may hold some of our objects, so instead of
                 // letting delta-rs rebase a blind append we refresh the ledger and filter again.
                 .with_max_retries(0);
-            let result = self
-                .delta
-                .clone()
-                .write(vec![batch])
-                .with_save_mode(SaveMode::Append)
-                .with_writer_properties(props.clone())
-                .with_commit_properties(commit)
+            let snapshot = self.delta.snapshot().map_err(|e| lake_error(self.table.name(), e))?;
+            let operation = DeltaOperation::Write { mode: SaveMode::Append, partition_by: None, predicate: None };
+            let result = CommitBuilder::from(properties)
+                .with_actions(files.into_iter().map(|f| Action::Add(f.add)).collect())
+                .build(Some(snapshot as &dyn TableReference), self.delta.log_store(), operation)
                 .await;
             match result {
-                Ok(delta) => {
+                Ok(commit) => {
                     tracing::debug!(table = %self.table, rows, objects = ids.len(), ?sorted_in, total = ?started.elapsed(), "committed");
-                    self.delta = delta;
+                    self.delta.update_state().await.map_err(|e| lake_error(self.table.name(), e))?;
                     self.committed.extend(ids.iter().cloned());
                     // The next refresh reads this commit again along with any others that landed
                     // meanwhile; adding our ids twice is harmless.
-                    outcome.version = self.delta.version();
+                    outcome.version = Some(commit.version as u64);
                     outcome.rows = rows as u64;
                     outcome.committed = ids;
                     return Ok(outcome);
@@ -423,14 +438,14 @@ fn objects_in_commit(bytes: &[u8]) -> Vec<String> {
     ids
 }
 
-/// The objects' rows in date, account and time order, as one batch.
+/// The objects' rows in date, account and time order, as a sequence of batches.
 ///
 /// Rows are not gathered into one sorted batch: that copy cost a third of the commit. Instead each
 /// object's rows are put in order on their own (AWS writes one account's events per object, mostly
 /// in time order, so this rarely moves anything), and the objects are ordered by their first row.
 /// Inside a file, rows then come in runs per account, and time within a run advances object by
 /// object — which is what row-group statistics need to prune on time and account.
-fn ordered_batch(table: LogTable, objects: &[PendingObject]) -> Result<RecordBatch> {
+fn ordered_runs(table: LogTable, objects: &[PendingObject]) -> Result<Vec<RecordBatch>> {
     let mut keyed = Vec::with_capacity(objects.len());
     for object in objects {
         // Cloning a batch only clones the Arcs of its columns.
@@ -457,9 +472,26 @@ fn ordered_batch(table: LogTable, objects: &[PendingObject]) -> Result<RecordBat
     };
     // Compare first rows; a comparison error cannot happen for same-typed columns, so treat it as equal.
     keyed.sort_by(|(a, _), (b, _)| compare_first_rows(a, b).unwrap_or(std::cmp::Ordering::Equal));
-    let batches: Vec<RecordBatch> = keyed.into_iter().map(|(_, batch)| batch).collect();
-    // One batch: the Delta writer splits each batch it gets by partition, so fewer is cheaper.
-    Ok(concat_batches(&table.schema(), &batches)?)
+    Ok(keyed.into_iter().map(|(_, batch)| batch).collect())
+}
+
+/// Encodes ordered rows into one data file per day, off the async runtime (the columns of each
+/// file are encoded in parallel on the rayon pool).
+async fn encode_files(
+    table: LogTable,
+    runs: Vec<RecordBatch>,
+    props: WriterProperties,
+    rows_per_group: usize,
+) -> Result<Vec<DataFile>> {
+    let stats = stats_columns(table);
+    tokio::task::spawn_blocking(move || {
+        datafile::runs_by_day(&runs)?
+            .into_iter()
+            .map(|(date, day)| datafile::encode_day(table, date, &day, &stats, props.clone(), rows_per_group))
+            .collect()
+    })
+    .await
+    .map_err(|e| IngestError::Config(format!("the parquet encoder stopped: {e}")))?
 }
 
 /// The date, account and time columns of a batch, as sort keys.

@@ -11,6 +11,7 @@
 pub mod baseline;
 pub mod classify;
 pub mod cloudtrail;
+mod datafile;
 pub mod decode;
 pub mod dns;
 mod error;

@@ -1,0 +1,393 @@
+//! The Parquet data files of the log tables, and the Delta `add` actions that describe them.
+//!
+//! bunker writes these files itself instead of handing batches to delta-rs's writer, because that
+//! writer costs a third of an ingest: it hash-repartitions its input by the partition column and
+//! then splits every batch by partition again (two copies of every row), and it encodes all of a
+//! file's columns on one thread while the parsers wait. Here a commit's rows, already in order,
+//! are cut into one file per `date` by slicing (no copy), and each row group's columns are encoded
+//! in parallel on the rayon pool. The `add` action carries the same statistics delta-rs would
+//! record — row count, min/max and null count of the table's data-skipping columns — so readers
+//! prune these files exactly as they would prune delta-rs's own.
+
+use std::collections::{BTreeMap, HashMap};
+
+use arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
+use arrow::compute::{max_string, min_string};
+use arrow::datatypes::{DataType, Date32Type, Int32Type, Int64Type, SchemaRef, TimeUnit, TimestampMicrosecondType};
+use bunker_schemas::{DATE_COLUMN, LogTable};
+use chrono::NaiveDate;
+use deltalake::kernel::Add;
+use parquet::arrow::ArrowWriter;
+use parquet::arrow::arrow_writer::{ArrowColumnChunk, ArrowLeafColumn, compute_leaves};
+use parquet::errors::ParquetError;
+use parquet::file::properties::WriterProperties;
+use rayon::prelude::*;
+use serde_json::{Map, Value, json};
+
+use crate::{IngestError, Result};
+
+/// String statistics longer than this are shortened (a minimum) or left out (a maximum): a
+/// hostile 1 MB event name must not end up in every reader's copy of the Delta log.
+const MAX_STAT_STRING_BYTES: usize = 64;
+
+/// One encoded data file, not yet stored.
+#[derive(Debug)]
+pub(crate) struct DataFile {
+    /// Its path under the table root (`date=YYYY-MM-DD/part-….parquet`).
+    pub(crate) path: String,
+    /// The whole file.
+    pub(crate) bytes: Vec<u8>,
+    /// The action that adds it to the table.
+    pub(crate) add: Add,
+}
+
+/// Cuts rows that are in commit order — each batch sorted by date first — into runs per day,
+/// keeping their order. Slicing copies nothing.
+pub(crate) fn runs_by_day(batches: &[RecordBatch]) -> Result<BTreeMap<NaiveDate, Vec<RecordBatch>>> {
+    let date_column = DATE_COLUMN;
+    let mut days: BTreeMap<NaiveDate, Vec<RecordBatch>> = BTreeMap::new();
+    for batch in batches {
+        let Some(dates) = batch.column_by_name(date_column) else {
+            return Err(IngestError::Config(format!("the rows have no {date_column} column")));
+        };
+        let dates = dates.as_primitive::<Date32Type>();
+        let mut start = 0;
+        while start < batch.num_rows() {
+            if dates.is_null(start) {
+                return Err(IngestError::Config(format!("a row has no {date_column}")));
+            }
+            let day = dates.value(start);
+            // The batch is sorted by date: this day's rows end where a later day begins.
+            let len = dates.values()[start..].partition_point(|d| *d == day);
+            let date = days_to_date(day)?;
+            days.entry(date).or_default().push(batch.slice(start, len));
+            start += len;
+        }
+    }
+    Ok(days)
+}
+
+/// Encodes one day's rows, in the order given, into a Parquet file of the table's schema without
+/// its partition column, `rows_per_group` rows per row group; `stats_columns` are the columns
+/// whose statistics go into the `add` action.
+pub(crate) fn encode_day(
+    table: LogTable,
+    date: NaiveDate,
+    runs: &[RecordBatch],
+    stats_columns: &[&str],
+    props: WriterProperties,
+    rows_per_group: usize,
+) -> Result<DataFile> {
+    let date_column = DATE_COLUMN;
+    let Some(first) = runs.first() else {
+        return Err(IngestError::Config("no rows to encode".into()));
+    };
+    // Delta keeps partition values in the log, not in the files.
+    let keep: Vec<usize> =
+        first.schema().fields().iter().enumerate().filter(|(_, f)| f.name() != date_column).map(|(i, _)| i).collect();
+    let runs: Vec<RecordBatch> = runs.iter().map(|b| b.project(&keep)).collect::<std::result::Result<_, _>>()?;
+    let schema: SchemaRef = runs[0].schema();
+    let rows: usize = runs.iter().map(RecordBatch::num_rows).sum();
+    let bytes = encode(&schema, &runs, props, rows_per_group.max(1))
+        .map_err(|source| IngestError::Parquet { table: table.name().to_owned(), source })?;
+
+    let path = format!("{date_column}={date}/part-00000-{}-c000.zstd.parquet", uuid::Uuid::new_v4());
+    let stats = statistics(&runs, stats_columns, rows);
+    let add = Add {
+        path: path.clone(),
+        partition_values: HashMap::from([(date_column.to_owned(), Some(date.to_string()))]),
+        size: bytes.len() as i64,
+        modification_time: chrono::Utc::now().timestamp_millis(),
+        data_change: true,
+        stats: Some(stats.to_string()),
+        tags: None,
+        deletion_vector: None,
+        base_row_id: None,
+        default_row_commit_version: None,
+        clustering_provider: None,
+    };
+    Ok(DataFile { path, bytes, add })
+}
+
+/// Writes the runs as consecutive rows of one Parquet file, each row group's columns encoded in
+/// parallel.
+fn encode(
+    schema: &SchemaRef,
+    runs: &[RecordBatch],
+    props: WriterProperties,
+    rows_per_group: usize,
+) -> std::result::Result<Vec<u8>, ParquetError> {
+    let estimate: usize = runs.iter().map(RecordBatch::get_array_memory_size).sum::<usize>() / 8;
+    let writer = ArrowWriter::try_new(Vec::with_capacity(estimate), schema.clone(), Some(props))?;
+    let (mut file, factory) = writer.into_serialized_writer()?;
+    for (index, group) in row_groups(runs, rows_per_group).into_iter().enumerate() {
+        let writers = factory.create_column_writers(index)?;
+        // The leaves of every column of every run, gathered per column writer: a struct column
+        // has one writer per leaf field, in the order `compute_leaves` returns them.
+        let mut leaves: Vec<Vec<ArrowLeafColumn>> = (0..writers.len()).map(|_| Vec::new()).collect();
+        for run in &group {
+            let mut at = 0;
+            for (field, column) in schema.fields().iter().zip(run.columns()) {
+                for leaf in compute_leaves(field, column)? {
+                    leaves[at].push(leaf);
+                    at += 1;
+                }
+            }
+        }
+        let chunks: Vec<ArrowColumnChunk> = writers
+            .into_par_iter()
+            .zip(leaves)
+            .map(|(mut writer, leaves)| {
+                for leaf in &leaves {
+                    writer.write(leaf)?;
+                }
+                writer.close()
+            })
+            .collect::<std::result::Result<_, ParquetError>>()?;
+        let mut row_group = file.next_row_group()?;
+        for chunk in chunks {
+            chunk.append_to_row_group(&mut row_group)?;
+        }
+        row_group.close()?;
+    }
+    file.finish()?;
+    Ok(std::mem::take(file.inner_mut()))
+}
+
+/// Groups the runs into row groups of at most `limit` rows, slicing a run that straddles two.
+fn row_groups(runs: &[RecordBatch], limit: usize) -> Vec<Vec<RecordBatch>> {
+    let mut groups = Vec::new();
+    let (mut group, mut rows) = (Vec::new(), 0);
+    for run in runs {
+        let mut offset = 0;
+        while offset < run.num_rows() {
+            let take = (limit - rows).min(run.num_rows() - offset);
+            group.push(run.slice(offset, take));
+            (offset, rows) = (offset + take, rows + take);
+            if rows == limit {
+                groups.push(std::mem::take(&mut group));
+                rows = 0;
+            }
+        }
+    }
+    if !group.is_empty() {
+        groups.push(group);
+    }
+    groups
+}
+
+/// The Delta statistics of the rows: `numRecords`, and `minValues`, `maxValues` and `nullCount`
+/// of each statistics column, in the form delta-rs writes them (timestamps as UTC text truncated
+/// to the millisecond, which Delta readers allow for when they prune).
+fn statistics(runs: &[RecordBatch], columns: &[&str], rows: usize) -> Value {
+    let (mut min, mut max, mut nulls) = (Map::new(), Map::new(), Map::new());
+    for &name in columns {
+        let arrays: Vec<&ArrayRef> = runs.iter().filter_map(|r| r.column_by_name(name)).collect();
+        if arrays.len() != runs.len() {
+            continue;
+        }
+        nulls.insert(name.to_owned(), json!(arrays.iter().map(|a| a.null_count()).sum::<usize>()));
+        if let Some((low, high)) = min_max(&arrays) {
+            min.insert(name.to_owned(), low);
+            if let Some(high) = high {
+                max.insert(name.to_owned(), high);
+            }
+        }
+    }
+    json!({ "numRecords": rows, "minValues": min, "maxValues": max, "nullCount": nulls })
+}
+
+/// The smallest and largest value over the arrays, as Delta statistics; `None` when they are all
+/// null or of a type without statistics. The maximum is `None` when it cannot be written short.
+fn min_max(arrays: &[&ArrayRef]) -> Option<(Value, Option<Value>)> {
+    let data_type = arrays.first()?.data_type();
+    match data_type {
+        DataType::Timestamp(TimeUnit::Microsecond, _) => {
+            let low = arrays
+                .iter()
+                .filter_map(|a| arrow::compute::min(a.as_primitive::<TimestampMicrosecondType>()))
+                .min()?;
+            let high = arrays
+                .iter()
+                .filter_map(|a| arrow::compute::max(a.as_primitive::<TimestampMicrosecondType>()))
+                .max()?;
+            Some((timestamp_stat(low)?, Some(timestamp_stat(high)?)))
+        }
+        DataType::Utf8 => {
+            let low = arrays.iter().filter_map(|a| min_string(a.as_string::<i32>())).min()?;
+            let high = arrays.iter().filter_map(|a| max_string(a.as_string::<i32>())).max()?;
+            // A prefix of the minimum is still a lower bound; a prefix of the maximum is not an
+            // upper bound, so a long maximum is left out (the file is then never pruned on it).
+            let low = &low[..floor_char_boundary(low, MAX_STAT_STRING_BYTES)];
+            let high = (high.len() <= MAX_STAT_STRING_BYTES).then(|| json!(high));
+            Some((json!(low), high))
+        }
+        DataType::Int32 => {
+            let low = arrays.iter().filter_map(|a| arrow::compute::min(a.as_primitive::<Int32Type>())).min()?;
+            let high = arrays.iter().filter_map(|a| arrow::compute::max(a.as_primitive::<Int32Type>())).max()?;
+            Some((json!(low), Some(json!(high))))
+        }
+        DataType::Int64 => {
+            let low = arrays.iter().filter_map(|a| arrow::compute::min(a.as_primitive::<Int64Type>())).min()?;
+            let high = arrays.iter().filter_map(|a| arrow::compute::max(a.as_primitive::<Int64Type>())).max()?;
+            Some((json!(low), Some(json!(high))))
+        }
+        _ => None,
+    }
+}
+
+/// A timestamp statistic as delta-rs writes one: UTC, truncated to the millisecond, without a
+/// fraction when it is zero.
+fn timestamp_stat(micros: i64) -> Option<Value> {
+    let millis = micros.div_euclid(1000);
+    let time = chrono::DateTime::from_timestamp_millis(millis)?;
+    let format = if millis.rem_euclid(1000) == 0 { "%Y-%m-%dT%H:%M:%SZ" } else { "%Y-%m-%dT%H:%M:%S%.3fZ" };
+    Some(json!(time.format(format).to_string()))
+}
+
+/// The largest index not above `limit` that is a char boundary of `text`.
+fn floor_char_boundary(text: &str, limit: usize) -> usize {
+    if text.len() <= limit {
+        return text.len();
+    }
+    (0..=limit).rev().find(|&i| text.is_char_boundary(i)).unwrap_or(0)
+}
+
+fn days_to_date(days: i32) -> Result<NaiveDate> {
+    NaiveDate::from_num_days_from_ce_opt(days + 719_163)
+        .ok_or_else(|| IngestError::Config(format!("day {days} since 1970 is not a date")))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow::array::{Date32Array, Int32Array, StringArray, StructArray, TimestampMicrosecondArray};
+    use arrow::datatypes::{Field, Schema};
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+    use super::*;
+    use crate::timestamp::{micros_to_days, parse_rfc3339_micros};
+
+    fn micros(text: &str) -> i64 {
+        parse_rfc3339_micros(text).expect("a time")
+    }
+
+    /// Rows with a date, a time, an account, a port and a struct, sorted by date as commits are.
+    fn batch(times: &[&str], accounts: &[Option<&str>]) -> RecordBatch {
+        let times: Vec<i64> = times.iter().map(|t| micros(t)).collect();
+        let dates: Vec<i32> = times.iter().map(|t| micros_to_days(*t)).collect();
+        let ports: Vec<i32> = (0..times.len() as i32).map(|i| 1000 + i).collect();
+        let names = StringArray::from_iter_values(times.iter().map(|t| format!("user-{t}")));
+        let identity =
+            StructArray::from(vec![(Arc::new(Field::new("name", DataType::Utf8, true)), Arc::new(names) as ArrayRef)]);
+        let schema = Schema::new(vec![
+            Field::new("eventtime", DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())), true),
+            Field::new("recipientaccountid", DataType::Utf8, true),
+            Field::new("port", DataType::Int32, true),
+            Field::new("identity", identity.data_type().clone(), true),
+            Field::new(DATE_COLUMN, DataType::Date32, true),
+        ]);
+        RecordBatch::try_new(
+            Arc::new(schema),
+            vec![
+                Arc::new(TimestampMicrosecondArray::from(times).with_timezone("UTC")),
+                Arc::new(StringArray::from(accounts.to_vec())),
+                Arc::new(Int32Array::from(ports)),
+                Arc::new(identity),
+                Arc::new(Date32Array::from(dates)),
+            ],
+        )
+        .expect("a batch")
+    }
+
+    fn read_back(file: &DataFile) -> (Vec<RecordBatch>, usize) {
+        let mut stored = tempfile::tempfile().expect("a temporary file");
+        std::io::Write::write_all(&mut stored, &file.bytes).expect("written");
+        let builder = ParquetRecordBatchReaderBuilder::try_new(stored).expect("a parquet file");
+        let groups = builder.metadata().num_row_groups();
+        (builder.build().expect("a reader").collect::<std::result::Result<_, _>>().expect("rows"), groups)
+    }
+
+    #[test]
+    fn rows_are_cut_by_day_without_reordering() {
+        let one = batch(&["2024-03-01T23:59:00Z", "2024-03-02T00:01:00Z", "2024-03-02T05:00:00Z"], &[Some("1"); 3]);
+        let two = batch(&["2024-03-02T01:00:00Z"], &[Some("2")]);
+        let days = runs_by_day(&[one, two]).expect("cut");
+        let sizes: Vec<(String, Vec<usize>)> =
+            days.iter().map(|(d, runs)| (d.to_string(), runs.iter().map(RecordBatch::num_rows).collect())).collect();
+        assert_eq!(sizes, [("2024-03-01".to_owned(), vec![1]), ("2024-03-02".to_owned(), vec![2, 1])]);
+    }
+
+    #[test]
+    fn a_day_becomes_one_file_with_its_rows_in_order_and_row_groups_of_the_size_asked() {
+        let times: Vec<String> = (0..25).map(|i| format!("2024-03-02T00:00:{i:02}.123456Z")).collect();
+        let times: Vec<&str> = times.iter().map(String::as_str).collect();
+        let first = batch(&times[..10], &[Some("111111111111"); 10]);
+        let second = batch(&times[10..], &[None; 15]);
+        let date = NaiveDate::from_ymd_opt(2024, 3, 2).expect("a date");
+        let file = encode_day(
+            LogTable::CloudTrail,
+            date,
+            &[first, second],
+            &["eventtime", "recipientaccountid", "port", "identity"],
+            WriterProperties::default(),
+            8,
+        )
+        .expect("encoded");
+        assert!(
+            file.path.starts_with("date=2024-03-02/part-") && file.path.ends_with(".zstd.parquet"),
+            "{}",
+            file.path
+        );
+        assert_eq!(file.add.partition_values.get(DATE_COLUMN), Some(&Some("2024-03-02".to_owned())));
+        assert_eq!(file.add.size as usize, file.bytes.len());
+
+        let (rows, groups) = read_back(&file);
+        assert_eq!(groups, 4, "25 rows in groups of 8");
+        let rows = arrow::compute::concat_batches(&rows[0].schema(), &rows).expect("one batch");
+        assert_eq!(rows.num_rows(), 25);
+        assert!(rows.column_by_name(DATE_COLUMN).is_none(), "the partition column stays in the log");
+        let ports = rows.column_by_name("port").expect("port").as_primitive::<Int32Type>();
+        assert_eq!(ports.values().to_vec(), [(1000..1010).collect::<Vec<_>>(), (1000..1015).collect()].concat());
+        let identity = rows.column_by_name("identity").expect("identity").as_struct();
+        assert_eq!(identity.column(0).as_string::<i32>().value(0), format!("user-{}", micros(times[0])));
+
+        let stats: Value = serde_json::from_str(file.add.stats.as_deref().expect("stats")).expect("json");
+        assert_eq!(stats["numRecords"], 25);
+        // Times are truncated to the millisecond, as delta-rs writes them.
+        assert_eq!(stats["minValues"]["eventtime"], "2024-03-02T00:00:00.123Z");
+        assert_eq!(stats["maxValues"]["eventtime"], "2024-03-02T00:00:24.123Z");
+        assert_eq!(stats["minValues"]["recipientaccountid"], "111111111111");
+        assert_eq!(stats["nullCount"]["recipientaccountid"], 15);
+        assert_eq!(stats["minValues"]["port"], 1000);
+        assert_eq!(stats["maxValues"]["port"], 1014);
+        assert!(stats["minValues"].get("identity").is_none(), "no statistics for a struct");
+    }
+
+    #[test]
+    fn long_strings_give_a_short_minimum_and_no_maximum() {
+        let long = "é".repeat(100);
+        let rows = batch(&["2024-03-02T00:00:00Z", "2024-03-02T00:00:01Z"], &[Some(&long), Some("a")]);
+        let date = NaiveDate::from_ymd_opt(2024, 3, 2).expect("a date");
+        let file =
+            encode_day(LogTable::CloudTrail, date, &[rows], &["recipientaccountid"], WriterProperties::default(), 10)
+                .expect("encoded");
+        let stats: Value = serde_json::from_str(file.add.stats.as_deref().expect("stats")).expect("json");
+        assert_eq!(stats["minValues"]["recipientaccountid"], "a");
+        assert!(stats["maxValues"].get("recipientaccountid").is_none());
+        let all_long = batch(&["2024-03-02T00:00:00Z"], &[Some(&long)]);
+        let file = encode_day(
+            LogTable::CloudTrail,
+            date,
+            &[all_long],
+            &["recipientaccountid"],
+            WriterProperties::default(),
+            10,
+        )
+        .expect("encoded");
+        let stats: Value = serde_json::from_str(file.add.stats.as_deref().expect("stats")).expect("json");
+        let min = stats["minValues"]["recipientaccountid"].as_str().expect("a minimum");
+        assert!(min.len() <= MAX_STAT_STRING_BYTES && long.starts_with(min), "{min}");
+    }
+}
