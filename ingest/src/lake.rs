@@ -332,6 +332,7 @@ impl LakeTable {
             let runs = ordered_runs(self.table, &fresh)?;
             let sorted_in = started.elapsed();
             let files = encode_files(self.table, runs, props.clone(), rows_per_group).await?;
+            let encoded_in = started.elapsed();
             let mut files = files;
             let store = self.delta.object_store();
             for file in &mut files {
@@ -339,6 +340,7 @@ impl LakeTable {
                 let bytes = std::mem::take(&mut file.bytes);
                 store.put(&path, bytes.into()).await.map_err(|e| lake_error(self.table.name(), e.into()))?;
             }
+            let stored_in = started.elapsed();
             let metadata = json!({ "objects": ids, "rows": rows, "schema_version": SCHEMA_VERSION });
             let properties = CommitProperties::default()
                 .with_metadata([(COMMIT_INFO_KEY.to_owned(), metadata)])
@@ -353,7 +355,7 @@ impl LakeTable {
                 .await;
             match result {
                 Ok(commit) => {
-                    tracing::debug!(table = %self.table, rows, objects = ids.len(), ?sorted_in, total = ?started.elapsed(), "committed");
+                    tracing::debug!(table = %self.table, rows, objects = ids.len(), ?sorted_in, ?encoded_in, ?stored_in, total = ?started.elapsed(), "committed");
                     self.delta.update_state().await.map_err(|e| lake_error(self.table.name(), e))?;
                     self.committed.extend(ids.iter().cloned());
                     // The next refresh reads this commit again along with any others that landed
