@@ -6,8 +6,9 @@
 #
 #   scripts/fuzz.sh [SECONDS_PER_TARGET]
 #
-# Environment: FUZZ_TARGETS="cloudtrail dns" runs only those targets; CARGO_TARGET_DIR and
-# CARGO_BUILD_JOBS are passed to cargo as usual. The toolchain may be stable: cargo-fuzz needs
+# Environment: FUZZ_TARGETS="cloudtrail dns" runs only those targets; FUZZ_ARGS="-max_len=8192"
+# adds libFuzzer options to every run; CARGO_TARGET_DIR and CARGO_BUILD_JOBS are passed to cargo as
+# usual. The toolchain may be stable: cargo-fuzz needs
 # nightly-only flags (sanitizers, coverage instrumentation), which RUSTC_BOOTSTRAP=1 allows.
 #
 # Corpora: libFuzzer reads the seeds in fuzz/corpus/<target>/ (committed) and, when the shared
@@ -86,6 +87,8 @@ for target in "${targets[@]}"; do
     [[ -d $work/real/$target ]] && dirs+=("$work/real/$target")
     args=(-max_total_time="$seconds" -rss_limit_mb=2048 -timeout=10 -print_final_stats=1)
     [[ -f dict/$target.dict ]] && args+=(-dict="dict/$target.dict")
+    read -r -a extra <<<"${FUZZ_ARGS:-}"
+    args+=("${extra[@]}")
     log=$work/logs/$target.log
     echo "fuzzing $target for ${seconds}s (log: $log)" >&2
     status=0
