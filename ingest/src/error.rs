@@ -45,6 +45,7 @@ pub enum IngestError {
         source: std::io::Error,
     },
     /// A lake table could not be opened, read or committed.
+    #[cfg(feature = "lake")]
     #[error("lake table {table}: {source}")]
     Lake {
         /// Name of the table.
@@ -53,6 +54,7 @@ pub enum IngestError {
         source: Box<deltalake::DeltaTableError>,
     },
     /// Writing Parquet failed.
+    #[cfg(feature = "lake")]
     #[error("writing parquet for {table}: {source}")]
     Parquet {
         /// Name of the table.
@@ -134,7 +136,9 @@ impl IngestError {
             IngestError::Fetch { transient: true, .. } => "fetch",
             IngestError::Queue { .. } => "queue",
             IngestError::Notification { .. } => "notification",
+            #[cfg(feature = "lake")]
             IngestError::Lake { .. } => "lake",
+            #[cfg(feature = "lake")]
             IngestError::Parquet { .. } => "parquet",
             IngestError::Arrow(_) => "internal",
             IngestError::Hook { .. } => "alerts",

@@ -6,8 +6,13 @@
 //! Delta table together with the list of objects they came from. Bad input becomes an
 //! [`IngestError`] naming the object and the reason, recorded in the `ingest_log` table; it never
 //! stops the rest of the work.
+//!
+//! The parsers and what they share (`classify`, `decode`, `notification`, `cloudtrail`, `vpcflow`,
+//! `dns`, `parsed`, `timestamp`) build on their own with `--no-default-features`, without
+//! deltalake, DataFusion or the AWS SDK; the default `lake` feature adds everything that does I/O.
 #![deny(missing_docs)]
 
+#[cfg(feature = "lake")]
 pub mod baseline;
 pub mod classify;
 pub mod cloudtrail;
@@ -15,17 +20,23 @@ mod datafile;
 pub mod decode;
 pub mod dns;
 mod error;
+#[cfg(feature = "lake")]
 pub mod lake;
 pub mod notification;
+#[cfg(feature = "lake")]
 pub mod ops;
 pub mod parsed;
+#[cfg(feature = "lake")]
 pub mod pipeline;
+#[cfg(feature = "lake")]
 pub mod s3;
+#[cfg(feature = "lake")]
 pub mod synth;
 #[cfg(test)]
 mod test_support;
 pub mod timestamp;
 pub mod vpcflow;
+#[cfg(feature = "lake")]
 pub mod worker;
 
 pub use classify::{LogFormat, ObjectRef};

@@ -51,12 +51,19 @@ impl FlowLogHeader {
     ///
     /// Returns `None` when the line is not a header: a header is made only of field-name-shaped
     /// words (`[a-z][a-z0-9-]*`, `_` accepted for `-`), at least one of which is a field bunker
-    /// knows. Data values never pass both tests: a line always has a number, an address, an
-    /// upper-case status or `-` among its fields, and no value is spelled like a field name.
+    /// knows, and names at most [`MAX_HEADER_FIELDS`] fields. Data values never pass these tests: a
+    /// line always has a number, an address, an upper-case status or `-` among its fields, and no
+    /// value is spelled like a field name.
     pub fn parse(line: &str) -> Option<FlowLogHeader> {
         let words = || line.split([' ', '\t']).filter(|w| !w.is_empty());
         // Checked before anything is allocated: this runs on every data line that starts with a letter.
-        if !words().all(is_field_name) || !words().any(|w| lookup_column(w).is_some()) {
+        // The cap comes first: a hostile "header" of millions of words would otherwise cost a
+        // `String` per word (tens of bytes per two input bytes) and quadratic time in the
+        // repeated-field check below.
+        if words().take(MAX_HEADER_FIELDS + 1).count() > MAX_HEADER_FIELDS
+            || !words().all(is_field_name)
+            || !words().any(|w| lookup_column(w).is_some())
+        {
             return None;
         }
         let mut columns: Vec<Option<usize>> = Vec::new();
@@ -116,6 +123,14 @@ impl FlowLogHeader {
             .map(|(i, (_, name))| (i + 1, name.as_str()))
     }
 }
+
+/// The most fields a header line may name. AWS's formats have at most [`COLUMNS`]`.len()` fields;
+/// the margin leaves room for fields AWS adds later. A longer line of field-name-shaped words is
+/// read as a data line, and rejected as one.
+pub const MAX_HEADER_FIELDS: usize = 4 * COLUMNS.len();
+
+/// How many skipped header fields a rejection names; the rest are counted.
+const QUOTED_SKIPPED_FIELDS: usize = 8;
 
 fn is_field_name(word: &str) -> bool {
     let b = word.as_bytes();
@@ -241,8 +256,17 @@ impl FlowLogParser {
             };
 
             if let Some(new_header) = FlowLogHeader::parse(text) {
-                let skipped: Vec<String> =
-                    new_header.skipped_fields().map(|(pos, name)| format!("`{name}` (field {pos})")).collect();
+                // Name a few skipped fields, each cut short, and count the rest: the reason must not
+                // grow with the line (a header of 1,000 unknown words, or one 50 MB word).
+                let mut skipped: Vec<String> = new_header
+                    .skipped_fields()
+                    .take(QUOTED_SKIPPED_FIELDS)
+                    .map(|(pos, name)| format!("{} (field {pos})", quote(name)))
+                    .collect();
+                let more = new_header.skipped_fields().count().saturating_sub(skipped.len());
+                if more > 0 {
+                    skipped.push(format!("and {more} more"));
+                }
                 if !skipped.is_empty() {
                     reject(format!(
                         "header names fields bunker does not know or names twice: {}; their values are skipped, the other fields are ingested",
@@ -715,6 +739,40 @@ version account-id flow-colour srcaddr dstaddr start end log-status
         assert_eq!(rejected.len(), 1);
         assert_eq!(rejected[0].0, 1, "reported at the header line");
         assert!(rejected[0].1.contains("`flow-colour` (field 3)"), "{}", rejected[0].1);
+    }
+
+    /// Regression: a header-like line of 200,000 unknown words and then 200,000 repeats of one
+    /// known field took quadratic time (each repeat scanned every field before it; ~7 s for a
+    /// 400 KB line in the fuzz build), held a `String` per word, and was rejected with a reason
+    /// eight times as long as the line. Now such a line is not a header, and reasons stay short.
+    #[test]
+    fn a_header_of_too_many_fields_is_cheap_and_its_reason_short() {
+        let mut data = String::from("version");
+        data.push_str(&" a".repeat(200_000));
+        data.push_str(&" srcaddr".repeat(200_000));
+        data.push('\n');
+        data.push_str("2 111122223333 eni-0a1b2c3d4e5f60718 - - - - - - - 1714521600 1714521660 - NODATA\n");
+        let started = std::time::Instant::now();
+        let parsed = parse(&data);
+        // A generous bound: linear work on 1.4 MB takes milliseconds; the quadratic check took minutes.
+        assert!(started.elapsed() < std::time::Duration::from_secs(10), "took {:?}", started.elapsed());
+        assert_eq!(parsed.batch.num_rows(), 1, "the next line is still read with the default format");
+        let rejected = reasons(&parsed);
+        assert_eq!(rejected.len(), 1);
+        assert_eq!(rejected[0].0, 1);
+        assert!(rejected[0].1.starts_with("400001 fields and no header line"), "{}", rejected[0].1);
+
+        // Below the cap it is a header, and its rejection names a few skipped fields, not all.
+        let unknown: Vec<String> = (0..200).map(|i| format!("future-field-{i}")).collect();
+        let long_name = "x".repeat(10_000);
+        let data = format!("version {long_name} {}\n3 - {}\n", unknown.join(" "), vec!["v"; 200].join(" "));
+        let parsed = parse(&data);
+        assert_eq!(numbers(&parsed.batch, "version"), [Some(3)]);
+        let rejected = reasons(&parsed);
+        assert_eq!(rejected.len(), 1);
+        assert!(rejected[0].1.len() < 1000, "reason is {} bytes", rejected[0].1.len());
+        assert!(rejected[0].1.contains("(field 2), `future-field-0` (field 3)"), "{}", rejected[0].1);
+        assert!(rejected[0].1.contains("and 193 more"), "{}", rejected[0].1);
     }
 
     #[test]

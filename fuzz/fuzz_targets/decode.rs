@@ -1,0 +1,35 @@
+//! Stored bytes through `decode::decompress` (gunzip with a size cap), then content sniffing, as
+//! `process_object` does for an object whose key does not say what it holds.
+#![no_main]
+
+use bunker_ingest::IngestError;
+use bunker_ingest::classify::sniff;
+use bunker_ingest::decode::{decompress, is_gzip};
+use libfuzzer_sys::fuzz_target;
+
+/// Small, so that a bomb is found quickly and the fuzzer stays inside its memory limit.
+const CAP_BYTES: u64 = 1 << 20;
+
+const KEY: &str = "exports/2024/05/01/object.gz";
+
+fuzz_target!(|data: &[u8]| {
+    match decompress(KEY, data.to_vec(), CAP_BYTES) {
+        Ok(content) => {
+            assert!(content.len() as u64 <= CAP_BYTES, "{} bytes out of a cap of {CAP_BYTES}", content.len());
+            if !is_gzip(data) {
+                assert_eq!(content, data, "bytes that are not gzip pass through unchanged");
+            }
+            let _ = sniff(&content);
+        }
+        Err(IngestError::Gzip { key, reason }) => {
+            assert!(is_gzip(data), "a gzip error for bytes that are not gzip");
+            assert_eq!(key, KEY);
+            assert!(!reason.is_empty());
+        }
+        Err(IngestError::TooLarge { key, limit_bytes }) => {
+            assert_eq!((key.as_str(), limit_bytes), (KEY, CAP_BYTES));
+            assert!(is_gzip(data) || data.len() as u64 > CAP_BYTES);
+        }
+        Err(other) => panic!("decompress failed with an error that is not bad input: {other}"),
+    }
+});
