@@ -16,6 +16,7 @@
 pub mod baseline;
 pub mod classify;
 pub mod cloudtrail;
+#[cfg(feature = "lake")]
 mod datafile;
 pub mod decode;
 pub mod dns;
