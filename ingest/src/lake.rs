@@ -25,6 +25,8 @@ use deltalake::kernel::StructType;
 use deltalake::kernel::engine::arrow_conversion::TryIntoKernel as _;
 use deltalake::kernel::transaction::{CommitBuilder, CommitProperties, TableReference, TransactionError};
 use deltalake::logstore::object_store::ObjectStoreExt as _;
+use deltalake::parquet::arrow::ArrowSchemaConverter;
+use deltalake::parquet::basic::Type as PhysicalType;
 use deltalake::parquet::basic::{Compression, ZstdLevel};
 use deltalake::parquet::file::properties::{EnabledStatistics, WriterProperties};
 use deltalake::parquet::schema::types::ColumnPath;
@@ -523,8 +525,41 @@ fn writer_properties(config: &LakeConfig, table: Option<LogTable>) -> Result<Wri
         // for every page is a visible share of encoding time.
         builder = builder.set_column_statistics_enabled(path(column), EnabledStatistics::None);
     }
+    if table == Some(LogTable::CloudTrail) {
+        // CloudTrail has some sixty text columns. Their minimum and maximum cost a string
+        // comparison per value (a tenth of encoding), yet over a row group of random ids, ARNs of
+        // many sessions or TLS details they span nearly everything and prune nothing. Only the
+        // columns that analysts filter on, and that repeat within an account's run of rows, keep them.
+        let descriptor = ArrowSchemaConverter::new()
+            .convert(&LogTable::CloudTrail.schema())
+            .map_err(|e| IngestError::Config(format!("cloudtrail parquet schema: {e}")))?;
+        for column in descriptor.columns() {
+            let dotted = column.path().string();
+            if column.physical_type() == PhysicalType::BYTE_ARRAY && !CLOUDTRAIL_STATISTICS.contains(&dotted.as_str()) {
+                builder = builder.set_column_statistics_enabled(column.path().clone(), EnabledStatistics::None);
+            }
+        }
+    }
     Ok(builder.build())
 }
+
+/// The CloudTrail text columns that keep Parquet statistics: the data-skipping columns and the
+/// identity and outcome fields responders filter on.
+const CLOUDTRAIL_STATISTICS: &[&str] = &[
+    "recipientaccountid",
+    "eventname",
+    "eventsource",
+    "awsregion",
+    "sourceipaddress",
+    "eventtype",
+    "errorcode",
+    "useridentity.type",
+    "useridentity.arn",
+    "useridentity.principalid",
+    "useridentity.accountid",
+    "useridentity.accesskeyid",
+    "useridentity.username",
+];
 
 /// Columns holding long free-form text (JSON documents, user agents).
 fn free_text_columns(table: LogTable) -> &'static [&'static str] {
