@@ -30,18 +30,7 @@ pub fn decompress(key: &str, data: Vec<u8>, limit_bytes: u64) -> Result<Vec<u8>>
         }
         return Ok(data);
     }
-    // The trailer's ISIZE is the last member's size mod 2^32; a good first guess for one-member
-    // files and never trusted beyond the limit.
-    let hint = data
-        .len()
-        .checked_sub(4)
-        .and_then(|at| data.get(at..))
-        .map(|t| u32::from_le_bytes([t[0], t[1], t[2], t[3]]) as u64)
-        .unwrap_or(0)
-        .max(data.len() as u64)
-        .min(limit_bytes)
-        .min(256 << 20);
-    let mut out = Vec::with_capacity(hint as usize + 1);
+    let mut out = Vec::with_capacity(initial_capacity(&data, limit_bytes));
     let mut decoder = MultiGzDecoder::new(data.as_slice()).take(limit_bytes + 1);
     decoder.read_to_end(&mut out).map_err(|e| IngestError::Gzip {
         key: key.to_owned(),
@@ -54,6 +43,26 @@ pub fn decompress(key: &str, data: Vec<u8>, limit_bytes: u64) -> Result<Vec<u8>>
         return Err(IngestError::TooLarge { key: key.to_owned(), limit_bytes });
     }
     Ok(out)
+}
+
+/// Deflate cannot expand input more than about 1032 to 1 (258-byte matches coded in 2 bits).
+const MAX_DEFLATE_RATIO: u64 = 1032;
+
+/// How much room to reserve for the decompressed content.
+///
+/// The trailer's ISIZE is the last member's size mod 2^32: a good first guess for one-member files,
+/// but written by whoever wrote the object, so it is never trusted beyond the limit nor beyond what
+/// the compressed bytes could possibly expand to (a 4-byte object must not reserve 256 MiB).
+fn initial_capacity(data: &[u8], limit_bytes: u64) -> usize {
+    let stored = data.len() as u64;
+    let trailer = data
+        .len()
+        .checked_sub(4)
+        .and_then(|at| data.get(at..))
+        .map(|t| u32::from_le_bytes([t[0], t[1], t[2], t[3]]) as u64)
+        .unwrap_or(0);
+    let hint = trailer.max(stored).min(stored.saturating_mul(MAX_DEFLATE_RATIO)).min(limit_bytes).min(256 << 20);
+    hint as usize + 1
 }
 
 #[cfg(test)]
@@ -98,6 +107,16 @@ mod tests {
         // Only the magic bytes: a header cut short.
         let err = decompress("k", GZIP_MAGIC.to_vec(), 1 << 20).expect_err("header only");
         assert!(matches!(err, IngestError::Gzip { .. }), "{err}");
+    }
+
+    #[test]
+    fn the_size_trailer_cannot_make_a_tiny_object_reserve_much() {
+        // Gzip magic and a trailer claiming 4 GiB - 1 bytes.
+        let liar = [0x1f, 0x8b, 0x08, 0x00, 0xff, 0xff, 0xff, 0xff];
+        assert!(initial_capacity(&liar, DEFAULT_MAX_OBJECT_BYTES) <= 8 * 1032 + 1);
+        let honest = gz(&b"y".repeat(100_000));
+        assert_eq!(initial_capacity(&honest, DEFAULT_MAX_OBJECT_BYTES), 100_001);
+        assert_eq!(initial_capacity(&honest, 1000), 1001);
     }
 
     #[test]
