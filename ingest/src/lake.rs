@@ -275,7 +275,8 @@ impl Lake {
         Ok(())
     }
 
-    /// The current Delta version of a table, if it has any commit.
+    /// The Delta version of a table as of its last refresh (which every commit begins with), if it
+    /// has any commit.
     pub fn version(&self, table: LogTable) -> Option<u64> {
         self.tables.get(&table).and_then(|t| t.delta.version())
     }
@@ -359,10 +360,8 @@ impl LakeTable {
             match result {
                 Ok(commit) => {
                     tracing::debug!(table = %self.table, rows, objects = ids.len(), ?sorted_in, ?encoded_in, ?stored_in, total = ?started.elapsed(), "committed");
-                    // The commit stands even if reading it back fails: the next refresh catches up.
-                    if let Err(e) = self.delta.update_state().await {
-                        tracing::warn!(table = %self.table, error = %e, "could not reload the table after committing");
-                    }
+                    // `self.delta` is not reloaded here: every commit begins with a refresh, which
+                    // reads this version along with any others (on S3, one listing less per commit).
                     self.committed.extend(ids.iter().cloned());
                     // The next refresh reads this commit again along with any others that landed
                     // meanwhile; adding our ids twice is harmless.
