@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Coverage-guided fuzzing of the parsers: runs every cargo-fuzz target in fuzz/ for
+# Coverage-guided fuzzing of the parsers and the rule loader: runs every cargo-fuzz target in fuzz/ for
 # SECONDS_PER_TARGET seconds (default 60), one after the other, and prints a table of executions
 # and coverage per target. Exits non-zero if any target crashed, timed out or ran out of memory;
 # the input that did it is in fuzz/artifacts/<target>/ (its path is printed).
@@ -75,8 +75,18 @@ stage_real_samples() {
 }
 stage_real_samples
 
+# The rule loader's target needs DataFusion and the rest of the detection stack, behind the `rules`
+# feature; the parser targets build without it.
+features_of() {
+    [[ $1 == rules ]] && echo "--features=rules" || true
+}
+
 echo "building the fuzz targets (sanitizer: address)" >&2
 cargo fuzz build
+if [[ " ${targets[*]} " == *" rules "* ]]; then
+    echo "building the rule loader's fuzz target (DataFusion; the first build takes a while)" >&2
+    cargo fuzz build --features=rules rules
+fi
 
 mkdir -p "$work/logs"
 declare -A result runs cov ft corpus artifact
@@ -92,7 +102,8 @@ for target in "${targets[@]}"; do
     log=$work/logs/$target.log
     echo "fuzzing $target for ${seconds}s (log: $log)" >&2
     status=0
-    cargo fuzz run "$target" "${dirs[@]}" -- "${args[@]}" >"$log" 2>&1 || status=$?
+    # shellcheck disable=SC2046 # no features, or one --features=... word
+    cargo fuzz run $(features_of "$target") "$target" "${dirs[@]}" -- "${args[@]}" >"$log" 2>&1 || status=$?
     # libFuzzer's status lines: "#<runs> <event> cov: <edges> ft: <features> corp: <n>/<size> ...".
     last=$(grep -E '^#[0-9]+' "$log" | tail -n 1 || true)
     runs[$target]=$(sed -nE 's/^#([0-9]+).*/\1/p' <<<"$last")
@@ -120,7 +131,7 @@ done
 for target in "${targets[@]}"; do
     if [[ -n ${artifact[$target]:-} ]]; then
         echo "$target: crashing input ${artifact[$target]}; reproduce with" \
-            "(cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run $target ${artifact[$target]})"
+            "(cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run $(features_of "$target") $target ${artifact[$target]})"
     fi
 done
 exit $failed

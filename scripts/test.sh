@@ -41,5 +41,16 @@ if ! python3 -c 'import adbc_driver_flightsql, pyarrow' >/dev/null 2>&1; then
   }
 fi
 
+# Dependency hygiene: licenses, banned and duplicate crates, sources (deny.toml says why each is
+# allowed). The advisory database cannot be fetched here, so advisories are not checked.
+if ! cargo deny --version 2>/dev/null | grep -q '^cargo-deny 0\.20'; then
+  echo "installing cargo-deny 0.20 (checks licenses, bans and sources; see deny.toml)..." >&2
+  cargo install --locked cargo-deny@0.20.2 || {
+    echo "error: could not install cargo-deny; install it with: cargo install --locked cargo-deny@0.20.2" >&2
+    exit 1
+  }
+fi
+cargo deny --locked check licenses bans sources
+
 cargo test --workspace --all-targets --locked
 cargo test --workspace --doc --locked

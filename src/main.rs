@@ -14,6 +14,7 @@ use bunker_detect::render::RenderContext;
 use bunker_detect::sink::{SinkConfig, Sinks};
 use bunker_detect::store::RunKind;
 use bunker_detect::tuning::{DetectConfig, Tuning};
+use bunker_ingest::decode::Limits;
 use bunker_ingest::lake::{Lake, LakeConfig};
 use bunker_ingest::ops::{install_metrics, serve_ops};
 use bunker_ingest::pipeline::{
@@ -71,6 +72,10 @@ enum Command {
         /// Largest decompressed object accepted, in MiB; bigger objects are recorded as failed.
         #[arg(long, default_value_t = 256)]
         max_object_mib: u64,
+        /// Largest decompressed ÷ stored size accepted past the first MiB (0: no cap); objects
+        /// over it are recorded as failed, as likely gzip bombs.
+        #[arg(long, default_value_t = bunker_ingest::decode::DEFAULT_MAX_RATIO)]
+        max_ratio: u64,
         /// Commit a table once this many MiB of rows are waiting.
         #[arg(long, default_value_t = 48)]
         commit_mib: usize,
@@ -235,6 +240,9 @@ struct WorkerArgs {
     /// Largest object accepted (stored or decompressed), in MiB.
     #[arg(long)]
     max_object_mib: Option<u64>,
+    /// Largest decompressed ÷ stored size accepted past the first MiB (0: no cap; default 200).
+    #[arg(long)]
+    max_ratio: Option<u64>,
 }
 
 /// The `[worker]` section of `bunker.toml`: the same settings as the flags.
@@ -253,6 +261,7 @@ struct WorkerFile {
     max_in_flight: Option<usize>,
     fetch_concurrency: Option<usize>,
     max_object_mib: Option<u64>,
+    max_ratio: Option<u64>,
 }
 
 /// `bunker.toml`: the worker's settings, the detections' tuning, and where alerts go.
@@ -336,6 +345,7 @@ async fn run(command: Command) -> Result<()> {
             endpoint_url,
             fetch_concurrency,
             max_object_mib,
+            max_ratio,
             commit_mib,
             config,
             no_detect,
@@ -350,7 +360,7 @@ async fn run(command: Command) -> Result<()> {
                 Some(Arc::new(detector(&config, None, RunKind::Ingest, aws.as_ref()).await?))
             };
             let options = IngestOptions {
-                max_object_bytes: max_object_mib << 20,
+                limits: Limits { max_bytes: max_object_mib << 20, max_ratio },
                 commit_bytes: commit_mib << 20,
                 fetch_concurrency,
                 hook: detector.clone().map(|d| d as Arc<dyn LakeHook>),
@@ -604,7 +614,7 @@ async fn backfill(
     if bucket.is_empty() {
         bail!("--from s3://{archive}: no bucket name");
     }
-    let source = S3Source::new(s3_client(aws), options.max_object_bytes);
+    let source = S3Source::new(s3_client(aws), options.limits.max_bytes);
     let mut lake = open_lake(location, endpoint_url).await?;
     ingest_s3(&source, bucket, prefix, dates, &mut lake, options, progress().as_ref())
         .await
@@ -670,7 +680,10 @@ async fn worker(args: WorkerArgs) -> Result<()> {
             Duration::try_from_secs_f64(secs).context("commit interval must be a positive number of seconds")?;
     }
     if let Some(mib) = args.max_object_mib.or(file.max_object_mib) {
-        options.max_object_bytes = mib << 20;
+        options.limits.max_bytes = mib << 20;
+    }
+    if let Some(ratio) = args.max_ratio.or(file.max_ratio) {
+        options.limits.max_ratio = ratio;
     }
     let listen = args.metrics_listen.or(file.metrics_listen).unwrap_or(([127, 0, 0, 1], 9464).into());
 
@@ -681,7 +694,7 @@ async fn worker(args: WorkerArgs) -> Result<()> {
     let bound = serve_ops(listen, metrics, heartbeat.clone(), stall_after).await?;
     let location = LakeLocation::parse(&lake).map_err(anyhow::Error::msg)?;
     let aws = load_aws_config(endpoint_url.as_deref()).await;
-    let source = S3Source::new(s3_client(&aws), options.max_object_bytes);
+    let source = S3Source::new(s3_client(&aws), options.limits.max_bytes);
     let sqs = aws_sdk_sqs_client(&aws);
     let detector = detector(&config, None, RunKind::Worker, Some(&aws))
         .await?

@@ -5,7 +5,7 @@ use std::hint::black_box;
 
 use bunker_benches::Inputs;
 use bunker_ingest::ObjectContext;
-use bunker_ingest::decode::{DEFAULT_MAX_OBJECT_BYTES, decompress};
+use bunker_ingest::decode::{Limits, decompress};
 use bunker_ingest::pipeline::parse_content;
 use bunker_schemas::LogTable;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
@@ -42,7 +42,7 @@ fn parsers(c: &mut Criterion) {
         b.iter(|| {
             let mut n = 0;
             for stored in &inputs.compressed {
-                n += decompress("bench", stored.clone(), DEFAULT_MAX_OBJECT_BYTES).expect("gunzip").len();
+                n += decompress("bench", stored.clone(), Limits::default()).expect("gunzip").len();
             }
             black_box(n)
         })

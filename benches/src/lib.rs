@@ -5,7 +5,7 @@ use std::path::Path;
 
 use bunker_ingest::LogFormat;
 use bunker_ingest::classify::classify_key;
-use bunker_ingest::decode::{DEFAULT_MAX_OBJECT_BYTES, decompress};
+use bunker_ingest::decode::{Limits, decompress};
 use bunker_ingest::synth::{SynthConfig, generate};
 use bunker_schemas::LogTable;
 
@@ -42,7 +42,7 @@ impl Inputs {
                 _ => continue,
             };
             let stored = std::fs::read(entry.path())?;
-            let content = decompress(&key, stored.clone(), DEFAULT_MAX_OBJECT_BYTES)?;
+            let content = decompress(&key, stored.clone(), Limits::default())?;
             inputs.compressed.push(stored);
             inputs.objects.push((table, key, content));
         }

@@ -31,7 +31,7 @@ use simd_json::tape::{Object, Tape, Value};
 
 use crate::classify::LogFormat;
 use crate::error::{IngestError, Result};
-use crate::parsed::{ObjectContext, Parsed, Position, Rejected};
+use crate::parsed::{ObjectContext, Parsed, Position, Rejected, Rejections};
 use crate::timestamp::{micros_to_days, parse_rfc3339_micros};
 use crate::vpcflow::quote;
 
@@ -109,7 +109,7 @@ impl DnsLogParser {
         }
         // Resolver records are 300 to 600 bytes; a low guess only costs a builder reallocation.
         let mut rows = DnsRows::with_capacity(data.len() / 400 + 1);
-        let mut rejected = Vec::new();
+        let mut rejected = Rejections::default();
         let mut looks_like_dns = false;
 
         for (index, raw) in data.split(|&b| b == b'\n').enumerate() {
@@ -121,6 +121,10 @@ impl DnsLogParser {
             self.scratch.extend_from_slice(raw);
             // The tape keeps its allocation from line to line; `reset` only rebinds its lifetime to
             // this line's scratch copy, which simd-json unescapes strings into.
+            if let Err(reason) = crate::tape::check_tape_budget(raw) {
+                rejected.push(Rejected { position: Position::Line(line_number), reason });
+                continue;
+            }
             let mut tape = std::mem::replace(&mut self.tape, Tape::null()).reset();
             let outcome = match simd_json::fill_tape(&mut self.scratch, &mut self.buffers, &mut tape) {
                 Err(e) => Err(format!("not JSON: {}", quote(&e.to_string()))),
@@ -148,6 +152,11 @@ impl DnsLogParser {
                 first.position,
                 first.reason
             )));
+        }
+        // One long line must not keep its scratch copy and tape for the life of the thread.
+        self.tape = crate::tape::trim(std::mem::replace(&mut self.tape, Tape::null()));
+        if self.scratch.capacity() > crate::tape::RETAINED_TAPE_NODES {
+            self.scratch = Vec::with_capacity(4096);
         }
         let batch = rows.finish(&self.schema, &self.answers_item, ctx)?;
         Ok(Parsed { batch, rejected })
@@ -584,6 +593,24 @@ mod tests {
         assert_eq!(rejected.len(), 1);
         assert_eq!(rejected[0].0, 2);
         assert!(rejected[0].1.len() < 200, "reason is {} bytes", rejected[0].1.len());
+    }
+
+    #[test]
+    fn millions_of_tiny_lines_and_a_line_of_tiny_values() {
+        // Two million lines that are JSON but no record: counted, a few kept, nothing kept per line.
+        let data = format!("{NXDOMAIN}\n{}", "{}\n".repeat(2_000_000));
+        let parsed = parse(&data);
+        assert_eq!(parsed.batch.num_rows(), 1);
+        assert_eq!(parsed.rejected.len(), 2_000_000);
+        assert_eq!(parsed.rejected.kept().len(), crate::parsed::MAX_KEPT_REJECTIONS);
+        // One line of tiny values whose tape would take 12 times its size: rejected unparsed.
+        let values = crate::tape::UNCOUNTED_BYTES / 2 + 1;
+        let line = format!(r#"{{"query_timestamp":"2024-05-01T00:00:00Z","answers":[{}]}}"#, "1,".repeat(values) + "1");
+        let parsed = parse(&format!("{line}\n{NXDOMAIN}\n"));
+        assert_eq!(parsed.batch.num_rows(), 1);
+        let rejected = reasons(&parsed);
+        assert_eq!(rejected.len(), 1);
+        assert!(rejected[0].1.contains("JSON values"), "{}", rejected[0].1);
     }
 
     #[test]

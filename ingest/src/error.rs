@@ -1,6 +1,6 @@
 //! The one error type of the ingest crate.
 //!
-//! Variants for bad input (`Gzip`, `TooLarge`, `Malformed`) always name the object; they are expected
+//! Variants for bad input (`Gzip`, `TooLarge`, `TooCompressed`, `Malformed`) always name the object; they are expected
 //! outcomes that get recorded, not bugs. The others are failures of our own machinery or storage.
 
 use std::path::PathBuf;
@@ -25,6 +25,20 @@ pub enum IngestError {
         key: String,
         /// The limit that was hit.
         limit_bytes: u64,
+    },
+    /// The object decompresses to more than `max_ratio` times its stored size: a gzip bomb, stopped
+    /// before it reaches the size limit. Real log files compress 5 to 30 times.
+    #[error(
+        "{key}: decompresses to more than {max_ratio} times its {stored_bytes} stored bytes; refused as a likely \
+         gzip bomb (the limit is the max_ratio setting)"
+    )]
+    TooCompressed {
+        /// Key of the object.
+        key: String,
+        /// The object's stored (compressed) size.
+        stored_bytes: u64,
+        /// The ratio that was exceeded.
+        max_ratio: u64,
     },
     /// The object's content is not what its format requires.
     #[error("{key}: not a valid {format} object: {reason}")]
@@ -119,6 +133,7 @@ impl IngestError {
             self,
             IngestError::Gzip { .. }
                 | IngestError::TooLarge { .. }
+                | IngestError::TooCompressed { .. }
                 | IngestError::Malformed { .. }
                 | IngestError::Fetch { transient: false, .. }
                 | IngestError::Notification { .. }
@@ -129,7 +144,7 @@ impl IngestError {
     pub fn kind(&self) -> &'static str {
         match self {
             IngestError::Gzip { .. } => "gzip",
-            IngestError::TooLarge { .. } => "too_large",
+            IngestError::TooLarge { .. } | IngestError::TooCompressed { .. } => "too_large",
             IngestError::Malformed { .. } => "malformed",
             IngestError::Io { .. } => "io",
             IngestError::Fetch { transient: false, .. } => "not_found",

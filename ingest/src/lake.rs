@@ -365,7 +365,7 @@ impl LakeTable {
                     self.committed.extend(ids.iter().cloned());
                     // The next refresh reads this commit again along with any others that landed
                     // meanwhile; adding our ids twice is harmless.
-                    outcome.version = Some(commit.version as u64);
+                    outcome.version = Some(commit.version);
                     outcome.rows = rows as u64;
                     outcome.committed = ids;
                     return Ok(outcome);

@@ -33,6 +33,7 @@ pub mod pipeline;
 pub mod s3;
 #[cfg(feature = "lake")]
 pub mod synth;
+pub mod tape;
 #[cfg(test)]
 mod test_support;
 pub mod timestamp;
@@ -42,4 +43,4 @@ pub mod worker;
 
 pub use classify::{LogFormat, ObjectRef};
 pub use error::{IngestError, Result};
-pub use parsed::{ObjectContext, Parsed, Position, Rejected};
+pub use parsed::{ObjectContext, Parsed, Position, Rejected, Rejections};

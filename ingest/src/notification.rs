@@ -120,8 +120,9 @@ fn s3_event(records: &Value) -> Result<Notification, NotificationError> {
             .ok_or_else(|| unrecognised(format!("Records[{i}] has no bucket name")))?;
         let raw_key =
             string_at(s3, &["object", "key"]).ok_or_else(|| unrecognised(format!("Records[{i}] has no object key")))?;
-        let key = decode_event_key(raw_key)
-            .ok_or_else(|| unrecognised(format!("Records[{i}] key {raw_key:?} is not valid URL-encoded UTF-8")))?;
+        let key = decode_event_key(raw_key).ok_or_else(|| {
+            unrecognised(format!("Records[{i}] key {:?} is not valid URL-encoded UTF-8", quoted(raw_key)))
+        })?;
         let size = s3.pointer("/object/size").and_then(Value::as_u64).unwrap_or(0);
         objects.push(object_ref(bucket, key, size)?);
     }
@@ -172,11 +173,48 @@ fn string_at<'a>(value: &'a Value, path: &[&str]) -> Option<&'a str> {
     path.iter().try_fold(value, |v, k| v.get(*k))?.as_str()
 }
 
+/// The longest object key S3 stores, in bytes of UTF-8.
+pub const MAX_KEY_BYTES: usize = 1024;
+
+/// How much of a refused key or bucket name an error quotes.
+const QUOTED_BYTES: usize = 120;
+
 fn object_ref(bucket: &str, key: String, size: u64) -> Result<ObjectRef, NotificationError> {
     if bucket.is_empty() || key.is_empty() {
         return Err(unrecognised("empty bucket name or object key"));
     }
+    // A name S3 could not have sent is forged: refuse it before it reaches a request URL.
+    if !is_bucket_name(bucket) {
+        return Err(unrecognised(format!("{:?} is not a valid S3 bucket name", quoted(bucket))));
+    }
+    if key.len() > MAX_KEY_BYTES {
+        return Err(unrecognised(format!(
+            "object key of {} bytes ({:?}...) is longer than S3 allows ({MAX_KEY_BYTES})",
+            key.len(),
+            quoted(&key)
+        )));
+    }
     Ok(ObjectRef { bucket: bucket.to_owned(), key, size })
+}
+
+/// S3's bucket naming rules: 3 to 63 lowercase letters, digits, dots and hyphens, starting and
+/// ending with a letter or digit. (Older regions allowed uppercase and underscores in legacy names.)
+fn is_bucket_name(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    (3..=63).contains(&bytes.len())
+        && bytes.iter().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
+        && bytes[0].is_ascii_alphanumeric()
+        && bytes[bytes.len() - 1].is_ascii_alphanumeric()
+        && !name.contains("..")
+}
+
+/// The start of `text`, cut at a character boundary.
+fn quoted(text: &str) -> &str {
+    let mut end = text.len().min(QUOTED_BYTES);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
 }
 
 /// Decodes a key as S3 event notifications write it: URL-encoded, with `+` for a space.
@@ -307,7 +345,8 @@ mod tests {
         );
         assert!(refused(std::str::from_utf8(&bad).expect("utf-8")).contains("without a Message"));
         // Delivered without SNS (raw message delivery).
-        let raw = r#"{"s3Bucket":"b","s3ObjectKey":["AWSLogs/1/CloudTrail/us-east-1/2025/03/03/x.json.gz"]}"#;
+        let raw =
+            r#"{"s3Bucket":"org-log-archive","s3ObjectKey":["AWSLogs/1/CloudTrail/us-east-1/2025/03/03/x.json.gz"]}"#;
         assert_eq!(objects(raw)[0].key, "AWSLogs/1/CloudTrail/us-east-1/2025/03/03/x.json.gz");
     }
 
@@ -341,6 +380,33 @@ mod tests {
         }
         assert!(refused(&body).contains("nested"));
         assert!(refused(&" ".repeat(MAX_BODY_BYTES + 1)).contains("larger than SQS allows"));
+    }
+
+    #[test]
+    fn hostile_keys_and_bucket_names() {
+        // `..`, an encoded slash and control characters are legal in S3 keys: they are read as the
+        // literal key they are (S3 keys are not paths), never resolved.
+        let keys = objects(&s3_event_body("ObjectCreated:Put", "AWSLogs/../../etc/passwd%2F..%2Fx%0A%1B%5B31m.gz"));
+        assert_eq!(keys[0].key, "AWSLogs/../../etc/passwd/../x\n\u{1b}[31m.gz");
+        // Longer than S3 allows: forged, refused with a short quote of the key.
+        let long = "k".repeat(MAX_KEY_BYTES + 1);
+        let reason = refused(&s3_event_body("ObjectCreated:Put", &long));
+        assert!(reason.contains("1025 bytes") && reason.len() < 400, "{reason}");
+        assert_eq!(
+            objects(&s3_event_body("ObjectCreated:Put", &"k".repeat(MAX_KEY_BYTES)))[0].key.len(),
+            MAX_KEY_BYTES
+        );
+        // Multi-byte characters are counted in bytes, and quoting never cuts one in half.
+        let reason = refused(&format!(r#"{{"s3Bucket":"org-log-archive","s3ObjectKey":["{}"]}}"#, "é".repeat(600)));
+        assert!(reason.contains("1200 bytes"), "{reason}");
+        for bucket in ["b", "../archive", "archive/../x", "a..b", "-archive", "evil.example.com:443", &"b".repeat(64)] {
+            let body = serde_json::json!({"s3Bucket": bucket, "s3ObjectKey": ["AWSLogs/x.json.gz"]}).to_string();
+            assert!(refused(&body).contains("not a valid S3 bucket name"), "{bucket}");
+        }
+        for bucket in ["org-log-archive", "logs.example.com", "Legacy_Bucket_1"] {
+            let body = serde_json::json!({"s3Bucket": bucket, "s3ObjectKey": ["AWSLogs/x.json.gz"]}).to_string();
+            assert_eq!(objects(&body)[0].bucket, bucket);
+        }
     }
 
     #[test]

@@ -58,11 +58,97 @@ pub struct Rejected {
     pub reason: String,
 }
 
+/// How many rejected records an object keeps with their reasons; the rest are only counted. An
+/// object of millions of tiny bad records must not become millions of reasons in memory (about 70
+/// bytes each, for 3 bytes of `{},` input).
+pub const MAX_KEPT_REJECTIONS: usize = 100;
+
+/// The records of one object that were skipped: every one counted, the first
+/// [`MAX_KEPT_REJECTIONS`] kept with their position and reason.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Rejections {
+    kept: Vec<Rejected>,
+    total: u64,
+}
+
+impl Rejections {
+    /// Counts a rejected record, and keeps it while there is room.
+    pub fn push(&mut self, rejected: Rejected) {
+        self.total += 1;
+        if self.kept.len() < MAX_KEPT_REJECTIONS {
+            self.kept.push(rejected);
+        }
+    }
+
+    /// How many records were rejected, kept or not.
+    pub fn len(&self) -> usize {
+        self.total as usize
+    }
+
+    /// Whether no record was rejected.
+    pub fn is_empty(&self) -> bool {
+        self.total == 0
+    }
+
+    /// The first rejected records, in order.
+    pub fn kept(&self) -> &[Rejected] {
+        &self.kept
+    }
+
+    /// The kept rejected records, in order.
+    pub fn iter(&self) -> std::slice::Iter<'_, Rejected> {
+        self.kept.iter()
+    }
+
+    /// The first rejected record.
+    pub fn first(&self) -> Option<&Rejected> {
+        self.kept.first()
+    }
+
+    /// Forgets every rejection (a parser reused for the next object).
+    pub fn clear(&mut self) {
+        self.kept.clear();
+        self.total = 0;
+    }
+}
+
+impl<'a> IntoIterator for &'a Rejections {
+    type Item = &'a Rejected;
+    type IntoIter = std::slice::Iter<'a, Rejected>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.kept.iter()
+    }
+}
+
 /// The rows parsed from one object.
 #[derive(Debug)]
 pub struct Parsed {
     /// Rows in the table's schema, lineage and date columns included. May have zero rows.
     pub batch: RecordBatch,
     /// Records that were skipped, with the reason.
-    pub rejected: Vec<Rejected>,
+    pub rejected: Rejections,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rejections_count_everything_and_keep_the_first_few() {
+        let mut rejections = Rejections::default();
+        assert!(rejections.is_empty());
+        for n in 0..1_000_000u64 {
+            rejections.push(Rejected { position: Position::Record(n), reason: "no eventTime".into() });
+        }
+        assert_eq!(rejections.len(), 1_000_000);
+        assert_eq!(rejections.kept().len(), MAX_KEPT_REJECTIONS);
+        assert_eq!(rejections.first().map(|r| r.position), Some(Position::Record(0)));
+        assert_eq!(
+            rejections.iter().last().map(|r| r.position),
+            Some(Position::Record(MAX_KEPT_REJECTIONS as u64 - 1))
+        );
+        rejections.clear();
+        assert!(rejections.is_empty() && rejections.kept().is_empty());
+    }
 }

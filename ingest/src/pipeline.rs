@@ -20,7 +20,7 @@ use rayon::prelude::*;
 
 use crate::classify::{LogFormat, ObjectRef, classify_key, sniff};
 use crate::cloudtrail::CloudTrailParser;
-use crate::decode::{DEFAULT_MAX_OBJECT_BYTES, decompress};
+use crate::decode::{Limits, decompress};
 use crate::dns::DnsLogParser;
 use crate::lake::{Lake, LogEntry, PendingObject};
 use crate::parsed::{ObjectContext, Parsed};
@@ -83,7 +83,7 @@ thread_local! {
 }
 
 /// Classifies, decompresses and parses one object's stored bytes.
-pub fn process_object(object: &ObjectRef, data: Vec<u8>, max_object_bytes: u64) -> ObjectOutcome {
+pub fn process_object(object: &ObjectRef, data: Vec<u8>, limits: Limits) -> ObjectOutcome {
     if object.is_folder_marker() {
         return ObjectOutcome::Skipped {
             object: object.clone(),
@@ -130,7 +130,7 @@ pub fn process_object(object: &ObjectRef, data: Vec<u8>, max_object_bytes: u64) 
             },
         );
     }
-    let mut content = match decompress(&object.key, data, max_object_bytes) {
+    let mut content = match decompress(&object.key, data, limits) {
         Ok(content) => content,
         Err(error) => return fail(guessed, error),
     };
@@ -189,11 +189,11 @@ pub fn parse_content(table: LogTable, content: &mut [u8], ctx: &ObjectContext<'_
 }
 
 /// Runs [`process_object`] on the rayon pool, off the I/O runtime.
-pub async fn parse_on_pool(object: ObjectRef, data: Vec<u8>, max_object_bytes: u64) -> ObjectOutcome {
+pub async fn parse_on_pool(object: ObjectRef, data: Vec<u8>, limits: Limits) -> ObjectOutcome {
     let (tx, rx) = tokio::sync::oneshot::channel();
     let for_pool = object.clone();
     rayon::spawn(move || {
-        let _ = tx.send(process_object(&for_pool, data, max_object_bytes));
+        let _ = tx.send(process_object(&for_pool, data, limits));
     });
     rx.await.unwrap_or_else(|_| ObjectOutcome::Failed {
         object,
@@ -231,8 +231,8 @@ pub trait LakeHook: Send + Sync + std::fmt::Debug {
 /// Settings of an ingest run.
 #[derive(Debug, Clone)]
 pub struct IngestOptions {
-    /// Cap on one object's decompressed size.
-    pub max_object_bytes: u64,
+    /// Caps on one object's decompressed size and compression ratio.
+    pub limits: Limits,
     /// Commit a table once this many bytes of Arrow data are waiting for it.
     pub commit_bytes: usize,
     /// Objects are read and parsed in chunks of about this many stored bytes.
@@ -246,7 +246,7 @@ pub struct IngestOptions {
 impl Default for IngestOptions {
     fn default() -> Self {
         Self {
-            max_object_bytes: DEFAULT_MAX_OBJECT_BYTES,
+            limits: Limits::default(),
             commit_bytes: 48 << 20,
             chunk_bytes: 2 << 20,
             fetch_concurrency: 16,
@@ -371,7 +371,7 @@ pub async fn ingest_directory(
     // While a commit encodes Parquet, the parser threads keep going into this queue; without room
     // for a few chunks they would sit idle for most of every commit. Its size bounds the memory.
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<(ObjectOutcome, Duration)>>(PARSED_CHUNKS_AHEAD);
-    let max_object_bytes = options.max_object_bytes;
+    let limits = options.limits;
     let chunk_bytes = options.chunk_bytes.max(1);
     let producer = std::thread::Builder::new()
         .name("bunker-parse".into())
@@ -386,7 +386,7 @@ pub async fn ingest_directory(
                             return (ObjectOutcome::Duplicate { object: object.clone() }, started.elapsed());
                         }
                         let outcome = match std::fs::read(path) {
-                            Ok(data) => process_object(object, data, max_object_bytes),
+                            Ok(data) => process_object(object, data, limits),
                             Err(source) => ObjectOutcome::Failed {
                                 object: object.clone(),
                                 format: LogFormat::Unknown,
@@ -446,7 +446,7 @@ pub async fn ingest_s3(
     progress.start(objects.len() as u64, objects.iter().map(|o| o.size).sum());
     lake.refresh().await?;
     let already: HashSet<String> = objects.iter().map(ObjectRef::id).filter(|id| lake.is_committed(id)).collect();
-    let max_object_bytes = options.max_object_bytes;
+    let limits = options.limits;
     let mut outcomes = futures::stream::iter(objects)
         .map(|object| {
             let duplicate = already.contains(&object.id());
@@ -456,7 +456,7 @@ pub async fn ingest_s3(
                     ObjectOutcome::Duplicate { object }
                 } else {
                     match source.fetch(&object).await {
-                        Ok(data) => parse_on_pool(object, data, max_object_bytes).await,
+                        Ok(data) => parse_on_pool(object, data, limits).await,
                         Err(error) => ObjectOutcome::Failed { object, format: LogFormat::Unknown, error },
                     }
                 };

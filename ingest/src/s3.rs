@@ -173,11 +173,18 @@ where
             let code = e.err().code().unwrap_or("error");
             let message = e.err().message().unwrap_or("");
             let status = e.raw().status().as_u16();
-            (matches!(code, "NoSuchKey" | "NoSuchBucket" | "NotFound"), format!("{code}: {message} (HTTP {status})"))
+            (is_permanent(code), format!("{code}: {message} (HTTP {status})"))
         }
         other => (false, DisplayErrorContext(other).to_string()),
     };
     IngestError::Fetch { object: object.to_owned(), operation, reason, transient: !permanent }
+}
+
+/// Error codes that no retry will change for this object: it is gone, its key cannot exist, or it
+/// was archived to a storage class GetObject cannot read. Access and KMS errors are not among them:
+/// a fixed policy makes the retry succeed.
+fn is_permanent(code: &str) -> bool {
+    matches!(code, "NoSuchKey" | "NoSuchBucket" | "NotFound" | "KeyTooLongError" | "InvalidObjectState")
 }
 
 fn error_chain(error: &dyn StdError) -> String {

@@ -31,7 +31,7 @@ use bunker_schemas::vpcflow::{self, COLUMNS, DOCUMENTED_ORDER_LEN, FlowColumn, F
 
 use crate::classify::LogFormat;
 use crate::error::{IngestError, Result};
-use crate::parsed::{ObjectContext, Parsed, Position, Rejected};
+use crate::parsed::{ObjectContext, Parsed, Position, Rejected, Rejections};
 use crate::timestamp::{micros_to_days, seconds_to_micros};
 
 /// The field order of a flow-log file, as given by its header line (or by AWS's defaults).
@@ -220,7 +220,7 @@ impl FlowLogParser {
         check_is_text(data, ctx)?;
         // Flow-log lines are 60 to 400 bytes; a low guess only costs a builder reallocation.
         let mut rows = FlowRows::with_capacity(data.len() / 128 + 1);
-        let mut rejected = Vec::new();
+        let mut rejected = Rejections::default();
         let mut header: Option<FlowLogHeader> = None;
         let key_date = ctx.key_date_days();
 

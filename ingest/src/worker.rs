@@ -62,8 +62,8 @@ pub struct WorkerOptions {
     pub commit_bytes: usize,
     /// Commit at the latest this long after the first row or finished message waits.
     pub commit_interval: Duration,
-    /// Cap on one object's stored and decompressed size.
-    pub max_object_bytes: u64,
+    /// Caps on one object's stored and decompressed size and on its compression ratio.
+    pub limits: crate::decode::Limits,
     /// The detections: run on the rows of each commit before it, and ticked between commits.
     pub hook: Option<Arc<dyn LakeHook>>,
 }
@@ -80,7 +80,7 @@ impl WorkerOptions {
             fetch_concurrency: 16,
             commit_bytes: 64 << 20,
             commit_interval: Duration::from_secs(10),
-            max_object_bytes: crate::decode::DEFAULT_MAX_OBJECT_BYTES,
+            limits: crate::decode::Limits::default(),
             hook: None,
         }
     }
@@ -289,12 +289,12 @@ impl Processor {
                     }
                     held.outstanding += 1;
                     let source = self.source.clone();
-                    let max = self.options.max_object_bytes;
+                    let limits = self.options.limits;
                     let permits = self.fetch_permits.clone();
                     let task = self.tasks.spawn(async move {
                         // The semaphore is never closed, so this only waits.
                         let _permit = permits.acquire_owned().await;
-                        let outcome = fetch_and_parse(&source, object.clone(), max).await;
+                        let outcome = fetch_and_parse(&source, object.clone(), limits).await;
                         (object, outcome)
                     });
                     self.task_messages.insert(task.id(), message_id.clone());
@@ -478,13 +478,13 @@ fn retry_backoff(receive_count: u32) -> i32 {
 }
 
 /// Fetches and parses one object. `Err` only for transient failures; bad input is an outcome.
-async fn fetch_and_parse(source: &S3Source, object: ObjectRef, max_object_bytes: u64) -> Result<ObjectOutcome> {
+async fn fetch_and_parse(source: &S3Source, object: ObjectRef, limits: crate::decode::Limits) -> Result<ObjectOutcome> {
     let data = match source.fetch(&object).await {
         Ok(data) => data,
         Err(error @ IngestError::Fetch { transient: true, .. }) => return Err(error),
         Err(error) => return Ok(ObjectOutcome::Failed { object, format: LogFormat::Unknown, error }),
     };
-    Ok(parse_on_pool(object, data, max_object_bytes).await)
+    Ok(parse_on_pool(object, data, limits).await)
 }
 
 /// One receiver: long-polls while there is room in the in-flight budget.

@@ -28,7 +28,7 @@ use simd_json::{ErrorType, Node, StaticNode, Tape};
 
 use crate::classify::LogFormat;
 use crate::error::{IngestError, Result};
-use crate::parsed::{ObjectContext, Parsed, Position, Rejected};
+use crate::parsed::{ObjectContext, Parsed, Position, Rejected, Rejections};
 use crate::timestamp::{micros_to_days, parse_rfc3339_micros};
 use columns::{Column, Kind, RECORD, StructColumn};
 use json_text::{elements, entries, type_name, write_escaped, write_static, write_value};
@@ -43,6 +43,9 @@ const SHIPPER_TIMESTAMP: &str = "@timestamp";
 
 /// Position of `eventTime` in [`RECORD`] (checked by a test).
 const EVENT_TIME_SLOT: usize = 2;
+
+/// Objects larger than this release simd-json's buffers afterwards instead of keeping them.
+const RETAINED_BUFFER_BYTES: usize = 64 << 20;
 
 /// How long a value may be when quoted in a rejection reason.
 const PREVIEW_CHARS: usize = 80;
@@ -59,7 +62,7 @@ pub struct CloudTrailParser {
     record: StructColumn,
     additional_fields: StringBuilder,
     dates: Vec<i32>,
-    rejected: Vec<Rejected>,
+    rejected: Rejections,
     scratch: Scratch,
 }
 
@@ -153,7 +156,7 @@ impl CloudTrailParser {
             record: StructColumn::new(&RECORD),
             additional_fields: StringBuilder::new(),
             dates: Vec::new(),
-            rejected: Vec::new(),
+            rejected: Rejections::default(),
             scratch: Scratch::default(),
         }
     }
@@ -165,6 +168,10 @@ impl CloudTrailParser {
     /// an object that is not CloudTrail at all is an [`IngestError::Malformed`] naming `ctx.key`.
     pub fn parse(&mut self, data: &mut [u8], ctx: &ObjectContext<'_>) -> Result<Parsed> {
         let outcome = self.parse_body(data);
+        // simd-json's buffers grow to the largest object seen; one huge object must not pin them.
+        if data.len() > RETAINED_BUFFER_BYTES {
+            self.buffers = simd_json::Buffers::default();
+        }
         let outcome = outcome.and_then(|()| {
             if self.scratch.overflow {
                 Err("holds more text than one Arrow batch can (2 GiB per column)".to_owned())
@@ -192,6 +199,7 @@ impl CloudTrailParser {
         if body.is_empty() {
             return Err("the object is empty".to_owned());
         }
+        crate::tape::check_tape_budget(body)?;
         if is_json_lines(body) {
             self.parse_lines(body)
         } else {
@@ -200,7 +208,7 @@ impl CloudTrailParser {
                 Ok(()) => self.push_document(&tape.0, Locator::Document),
                 Err(e) => Err(not_json_reason(&e)),
             };
-            self.tape = tape.reset();
+            self.tape = crate::tape::trim(tape.reset());
             outcome
         }
     }
@@ -236,7 +244,7 @@ impl CloudTrailParser {
             first_error.get_or_insert_with(|| format!("line {line_number}: {reason}"));
             self.rejected.push(Rejected { position: Position::Line(line_number), reason });
         }
-        self.tape = tape.reset();
+        self.tape = crate::tape::trim(tape.reset());
         outcome?;
         match first_error {
             // Every line bad: this is not a CloudTrail JSON-lines object at all.

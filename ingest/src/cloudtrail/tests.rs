@@ -349,9 +349,9 @@ fn json_lines_salvage_line_by_line() {
     assert_eq!(column(&parsed.batch, "eventname"), [Some("First".to_owned()), Some("Last".to_owned())]);
     let positions: Vec<Position> = parsed.rejected.iter().map(|r| r.position).collect();
     assert_eq!(positions, [Position::Line(2), Position::Line(3), Position::Line(5)]);
-    assert!(parsed.rejected[0].reason.starts_with("not JSON: "), "{}", parsed.rejected[0].reason);
-    assert!(parsed.rejected[1].reason.contains(r#"no "Records" array"#), "{}", parsed.rejected[1].reason);
-    assert_eq!(parsed.rejected[2].reason, "no eventTime (or @timestamp) field");
+    assert!(parsed.rejected.kept()[0].reason.starts_with("not JSON: "), "{}", parsed.rejected.kept()[0].reason);
+    assert!(parsed.rejected.kept()[1].reason.contains(r#"no "Records" array"#), "{}", parsed.rejected.kept()[1].reason);
+    assert_eq!(parsed.rejected.kept()[2].reason, "no eventTime (or @timestamp) field");
 }
 
 #[test]
@@ -705,4 +705,56 @@ fn real_user_identity_variants_keep_every_field() {
     assert_eq!(extra["userIdentity.sessionContext.attributes.key1"], "value1");
     let resources = batch.column_by_name("resources").expect("resources").as_list::<i32>();
     assert_eq!(resources.value_length(0), 3);
+}
+
+/// Millions of tiny records: every bad one is counted, only the first few are kept with a reason,
+/// so the rejections of a 6 MB object do not take hundreds of MB.
+#[test]
+fn millions_of_tiny_records_are_counted_not_kept() {
+    let n = 2_000_000;
+    let mut data = Vec::with_capacity(n * 3 + 16);
+    data.extend_from_slice(b"{\"Records\":[");
+    for i in 0..n {
+        if i > 0 {
+            data.push(b',');
+        }
+        data.extend_from_slice(b"{}");
+    }
+    data.extend_from_slice(b"]}");
+    let parsed = CloudTrailParser::new().parse(&mut data, &ctx()).expect("parses");
+    assert_eq!(parsed.batch.num_rows(), 0);
+    assert_eq!(parsed.rejected.len(), n);
+    assert_eq!(parsed.rejected.kept().len(), crate::parsed::MAX_KEPT_REJECTIONS);
+    assert_eq!(parsed.rejected.first().map(|r| r.position), Some(Position::Record(0)));
+}
+
+/// So many tiny values that simd-json's tape would take far more memory than the text: refused
+/// before it is built, with the reason.
+#[test]
+fn an_object_of_tiny_values_past_the_tape_budget_is_malformed() {
+    let values = crate::tape::UNCOUNTED_BYTES / 3 + 1;
+    let mut data = Vec::with_capacity(values * 3 + 16);
+    data.extend_from_slice(b"{\"Records\":[");
+    for i in 0..values {
+        if i > 0 {
+            data.push(b',');
+        }
+        data.extend_from_slice(b"{}");
+    }
+    data.extend_from_slice(b"]}");
+    let reason = malformed_reason(&data);
+    assert!(reason.contains("JSON values") && reason.contains("bytes per byte of text"), "{reason}");
+}
+
+/// A string of many MB in a field is data like any other: kept whole, not cut.
+#[test]
+fn an_enormous_string_is_kept_whole() {
+    let big = "A".repeat(24 << 20);
+    let input = format!(
+        r#"{{"Records":[{{"eventTime":"2024-05-01T00:00:00Z","eventName":"{big}","requestParameters":{{"policy":"{big}"}}}}]}}"#
+    );
+    let parsed = parse(&input);
+    assert_eq!(one(&parsed.batch, "eventname").map(|s| s.len()), Some(24 << 20));
+    let params = one(&parsed.batch, "requestparameters").expect("kept");
+    assert_eq!(params.len(), (24 << 20) + r#"{"policy":""}"#.len());
 }
