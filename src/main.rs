@@ -1,6 +1,7 @@
 //! The `bunker` command line: argument parsing and wiring only; the work lives in the crates.
 
 mod analyst;
+mod log_writer;
 
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -326,7 +327,7 @@ fn init_logging(json: bool) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error,buoyant_kernel::snapshot::builder=off"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(|| log_writer::OneLine(std::io::stderr()))
         .with_ansi(std::io::stderr().is_terminal());
     if json {
         builder.json().init();

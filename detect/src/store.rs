@@ -122,6 +122,7 @@ pub async fn stored_state(lake: &Lake, fresh: &[Alert], widest_window: Duration)
     if table.version().is_none() {
         return Ok(HashMap::new());
     }
+    bunker_query::check_table_files(alerts::TABLE_NAME, &table).map_err(|e| DetectError::Lake(e.to_string()))?;
     let ctx = SessionContext::new();
     table.update_datafusion_session(&ctx.state()).map_err(lake_error)?;
     ctx.register_table(alerts::TABLE_NAME, table.table_provider().await?)?;

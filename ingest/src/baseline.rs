@@ -61,6 +61,12 @@ impl Sightings {
             table: baseline::TABLE_NAME.to_owned(),
             source: Box::new(deltalake::DeltaTableError::Generic(reason)),
         };
+        // A forged log entry must not make the worker read a file outside the table.
+        let snapshot = table.snapshot().map_err(|e| failed(e.to_string()))?;
+        for file in snapshot.log_data() {
+            bunker_schemas::location::check_data_file_path(&file.path())
+                .map_err(|reason| failed(format!("{reason}; the Delta log names a file outside the table")))?;
+        }
         let ctx = SessionContext::new();
         table.update_datafusion_session(&ctx.state()).map_err(|e| failed(e.to_string()))?;
         let provider = table.table_provider().await.map_err(|e| failed(e.to_string()))?;

@@ -51,6 +51,19 @@ pub enum QueryError {
         /// The underlying error.
         source: Box<deltalake::DeltaTableError>,
     },
+    /// A table's Delta log names a data file outside the table: a forged or damaged log entry. The
+    /// table is not read at all.
+    #[error(
+        "lake table {table} is refused: {reason}; its Delta log (version {version}) names a file outside the table"
+    )]
+    UnsafeTable {
+        /// The table.
+        table: String,
+        /// The table version whose files were checked.
+        version: u64,
+        /// Which path, and what is wrong with it.
+        reason: String,
+    },
     /// The SQL failed to plan or run; `hint` names the table or column that was probably meant.
     #[error("{source}{}", hint.as_ref().map(|h| format!("\n  hint: {h}")).unwrap_or_default())]
     Sql {
@@ -185,6 +198,7 @@ impl LakeSession {
                 None
             };
             let provider: Arc<dyn TableProvider> = if let Some(table) = table {
+                check_table_files(name, &table)?;
                 table.update_datafusion_session(&ctx.state()).map_err(|e| table_error(name, e))?;
                 table.table_provider().await?
             } else {
@@ -276,6 +290,19 @@ impl LakeSession {
         let hint = hint::suggest(&source.to_string(), &self.ctx);
         QueryError::Sql { source, hint }
     }
+}
+
+/// Refuses a table whose Delta log names a data file outside the table (see
+/// [`bunker_schemas::location::check_data_file_path`]); every reader of the lake calls this
+/// before it reads a table's files.
+pub fn check_table_files(name: &str, table: &DeltaTable) -> Result<()> {
+    let snapshot = table.snapshot().map_err(|e| table_error(name, e))?;
+    for file in snapshot.log_data() {
+        if let Err(reason) = bunker_schemas::location::check_data_file_path(&file.path()) {
+            return Err(QueryError::UnsafeTable { table: name.to_owned(), version: snapshot.version(), reason });
+        }
+    }
+    Ok(())
 }
 
 fn table_error(table: &str, source: deltalake::DeltaTableError) -> QueryError {

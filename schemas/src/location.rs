@@ -60,6 +60,35 @@ impl LakeLocation {
     }
 }
 
+/// Checks a data file path as a table's Delta log names it (percent-decoded): it must be a relative
+/// path inside the table. The Delta protocol also allows absolute URIs and readers resolve `..`, so
+/// a forged log entry could otherwise make a reader of the lake (`bunker serve` included) read any
+/// file or bucket its credentials reach.
+pub fn check_data_file_path(path: &str) -> Result<(), String> {
+    let refuse = |why: &str| Err(format!("data file path {:?} {why}", path.chars().take(200).collect::<String>()));
+    if path.is_empty() {
+        return refuse("is empty");
+    }
+    if path.starts_with('/') || path.starts_with('\\') {
+        return refuse("is absolute; a table's files are inside the table");
+    }
+    if Url::parse(path).is_ok() || path.contains("://") {
+        return refuse("is a URI; a table's files are inside the table");
+    }
+    // URL resolution treats `%2e` as a dot too, and Windows paths use `\`.
+    let climbs = path.split(['/', '\\']).any(|segment| {
+        let segment = segment.to_ascii_lowercase().replace("%2e", ".");
+        segment == ".."
+    });
+    if climbs {
+        return refuse("climbs out of the table with `..`");
+    }
+    if path.chars().any(char::is_control) {
+        return refuse("holds control characters");
+    }
+    Ok(())
+}
+
 impl std::fmt::Display for LakeLocation {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -89,6 +118,28 @@ mod tests {
         assert!(LakeLocation::parse("s3://b/../other").expect_err("escape").contains(".."));
         assert!(LakeLocation::parse("s3://b/a//c").is_err());
         assert!(LakeLocation::parse("gs://b/a").expect_err("scheme").contains("only local paths"));
+    }
+
+    #[test]
+    fn data_file_paths_stay_inside_their_table() {
+        for good in ["date=2025-03-03/part-00000-67ef2978-c000.zstd.parquet", "part-0.parquet", "a/./b.parquet"] {
+            assert_eq!(check_data_file_path(good), Ok(()), "{good}");
+        }
+        for (bad, why) in [
+            ("", "empty"),
+            ("../../outside/x.parquet", ".."),
+            ("date=2025-03-03/../../../etc/x.parquet", ".."),
+            ("date=2025-03-03/%2E%2e/%2e./x.parquet", ".."),
+            ("a\\..\\..\\x.parquet", ".."),
+            ("/etc/passwd", "absolute"),
+            ("file:///tmp/x.parquet", "URI"),
+            ("s3://other-bucket/secrets.parquet", "URI"),
+            ("c:/x.parquet", "URI"),
+            ("date=2025-03-03/x\n.parquet", "control"),
+        ] {
+            let reason = check_data_file_path(bad).expect_err(bad);
+            assert!(reason.contains(why), "{bad}: {reason}");
+        }
     }
 
     #[test]

@@ -425,3 +425,51 @@ fn the_first_use_of_a_region_alerts_once_against_the_lakes_history() {
     let none = ok(&["detect", "--lake", path(&lake), "--no-record", "--format", "json"]);
     assert!(!none.contains("aws-region-first-use"), "{none}");
 }
+
+/// A Delta log entry that names a file outside its table (forged, or written by a broken tool) makes
+/// the table refused, for every reader: nothing outside the lake is read.
+#[test]
+fn a_forged_delta_log_cannot_make_a_reader_leave_the_lake() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (archive, lake) = (dir.path().join("archive"), dir.path().join("lake"));
+    ok(&["gen", "--out", path(&archive), "--events", "50", "--seed", "5"]);
+    ok(&["ingest", "--from", path(&archive), "--lake", path(&lake), "--no-detect"]);
+    let sql = "SELECT count(*) AS n FROM cloudtrail";
+    assert_eq!(ok(&["query", "--lake", path(&lake), "--format", "csv", sql]), "n\n50\n");
+
+    // A copy of one of the table's own files, outside the lake.
+    let table = lake.join("cloudtrail");
+    let data = walkdir::WalkDir::new(&table)
+        .into_iter()
+        .flatten()
+        .map(|e| e.into_path())
+        .find(|p| p.extension().is_some_and(|e| e == "parquet"))
+        .expect("a data file");
+    let outside = dir.path().join("outside.parquet");
+    std::fs::copy(&data, &outside).expect("copy");
+    let size = std::fs::metadata(&outside).expect("size").len();
+    let log = table.join("_delta_log");
+    let next = std::fs::read_dir(&log)
+        .expect("log")
+        .filter(|e| e.as_ref().is_ok_and(|e| e.path().extension().is_some_and(|x| x == "json")))
+        .count();
+    for forged in [
+        "../../outside.parquet",
+        &format!("file://{}", outside.display()),
+        "date=2025-01-01/%2e%2e/%2E%2E/%2e%2e/outside.parquet",
+    ] {
+        let version = next;
+        let add = serde_json::json!({"add": {"path": forged, "partitionValues": {"date": "2025-01-01"}, "size": size,
+            "modificationTime": 1_700_000_000_000u64, "dataChange": true, "stats": "{\"numRecords\":50}"}});
+        let commit = serde_json::json!({"commitInfo": {"timestamp": 1_700_000_000_000u64, "operation": "WRITE"}});
+        let file = log.join(format!("{version:020}.json"));
+        std::fs::write(&file, format!("{commit}\n{add}\n")).expect("forge a commit");
+        let output = bunker(&["query", "--lake", path(&lake), sql]);
+        assert!(!output.status.success(), "{forged}: the forged file was read:\n{}", stdout(&output));
+        let message = stderr(&output);
+        assert!(message.contains("cloudtrail") && message.contains("outside the table"), "{forged}: {message}");
+        // Each forgery is checked on its own: remove it before the next.
+        std::fs::remove_file(&file).expect("remove");
+    }
+    assert_eq!(ok(&["query", "--lake", path(&lake), "--format", "csv", sql]), "n\n50\n");
+}

@@ -3,6 +3,7 @@
 //! archive bucket, S3 notifies the queue, and the lake lives on an S3 prefix of another bucket.
 //! The alert sinks are tested against the same endpoint's SQS ([`sinks`]).
 
+mod hostile;
 mod moto;
 mod sinks;
 
