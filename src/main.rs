@@ -328,7 +328,8 @@ fn init_logging(json: bool) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(|| log_writer::OneLine(std::io::stderr()))
-        .with_ansi(std::io::stderr().is_terminal());
+        // Colour codes would be escaped as the control characters they are (see log_writer).
+        .with_ansi(false);
     if json {
         builder.json().init();
     } else {
