@@ -22,7 +22,7 @@ use crate::moto::Moto;
 use crate::proxy::{Fault, FaultMix, FaultProxy, Target};
 use crate::{
     ARCHIVE, LAKE, LAKE_BUCKET, Worker, bunker, counts, duplicate_rows, expected, generate_archive, http_get, metric,
-    metrics_address, query_row, wait_for,
+    metrics_address, query_row, wait_for_within,
 };
 
 /// Whether the long version runs (`BUNKER_HARDENING=long`).
@@ -142,7 +142,9 @@ async fn survive(mix: FaultMix) {
     );
     // Objects arrive while the worker runs, as in production.
     moto.upload_dir(&archive, ARCHIVE).await;
-    wait_for(&moto, &queue, LAKE, expected(&summary), &mut [&mut worker]).await;
+    // The long run's archives are ten times larger, and its mixes share the machine.
+    let within = Duration::from_secs(if long() { 900 } else { 240 });
+    wait_for_within(within, &moto, &queue, LAKE, expected(&summary), &mut [&mut worker]).await;
     let address = metrics_address(&worker);
     let (_, metrics) = http_get(&address, "/metrics");
 

@@ -150,7 +150,19 @@ impl Drop for Worker {
 
 /// Waits until the queue is empty and the lake holds `want`, or fails with what it saw.
 async fn wait_for(moto: &Moto, queue_url: &str, lake: &str, want: Counts, workers: &mut [&mut Worker]) {
-    let deadline = Instant::now() + Duration::from_secs(240);
+    wait_for_within(Duration::from_secs(240), moto, queue_url, lake, want, workers).await;
+}
+
+/// [`wait_for`], with a deadline of `within`.
+async fn wait_for_within(
+    within: Duration,
+    moto: &Moto,
+    queue_url: &str,
+    lake: &str,
+    want: Counts,
+    workers: &mut [&mut Worker],
+) {
+    let deadline = Instant::now() + within;
     let mut last = None;
     loop {
         for w in workers.iter_mut() {
