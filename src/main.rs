@@ -725,8 +725,8 @@ async fn worker(args: WorkerArgs) -> Result<()> {
     let aws = load_aws_config(endpoint_url.as_deref(), request_timeout).await;
     let source = S3Source::new(s3_client(&aws), options.max_object_bytes);
     let sqs = aws_sdk_sqs_client(&aws);
-    // The lake's object store has its own timeout (30 s per request, body included); the
-    // configured one applies there too.
+    // The lake's object store has a timeout of its own (30 s per request, body included); the
+    // worker's request timeout replaces it, so one setting bounds every request the worker makes.
     let mut storage_options = location.storage_options(endpoint_url.as_deref());
     if matches!(location, LakeLocation::S3(_)) {
         storage_options.insert("timeout".to_owned(), format!("{}ms", request_timeout.as_millis()));
