@@ -499,7 +499,7 @@ async fn append(table: &mut DeltaTable, name: &str, batch: RecordBatch, props: W
 /// The storage that just failed the commit may fail this look too, so it is tried a few times;
 /// `None` when the log still cannot be read — the caller then handles the commit's own error.
 async fn landed(table: &mut DeltaTable, read_version: u64, id: &str) -> Option<u64> {
-    for pause_ms in [0, 250, 1000, 4000] {
+    for pause_ms in [0, 250, 500, 1000, 2000, 4000] {
         tokio::time::sleep(std::time::Duration::from_millis(pause_ms)).await;
         match find_attempt(table, read_version, id).await {
             Ok(found) => return found,
