@@ -21,7 +21,9 @@ use bunker_ingest::ops::{install_metrics, serve_ops};
 use bunker_ingest::pipeline::{
     IngestOptions, IngestSummary, LakeHook, NoProgress, ProgressSink, ingest_directory, ingest_s3,
 };
-use bunker_ingest::s3::{S3Source, load_aws_config, s3_client, sqs_client as aws_sdk_sqs_client};
+use bunker_ingest::s3::{
+    DEFAULT_REQUEST_TIMEOUT, S3Source, load_aws_config, s3_client, sqs_client as aws_sdk_sqs_client,
+};
 use bunker_ingest::synth::{SynthConfig, generate};
 use bunker_ingest::worker::{Heartbeat, WorkerOptions, run_worker};
 use bunker_query::{LakeSession, OutputFormat};
@@ -244,6 +246,14 @@ struct WorkerArgs {
     /// Largest decompressed ÷ stored size accepted past the first MiB (0: no cap; default 200).
     #[arg(long)]
     max_ratio: Option<u64>,
+    /// Seconds a transiently failed message waits before it is tried again; doubles with each
+    /// further failure, up to 900.
+    #[arg(long)]
+    retry_backoff_secs: Option<i32>,
+    /// Limit on one attempt of an S3, SQS or lake request, in seconds; a request that takes longer
+    /// is retried.
+    #[arg(long)]
+    request_timeout_secs: Option<f64>,
 }
 
 /// The `[worker]` section of `bunker.toml`: the same settings as the flags.
@@ -263,6 +273,8 @@ struct WorkerFile {
     fetch_concurrency: Option<usize>,
     max_object_mib: Option<u64>,
     max_ratio: Option<u64>,
+    retry_backoff_secs: Option<i32>,
+    request_timeout_secs: Option<f64>,
 }
 
 /// `bunker.toml`: the worker's settings, the detections' tuning, and where alerts go.
@@ -323,17 +335,33 @@ fn main() -> std::process::ExitCode {
 }
 
 fn init_logging(json: bool) {
+    use tracing_subscriber::Layer as _;
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
     let filter = tracing_subscriber::EnvFilter::try_from_env("BUNKER_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error,buoyant_kernel::snapshot::builder=off"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let fmt = tracing_subscriber::fmt::layer()
         .with_writer(|| log_writer::OneLine(std::io::stderr()))
         // Colour codes would be escaped as the control characters they are (see log_writer).
         .with_ansi(false);
-    if json {
-        builder.json().init();
-    } else {
-        builder.init();
+    let fmt = if json { fmt.json().boxed() } else { fmt.boxed() };
+    // Its own filter: the retries are counted whatever BUNKER_LOG lets through to the log.
+    let retries = tracing_subscriber::filter::Targets::new().with_target("object_store::client", tracing::Level::INFO);
+    tracing_subscriber::registry().with(fmt.with_filter(filter)).with(CountLakeRetries.with_filter(retries)).init();
+}
+
+/// Counts the lake's storage retries in `bunker_lake_retries_total`.
+///
+/// deltalake's S3 client (`object_store`) retries throttling, 5xx and broken connections on its
+/// own, and its only trace of that is an INFO event under `object_store::client` per retry
+/// ("… backing off …, retry N of M"; "… Retrying in …" for a body that broke off) — every INFO
+/// event there is one. There is no other hook to count them, and uncounted they are invisible:
+/// the commit simply succeeds, later.
+struct CountLakeRetries;
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for CountLakeRetries {
+    fn on_event(&self, _event: &tracing::Event<'_>, _ctx: tracing_subscriber::layer::Context<'_, S>) {
+        metrics::counter!("bunker_lake_retries_total").increment(1);
     }
 }
 
@@ -355,7 +383,11 @@ async fn run(command: Command) -> Result<()> {
             let config = read_config(config.as_deref())?;
             // The SDK reads the archive and feeds SQS sinks; an s3:// lake goes through deltalake's own client.
             let needs_aws = from.starts_with("s3://") || !config.sinks.is_empty();
-            let aws = if needs_aws { Some(load_aws_config(endpoint_url.as_deref()).await) } else { None };
+            let aws = if needs_aws {
+                Some(load_aws_config(endpoint_url.as_deref(), DEFAULT_REQUEST_TIMEOUT).await)
+            } else {
+                None
+            };
             let detector = if no_detect {
                 None
             } else {
@@ -687,6 +719,18 @@ async fn worker(args: WorkerArgs) -> Result<()> {
     if let Some(ratio) = args.max_ratio.or(file.max_ratio) {
         options.limits.max_ratio = ratio;
     }
+    options.retry_backoff_seconds =
+        args.retry_backoff_secs.or(file.retry_backoff_secs).unwrap_or(options.retry_backoff_seconds);
+    let request_timeout = match args.request_timeout_secs.or(file.request_timeout_secs) {
+        Some(secs) if secs > 0.0 => {
+            Duration::try_from_secs_f64(secs).context("request timeout must be a positive number of seconds")?
+        }
+        Some(_) => bail!("request timeout must be a positive number of seconds"),
+        None => DEFAULT_REQUEST_TIMEOUT,
+    };
+    if request_timeout.as_secs_f64() <= f64::from(options.wait_time_seconds) {
+        bail!("request_timeout_secs must be longer than wait_time_secs, or every long poll times out");
+    }
     let listen = args.metrics_listen.or(file.metrics_listen).unwrap_or(([127, 0, 0, 1], 9464).into());
 
     let metrics = install_metrics()?;
@@ -695,14 +739,22 @@ async fn worker(args: WorkerArgs) -> Result<()> {
     let stall_after = options.commit_interval * 3 + Duration::from_secs(120);
     let bound = serve_ops(listen, metrics, heartbeat.clone(), stall_after).await?;
     let location = LakeLocation::parse(&lake).map_err(anyhow::Error::msg)?;
-    let aws = load_aws_config(endpoint_url.as_deref()).await;
+    let aws = load_aws_config(endpoint_url.as_deref(), request_timeout).await;
     let source = S3Source::new(s3_client(&aws), options.limits.max_bytes);
     let sqs = aws_sdk_sqs_client(&aws);
+    // The lake's object store has a timeout of its own (30 s per request, body included); the
+    // worker's request timeout replaces it, so one setting bounds every request the worker makes.
+    let mut storage_options = location.storage_options(endpoint_url.as_deref());
+    if matches!(location, LakeLocation::S3(_)) {
+        storage_options.insert("timeout".to_owned(), format!("{}ms", request_timeout.as_millis()));
+    }
     let detector = detector(&config, None, RunKind::Worker, Some(&aws))
         .await?
-        .with_window_rules(location.clone(), location.storage_options(endpoint_url.as_deref()));
+        .with_window_rules(location.clone(), storage_options.clone());
     options.hook = Some(Arc::new(detector));
-    let mut lake = open_lake(&location, endpoint_url.as_deref()).await?;
+    let mut lake = Lake::open_at(&location, storage_options, LakeConfig::default())
+        .await
+        .with_context(|| format!("opening lake {location}"))?;
     tracing::warn!(queue = %options.queue_url, lake = %location, metrics = %bound, "worker started");
     let summary = run_worker(sqs, source, &mut lake, options, heartbeat, shutdown).await?;
     tracing::warn!(

@@ -8,6 +8,13 @@
 //! ledger is refreshed and the commit is tried again. So an object redelivered, re-ingested, or
 //! raced by a second writer adds zero rows.
 //!
+//! Every commit attempt also carries a fresh id. When the answer to a commit is lost — the store
+//! applied the write, then the connection broke or a 500 came back — the retry finds the version
+//! taken, or the call fails outright; the id in the commit that took the version tells whether it
+//! was this very attempt, which then succeeded. Without it, the objects of a commit that landed
+//! would be recorded as duplicates of themselves (their `committed` lineage lost), and a blind
+//! append (`ingest_log`, `alert_updates`, `region_sightings`) would be written twice.
+//!
 //! Inside a commit, rows are sorted by date, account and time, so that Parquet row-group
 //! statistics prune on time and account; files are zstd-compressed Parquet, partitioned by `date`.
 
@@ -44,6 +51,9 @@ use crate::{IngestError, Result};
 
 /// Key of the `commitInfo` entry in which bunker records what a commit contains.
 const COMMIT_INFO_KEY: &str = "bunker";
+
+/// Key, inside [`COMMIT_INFO_KEY`], of the id of the commit attempt (written as `"attempt"`).
+const ATTEMPT_KEY: &str = "attempt";
 
 /// How many times a commit is re-attempted after losing a race with another writer.
 const MAX_COMMIT_ATTEMPTS: usize = 20;
@@ -148,39 +158,40 @@ impl Lake {
             LakeLocation::Local(path) => local_root_url(path)?,
             LakeLocation::S3(url) => url.clone(),
         };
+        let attempts = if root.scheme() == "file" { 1 } else { OPEN_ATTEMPTS };
+        let (root, storage_options) = (&root, &storage_options);
         let mut tables = BTreeMap::new();
         for table in LogTable::ALL {
-            let delta =
-                open_or_create(&root, &storage_options, table.name(), table.schema(), &stats_columns(table)).await?;
-            let mut lake_table = LakeTable { table, delta, committed: HashSet::new(), ledger_version: None };
-            lake_table.read_ledger().await?;
+            let lake_table = retrying(table.name(), attempts, move || async move {
+                let stats = stats_columns(table);
+                let delta = open_or_create(root, storage_options, table.name(), table.schema(), &stats).await?;
+                let mut lake_table = LakeTable { table, delta, committed: HashSet::new(), ledger_version: None };
+                lake_table.read_ledger().await?;
+                Ok(lake_table)
+            })
+            .await?;
             tables.insert(table, lake_table);
         }
-        let log = open_or_create(
-            &root,
-            &storage_options,
-            ingest_log::TABLE_NAME,
-            ingest_log::schema(),
-            &["ingested_at", "source_key", "status"],
-        )
+        let open = |name: &'static str, schema: fn() -> arrow::datatypes::SchemaRef, stats: &'static [&'static str]| {
+            retrying(name, attempts, move || open_or_create(root, storage_options, name, schema(), stats))
+        };
+        let log = open(ingest_log::TABLE_NAME, ingest_log::schema, &["ingested_at", "source_key", "status"]).await?;
+        let alerts =
+            open(alerts::TABLE_NAME, alerts::schema, &["first_seen", "id", "rule_id", "account", "emitted_at"]).await?;
+        let (sightings, baseline) = retrying(baseline::TABLE_NAME, attempts, move || async move {
+            let sightings = open_or_create(
+                root,
+                storage_options,
+                baseline::TABLE_NAME,
+                baseline::schema(),
+                &["account", "region", "first_seen"],
+            )
+            .await?;
+            let baseline = Sightings::load(&sightings).await?;
+            Ok((sightings, baseline))
+        })
         .await?;
-        let alerts = open_or_create(
-            &root,
-            &storage_options,
-            alerts::TABLE_NAME,
-            alerts::schema(),
-            &["first_seen", "id", "rule_id", "account", "emitted_at"],
-        )
-        .await?;
-        let sightings = open_or_create(
-            &root,
-            &storage_options,
-            baseline::TABLE_NAME,
-            baseline::schema(),
-            &["account", "region", "first_seen"],
-        )
-        .await?;
-        let baseline = Sightings::load(&sightings).await?;
+        let root = root.clone();
         Ok(Lake { root, config, tables, log, alerts, sightings, baseline })
     }
 
@@ -345,37 +356,48 @@ impl LakeTable {
                 store.put(&path, bytes.into()).await.map_err(|e| lake_error(self.table.name(), e.into()))?;
             }
             let stored_in = started.elapsed();
-            let metadata = json!({ "objects": ids, "rows": rows, "schema_version": SCHEMA_VERSION });
+            let attempt = uuid::Uuid::new_v4().to_string();
+            let metadata =
+                json!({ "objects": ids, "rows": rows, "schema_version": SCHEMA_VERSION, "attempt": attempt });
             let properties = CommitProperties::default()
                 .with_metadata([(COMMIT_INFO_KEY.to_owned(), metadata)])
                 // Zero retries: a concurrent commit may hold some of our objects, so instead of
                 // letting delta-rs rebase a blind append we refresh the ledger and filter again.
                 .with_max_retries(0);
             let snapshot = self.delta.snapshot().map_err(|e| lake_error(self.table.name(), e))?;
+            let read_version = snapshot.version();
             let operation = DeltaOperation::Write { mode: SaveMode::Append, partition_by: None, predicate: None };
             let result = CommitBuilder::from(properties)
                 .with_actions(files.into_iter().map(|f| Action::Add(f.add)).collect())
                 .build(Some(snapshot as &dyn TableReference), self.delta.log_store(), operation)
                 .await;
-            match result {
-                Ok(commit) => {
-                    tracing::debug!(table = %self.table, rows, objects = ids.len(), ?sorted_in, ?encoded_in, ?stored_in, total = ?started.elapsed(), "committed");
-                    // `self.delta` is not reloaded here: every commit begins with a refresh, which
-                    // reads this version along with any others (on S3, one listing less per commit).
-                    self.committed.extend(ids.iter().cloned());
-                    // The next refresh reads this commit again along with any others that landed
-                    // meanwhile; adding our ids twice is harmless.
-                    outcome.version = Some(commit.version);
-                    outcome.rows = rows as u64;
-                    outcome.committed = ids;
-                    return Ok(outcome);
-                }
-                Err(e) if lost_race(&e) => {
-                    tracing::info!(table = %self.table, "another writer committed first; re-checking the ledger");
-                    pending = fresh;
-                }
-                Err(e) => return Err(lake_error(self.table.name(), e)),
-            }
+            let version = match result {
+                Ok(commit) => commit.version,
+                Err(e) => match landed(&mut self.delta, read_version, &attempt).await {
+                    Some(version) => {
+                        tracing::info!(table = %self.table, version, error = %e, "the commit landed although its answer was lost");
+                        metrics::counter!("bunker_lake_commits_recovered_total", "table" => self.table.name())
+                            .increment(1);
+                        version
+                    }
+                    None if lost_race(&e) => {
+                        tracing::info!(table = %self.table, "another writer committed first; re-checking the ledger");
+                        pending = fresh;
+                        continue;
+                    }
+                    None => return Err(lake_error(self.table.name(), e)),
+                },
+            };
+            tracing::debug!(table = %self.table, rows, objects = ids.len(), ?sorted_in, ?encoded_in, ?stored_in, total = ?started.elapsed(), "committed");
+            // `self.delta` is not reloaded here: every commit begins with a refresh, which reads
+            // this version along with any others (on S3, one listing less per commit).
+            self.committed.extend(ids.iter().cloned());
+            // The next refresh reads this commit again along with any others that landed
+            // meanwhile; adding our ids twice is harmless.
+            outcome.version = Some(version);
+            outcome.rows = rows as u64;
+            outcome.committed = ids;
+            return Ok(outcome);
         }
         Err(IngestError::Lake {
             table: self.table.name().to_owned(),
@@ -386,6 +408,37 @@ impl LakeTable {
     }
 }
 
+/// Tries to open a table of an S3 lake this often before giving up, pausing 0.5 s, then twice as
+/// long each time (7.5 s in all).
+const OPEN_ATTEMPTS: u32 = 5;
+
+/// Runs `open` until it succeeds, at most `attempts` times.
+///
+/// Opening a table reads its log: a listing and a few small objects. The object store retries a
+/// request that fails, but not a response body that breaks off, and one such read fails the whole
+/// open — which would stop a worker at start-up over a transient fault. A table that cannot be
+/// opened at all (no access, no bucket) still fails, a few seconds later.
+async fn retrying<T, F, Fut>(name: &str, attempts: u32, mut open: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    let mut pause = std::time::Duration::from_millis(500);
+    let mut attempt = 1;
+    loop {
+        match open().await {
+            Ok(opened) => return Ok(opened),
+            Err(error) if attempt < attempts => {
+                tracing::warn!(table = name, error = %error, attempt, "opening the table failed; trying again");
+                tokio::time::sleep(pause).await;
+                pause *= 2;
+                attempt += 1;
+            }
+            Err(error) => return Err(error),
+        }
+    }
+}
+
 /// A blind append to a table that several writers append to (`ingest_log`, `alert_updates`,
 /// `region_sightings`).
 ///
@@ -393,22 +446,41 @@ impl LakeTable {
 /// commits ("metadata changed since last commit"). The rows of these tables are whole records
 /// (a log entry, an alert's state under its stable id), so writing them again on a fresh snapshot
 /// is always right.
+///
+/// Each attempt carries an id and is made without delta-rs's own retries: a commit whose answer
+/// was lost is then recognised as landed instead of being rebased and written a second time.
 async fn append(table: &mut DeltaTable, name: &str, batch: RecordBatch, props: WriterProperties) -> Result<()> {
     let mut attempt = 0;
     loop {
         attempt += 1;
+        let id = uuid::Uuid::new_v4().to_string();
+        let read_version = table.version();
+        let commit = CommitProperties::default()
+            .with_metadata([(COMMIT_INFO_KEY.to_owned(), json!({ "attempt": id }))])
+            .with_max_retries(0);
         let result = table
             .clone()
             .write(vec![batch.clone()])
             .with_save_mode(SaveMode::Append)
             .with_writer_properties(props.clone())
+            .with_commit_properties(commit)
             .await;
-        match result {
+        let error = match result {
             Ok(written) => {
                 *table = written;
                 return Ok(());
             }
-            Err(e) if lost_race(&e) || matches!(e, DeltaTableError::Transaction { .. }) => {
+            Err(e) => e,
+        };
+        if let Some(read_version) = read_version
+            && let Some(version) = landed(table, read_version, &id).await
+        {
+            tracing::info!(table = name, version, error = %error, "the append landed although its answer was lost");
+            metrics::counter!("bunker_lake_commits_recovered_total", "table" => name.to_owned()).increment(1);
+            return Ok(());
+        }
+        match error {
+            e if lost_race(&e) || matches!(e, DeltaTableError::Transaction { .. }) => {
                 if attempt >= MAX_COMMIT_ATTEMPTS {
                     return Err(lake_error(name, e));
                 }
@@ -416,9 +488,46 @@ async fn append(table: &mut DeltaTable, name: &str, batch: RecordBatch, props: W
                 table.update_state().await.map_err(|e| lake_error(name, e))?;
                 tokio::time::sleep(std::time::Duration::from_millis(50 * attempt as u64)).await;
             }
-            Err(e) => return Err(lake_error(name, e)),
+            e => return Err(lake_error(name, e)),
         }
     }
+}
+
+/// The version at which the commit attempt `id` landed, if it did, among the versions after
+/// `read_version` (the one it was made on). Brings `table` up to date.
+///
+/// The storage that just failed the commit may fail this look too, so it is tried a few times;
+/// `None` when the log still cannot be read — the caller then handles the commit's own error.
+async fn landed(table: &mut DeltaTable, read_version: u64, id: &str) -> Option<u64> {
+    for pause_ms in [0, 250, 500, 1000, 2000, 4000] {
+        tokio::time::sleep(std::time::Duration::from_millis(pause_ms)).await;
+        match find_attempt(table, read_version, id).await {
+            Ok(found) => return found,
+            Err(error) => tracing::debug!(error = %error, "could not read the log to see whether a commit landed"),
+        }
+    }
+    None
+}
+
+async fn find_attempt(table: &mut DeltaTable, read_version: u64, id: &str) -> Result<Option<u64>, DeltaTableError> {
+    table.update_state().await?;
+    let Some(latest) = table.version() else { return Ok(None) };
+    let log_store = table.log_store();
+    for version in read_version + 1..=latest {
+        let Some(bytes) = log_store.read_commit_entry(version).await? else { continue };
+        if attempt_of_commit(&bytes).as_deref() == Some(id) {
+            return Ok(Some(version));
+        }
+    }
+    Ok(None)
+}
+
+/// The attempt id a commit file carries under `commitInfo.bunker.attempt`.
+fn attempt_of_commit(bytes: &[u8]) -> Option<String> {
+    bytes.split(|b| *b == b'\n').filter(|l| !l.is_empty()).find_map(|line| {
+        let action = serde_json::from_slice::<serde_json::Value>(line).ok()?;
+        action.pointer(&format!("/commitInfo/{COMMIT_INFO_KEY}/{ATTEMPT_KEY}"))?.as_str().map(str::to_owned)
+    })
 }
 
 /// Whether a failed commit lost a race with another writer (and is worth retrying).
@@ -694,4 +803,25 @@ fn log_batch(entries: &[LogEntry], now: chrono::DateTime<chrono::Utc>) -> Result
         Arc::new(Date32Array::from(vec![micros_to_days(micros); n])),
     ];
     Ok(RecordBatch::try_new(ingest_log::schema(), columns)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_commit_names_its_attempt_and_its_objects() {
+        let commit = concat!(
+            r#"{"add":{"path":"date=2025-03-03/part-0.parquet"}}"#,
+            "\n",
+            r#"{"commitInfo":{"operation":"WRITE","bunker":{"objects":["s3://a/k1","s3://a/k2"],"rows":3,"attempt":"4f1c"}}}"#,
+            "\n",
+        );
+        assert_eq!(attempt_of_commit(commit.as_bytes()).as_deref(), Some("4f1c"));
+        assert_eq!(objects_in_commit(commit.as_bytes()), ["s3://a/k1", "s3://a/k2"]);
+        // Commits by other writers, or by bunker before attempts had ids, have none.
+        assert_eq!(attempt_of_commit(br#"{"commitInfo":{"operation":"WRITE"}}"#), None);
+        assert_eq!(attempt_of_commit(br#"{"commitInfo":{"bunker":{"objects":[]}}}"#), None);
+        assert_eq!(attempt_of_commit(b"not json\n"), None);
+    }
 }

@@ -650,9 +650,12 @@ impl Run {
                 metrics::histogram!("bunker_commit_seconds", "table" => table.name()).record(started.elapsed());
             }
             metrics::counter!("bunker_rows_total", "table" => table.name()).increment(outcome.rows);
-            let duplicates: HashSet<&str> = outcome.duplicates.iter().map(String::as_str).collect();
+            // An object can wait here more than once (its message delivered again before the
+            // commit): the commit holds it once, so exactly one of its entries is the committed
+            // one and the others are duplicates.
+            let mut committed: HashSet<&str> = outcome.committed.iter().map(String::as_str).collect();
             for mut e in pending.entries {
-                if duplicates.contains(e.object.id().as_str()) {
+                if !committed.remove(e.object.id().as_str()) {
                     e.status = status::DUPLICATE;
                     e.rows = 0;
                     self.summary.duplicate_objects += 1;
@@ -668,9 +671,20 @@ impl Run {
         }
         // The log is appended after the data it describes, and in few large writes.
         if all || self.log.len() >= 50_000 {
-            lake.append_log(&std::mem::take(&mut self.log)).await?;
+            // Cleared only once written: a failed append keeps the entries of what did commit.
+            lake.append_log(&self.log).await?;
+            self.log.clear();
         }
         Ok(())
+    }
+
+    /// After a failed flush, forgets every waiting row and log entry — their objects come back
+    /// with their messages — except the entries of objects whose commit did land: those objects
+    /// return as duplicates of themselves, and these entries are the only record of the commit
+    /// that holds them. The summary is kept.
+    pub(crate) fn discard_after_failed_flush(&mut self) {
+        self.pending.clear();
+        self.log.retain(|e| e.status == status::COMMITTED && e.lake_version.is_some());
     }
 }
 
@@ -679,4 +693,67 @@ fn newest_event_micros(table: LogTable, batch: &arrow::array::RecordBatch) -> Op
     let column = batch.column_by_name(table.time_column())?;
     let times = column.as_any().downcast_ref::<arrow::array::TimestampMicrosecondArray>()?;
     arrow::compute::max(times)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(key: &str, status: &'static str, lake_version: Option<u64>) -> LogEntry {
+        LogEntry {
+            object: ObjectRef { bucket: "archive".into(), key: key.into(), size: 1 },
+            format: LogFormat::CloudTrail,
+            table: Some(LogTable::CloudTrail),
+            status,
+            rows: 1,
+            rejected_records: 0,
+            error_kind: None,
+            reason: None,
+            lake_version,
+        }
+    }
+
+    /// A failed `ingest_log` append after a data commit landed once lost the only record that the
+    /// commit holds those objects: they came back as duplicates of themselves.
+    #[test]
+    fn a_failed_flush_keeps_only_the_log_entries_of_commits_that_landed() {
+        let mut run = Run::new(1 << 20, None);
+        run.log = vec![
+            entry("landed", status::COMMITTED, Some(3)),
+            entry("not-yet-committed", status::COMMITTED, None),
+            entry("duplicate", status::DUPLICATE, None),
+            entry("failed", status::FAILED, None),
+            entry("skipped", status::SKIPPED, None),
+        ];
+        run.summary.objects = 5;
+        run.discard_after_failed_flush();
+        let kept: Vec<&str> = run.log.iter().map(|e| e.object.key.as_str()).collect();
+        assert_eq!(kept, ["landed"]);
+        assert!(run.has_pending(), "the kept entry is written with the next flush");
+        assert_eq!(run.summary.objects, 5);
+    }
+
+    /// An object whose message came twice before one commit was logged as a duplicate twice, and
+    /// nowhere as committed — though the commit held its rows.
+    #[tokio::test]
+    async fn an_object_waiting_twice_in_one_commit_is_logged_committed_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut lake = Lake::open(dir.path(), crate::lake::LakeConfig::default()).await.expect("lake");
+        let object = ObjectRef {
+            bucket: "archive".into(),
+            key: "AWSLogs/111122223333/CloudTrail/us-east-1/2025/03/03/111122223333_CloudTrail_us-east-1_20250303T1000Z_a.json.gz".into(),
+            size: 1,
+        };
+        let content = br#"{"Records":[{"eventVersion":"1.08","eventTime":"2025-03-03T10:00:00Z","eventSource":"iam.amazonaws.com","eventName":"ListUsers","awsRegion":"us-east-1","eventID":"e-1","recipientAccountId":"111122223333"}]}"#;
+        let mut run = Run::new(1 << 20, None);
+        for _ in 0..2 {
+            let outcome = process_object(&object, content.to_vec(), Limits::bytes(1 << 20));
+            assert!(matches!(outcome, ObjectOutcome::Parsed { .. }), "{outcome:?}");
+            run.accept(outcome);
+        }
+        run.flush(&mut lake, true).await.expect("flush");
+        assert_eq!(run.summary.committed_objects, 1);
+        assert_eq!(run.summary.duplicate_objects, 1);
+        assert_eq!(run.summary.rows.get(&LogTable::CloudTrail), Some(&1));
+    }
 }

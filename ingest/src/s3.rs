@@ -8,11 +8,18 @@
 //! Listing for a backfill walks the AWS key layout (`AWSLogs/[o-org/]<account>/<service>/<region or
 //! vpc>/YYYY/MM/DD/`) with `/` as the delimiter, and once it reaches the year level it lists only the
 //! day prefixes inside the requested date range — months of an archive are not listed to read a week.
+//!
+//! The S3 and SQS clients are built here too: with a limit on each attempt of a call (the SDK has
+//! none of its own) and with their retries counted in the metrics.
 
 use std::error::Error as StdError;
+use std::time::Duration;
 
 use aws_sdk_s3::config::http::HttpResponse;
-use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::config::interceptors::BeforeTransmitInterceptorContextRef;
+use aws_sdk_s3::config::{ConfigBag, Intercept, RuntimeComponents};
+use aws_sdk_s3::error::{BoxError, DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_smithy_types::config_bag::{Storable, StoreReplace};
 use chrono::{Datelike, NaiveDate};
 
 use crate::classify::ObjectRef;
@@ -21,11 +28,23 @@ use crate::{IngestError, Result};
 /// How deep the date-aware listing descends looking for the year level before listing everything.
 const MAX_LAYOUT_DEPTH: usize = 8;
 
+/// How long one attempt of an S3 or SQS call may take, up to its response head, by default.
+///
+/// The SDK sets no such limit: a connection that goes silent (a black-holed peer, a stuck
+/// middlebox) would hold the call — and the message it works for — for ever, its visibility
+/// extended all the while. An attempt that times out is retried like any transient failure. It
+/// must exceed the long-poll wait (at most 20 s); bodies are streamed after the head and are
+/// guarded by the SDK's stalled-stream protection instead.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// Loads the AWS configuration the standard way (environment, profile, SSO, web identity, ECS and
-/// instance roles), with an optional endpoint for S3-compatible stores and emulators.
-pub async fn load_aws_config(endpoint_url: Option<&str>) -> aws_config::SdkConfig {
+/// instance roles), with an optional endpoint for S3-compatible stores and emulators, and
+/// `request_timeout` as the limit on each attempt of a call (see [`DEFAULT_REQUEST_TIMEOUT`]).
+pub async fn load_aws_config(endpoint_url: Option<&str>, request_timeout: Duration) -> aws_config::SdkConfig {
+    let timeouts = aws_config::timeout::TimeoutConfig::builder().operation_attempt_timeout(request_timeout).build();
     let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(5));
+        .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(5))
+        .timeout_config(timeouts);
     if let Some(endpoint) = endpoint_url {
         loader = loader.endpoint_url(endpoint);
     }
@@ -33,15 +52,63 @@ pub async fn load_aws_config(endpoint_url: Option<&str>) -> aws_config::SdkConfi
 }
 
 /// An S3 client for the source bucket; path-style addressing when a custom endpoint is set, since
-/// emulators and most S3-compatible stores do not resolve bucket sub-domains.
+/// emulators and most S3-compatible stores do not resolve bucket sub-domains. Its retries are
+/// counted in `bunker_aws_retries_total{service="s3"}`.
 pub fn s3_client(config: &aws_config::SdkConfig) -> aws_sdk_s3::Client {
-    let s3_config = aws_sdk_s3::config::Builder::from(config).force_path_style(config.endpoint_url().is_some()).build();
+    let s3_config = aws_sdk_s3::config::Builder::from(config)
+        .force_path_style(config.endpoint_url().is_some())
+        .interceptor(CountRetries { service: "s3" })
+        .build();
     aws_sdk_s3::Client::from_conf(s3_config)
 }
 
-/// An SQS client for the worker's queue.
+/// An SQS client for the worker's queue. Its retries are counted in
+/// `bunker_aws_retries_total{service="sqs"}`.
 pub fn sqs_client(config: &aws_config::SdkConfig) -> aws_sdk_sqs::Client {
-    aws_sdk_sqs::Client::new(config)
+    let sqs_config = aws_sdk_sqs::config::Builder::from(config).interceptor(CountRetries { service: "sqs" }).build();
+    aws_sdk_sqs::Client::from_conf(sqs_config)
+}
+
+/// Counts the attempts the SDK makes after the first one of a call (it retries throttling, 5xx,
+/// timeouts and broken connections on its own, up to five attempts). Without this, the retries
+/// that absorb most transient failures would be invisible: the call simply succeeds, later.
+#[derive(Debug)]
+struct CountRetries {
+    service: &'static str,
+}
+
+/// Marks a call whose first attempt has started; it lives in the call's own configuration bag.
+#[derive(Debug, Clone)]
+struct AttemptStarted;
+
+impl Storable for AttemptStarted {
+    type Storer = StoreReplace<Self>;
+}
+
+impl Intercept for CountRetries {
+    fn name(&self) -> &'static str {
+        "CountRetries"
+    }
+
+    fn read_before_attempt(
+        &self,
+        _context: &BeforeTransmitInterceptorContextRef<'_>,
+        _components: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> std::result::Result<(), BoxError> {
+        if is_retry(cfg) {
+            metrics::counter!("bunker_aws_retries_total", "service" => self.service).increment(1);
+        }
+        Ok(())
+    }
+}
+
+/// Whether the attempt about to start is a retry of the call this bag belongs to (and records
+/// that an attempt started).
+fn is_retry(cfg: &mut ConfigBag) -> bool {
+    let retry = cfg.load::<AttemptStarted>().is_some();
+    cfg.interceptor_state().store_put(AttemptStarted);
+    retry
 }
 
 /// Reads source objects from S3.
@@ -201,6 +268,16 @@ fn error_chain(error: &dyn StdError) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_the_second_and_later_attempts_of_a_call_count_as_retries() {
+        let mut call = ConfigBag::base();
+        assert!(!is_retry(&mut call));
+        assert!(is_retry(&mut call));
+        assert!(is_retry(&mut call));
+        // Another call starts with a bag of its own.
+        assert!(!is_retry(&mut ConfigBag::base()));
+    }
 
     #[test]
     fn year_prefixes_are_recognised_only_as_four_digits() {

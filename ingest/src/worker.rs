@@ -64,6 +64,10 @@ pub struct WorkerOptions {
     pub commit_interval: Duration,
     /// Caps on one object's stored and decompressed size and on its compression ratio.
     pub limits: crate::decode::Limits,
+    /// How long a message that failed transiently stays invisible after its first failure; each
+    /// later failure doubles it, up to [`MAX_RETRY_BACKOFF_SECS`]. Long enough that a throttled
+    /// bucket or a lake being repaired is not hammered; tests shorten it.
+    pub retry_backoff_seconds: i32,
     /// The detections: run on the rows of each commit before it, and ticked between commits.
     pub hook: Option<Arc<dyn LakeHook>>,
 }
@@ -81,6 +85,7 @@ impl WorkerOptions {
             commit_bytes: 64 << 20,
             commit_interval: Duration::from_secs(10),
             limits: crate::decode::Limits::default(),
+            retry_backoff_seconds: 30,
             hook: None,
         }
     }
@@ -98,6 +103,9 @@ impl WorkerOptions {
         }
         if self.max_messages_in_flight < SQS_BATCH {
             return bad("max_messages_in_flight must be at least 10");
+        }
+        if !(0..=MAX_RETRY_BACKOFF_SECS).contains(&self.retry_backoff_seconds) {
+            return bad("retry_backoff_secs must be between 0 and 900");
         }
         Ok(())
     }
@@ -199,7 +207,12 @@ pub async fn run_worker(
         waiting_since: None,
         summary: WorkerSummary::default(),
     };
-    lake.refresh().await?;
+    // Only a head start for recognising redeliveries: every commit refreshes the ledger anyway,
+    // so a storage hiccup here is no reason to stop the worker.
+    if let Err(error) = lake.refresh().await {
+        tracing::warn!(error = %error, "could not refresh the lake's ledger at start; every commit refreshes it");
+        metrics::counter!("bunker_errors_total", "kind" => error.kind()).increment(1);
+    }
     heartbeat.beat();
     let mut tick = tokio::time::interval(Duration::from_millis(200));
     tokio::pin!(shutdown);
@@ -373,10 +386,9 @@ impl Processor {
                     tracing::error!(error = %error, "commit failed; the messages involved will be retried");
                     metrics::counter!("bunker_errors_total", "kind" => error.kind()).increment(1);
                     // What the failed flush held is gone; every message that had rows in it must
-                    // come back (rows that did commit are recognised by the ledger then).
-                    let summary = std::mem::take(&mut self.run.summary);
-                    self.run = Run::new(self.options.commit_bytes, self.options.hook.clone());
-                    self.run.summary = summary;
+                    // come back (rows that did commit are recognised by the ledger then, and
+                    // their `ingest_log` entries are still written with the next flush).
+                    self.run.discard_after_failed_flush();
                     false
                 }
             }
@@ -449,7 +461,7 @@ impl Processor {
 
     /// Gives a message back to the queue after a back-off that grows with how often it came.
     async fn release(&mut self, receipt: &str, receive_count: u32) {
-        let backoff = retry_backoff(receive_count);
+        let backoff = retry_backoff(receive_count, self.options.retry_backoff_seconds);
         self.summary.messages_retried += 1;
         metrics::counter!("bunker_messages_retried_total").increment(1);
         let result = self
@@ -468,13 +480,16 @@ impl Processor {
     }
 }
 
-/// Seconds before a failed message is seen again: 0 for a message never processed, then 30 s
-/// doubling per receive, at most 15 minutes.
-fn retry_backoff(receive_count: u32) -> i32 {
+/// The longest back-off of a failed message, in seconds (15 minutes).
+pub const MAX_RETRY_BACKOFF_SECS: i32 = 900;
+
+/// Seconds before a failed message is seen again: 0 for a message never processed, then `first`
+/// seconds (30 by default) doubling per receive, at most [`MAX_RETRY_BACKOFF_SECS`].
+fn retry_backoff(receive_count: u32, first: i32) -> i32 {
     if receive_count == 0 {
         return 0;
     }
-    (30i32 << receive_count.saturating_sub(1).min(5)).min(900)
+    first.saturating_mul(1 << receive_count.saturating_sub(1).min(5)).min(MAX_RETRY_BACKOFF_SECS)
 }
 
 /// Fetches and parses one object. `Err` only for transient failures; bad input is an outcome.
@@ -611,11 +626,16 @@ mod tests {
 
     #[test]
     fn retry_backoff_grows_and_is_capped() {
-        assert_eq!(retry_backoff(0), 0);
-        assert_eq!(retry_backoff(1), 30);
-        assert_eq!(retry_backoff(2), 60);
-        assert_eq!(retry_backoff(4), 240);
-        assert_eq!(retry_backoff(50), 900);
+        assert_eq!(retry_backoff(0, 30), 0);
+        assert_eq!(retry_backoff(1, 30), 30);
+        assert_eq!(retry_backoff(2, 30), 60);
+        assert_eq!(retry_backoff(4, 30), 240);
+        assert_eq!(retry_backoff(50, 30), 900);
+        // A shorter first back-off (tests) grows the same way; zero means "at once".
+        assert_eq!(retry_backoff(1, 1), 1);
+        assert_eq!(retry_backoff(3, 1), 4);
+        assert_eq!(retry_backoff(9, 0), 0);
+        assert_eq!(retry_backoff(60, 900), 900);
     }
 
     #[test]
@@ -628,8 +648,11 @@ mod tests {
         let mut bad = ok.clone();
         bad.receivers = 0;
         assert!(bad.validate().is_err());
-        let mut bad = ok;
+        let mut bad = ok.clone();
         bad.visibility_timeout_seconds = 5;
+        assert!(bad.validate().is_err());
+        let mut bad = ok;
+        bad.retry_backoff_seconds = -1;
         assert!(bad.validate().is_err());
         assert_eq!(queue_name("https://sqs.us-east-1.amazonaws.com/111122223333/bunker"), "bunker");
     }

@@ -1,10 +1,13 @@
 //! The worker and the S3 backfill against a real S3/SQS/KMS endpoint (`moto_server`), driven
 //! through the `bunker` binary as an operator runs it: objects land in an Object-Locked, SSE-KMS
 //! archive bucket, S3 notifies the queue, and the lake lives on an S3 prefix of another bucket.
-//! The alert sinks are tested against the same endpoint's SQS ([`sinks`]).
+//! The alert sinks are tested against the same endpoint's SQS ([`sinks`]); the worker under
+//! injected S3 and SQS faults, through a fault-injecting proxy ([`proxy`]), in [`faults`].
 
+mod faults;
 mod hostile;
 mod moto;
+mod proxy;
 mod sinks;
 
 use std::io::Read;
@@ -86,11 +89,16 @@ struct Worker {
 
 impl Worker {
     fn start(moto: &Moto, queue_url: &str, lake: &str, log: PathBuf, extra: &[&str]) -> Worker {
+        Worker::start_with(bunker(moto), queue_url, lake, log, extra)
+    }
+
+    /// A worker started from `command` (a `bunker` command with its environment set).
+    fn start_with(mut command: Command, queue_url: &str, lake: &str, log: PathBuf, extra: &[&str]) -> Worker {
         let file = std::fs::File::create(&log).expect("log file");
         // Short intervals so tests are quick; a test's own flags win.
         let defaults =
             [("--commit-interval-secs", "0.5"), ("--wait-time-secs", "1"), ("--visibility-timeout-secs", "10")];
-        let child = bunker(moto)
+        let child = command
             .env("BUNKER_LOG", "info,buoyant_kernel=off,deltalake=warn")
             .args(["worker", "--queue-url", queue_url, "--lake", lake, "--metrics-listen", "127.0.0.1:0"])
             .args(defaults.iter().filter(|(flag, _)| !extra.contains(flag)).flat_map(|(flag, value)| [*flag, *value]))
@@ -143,7 +151,19 @@ impl Drop for Worker {
 
 /// Waits until the queue is empty and the lake holds `want`, or fails with what it saw.
 async fn wait_for(moto: &Moto, queue_url: &str, lake: &str, want: Counts, workers: &mut [&mut Worker]) {
-    let deadline = Instant::now() + Duration::from_secs(240);
+    wait_for_within(Duration::from_secs(240), moto, queue_url, lake, want, workers).await;
+}
+
+/// [`wait_for`], with a deadline of `within`.
+async fn wait_for_within(
+    within: Duration,
+    moto: &Moto,
+    queue_url: &str,
+    lake: &str,
+    want: Counts,
+    workers: &mut [&mut Worker],
+) {
+    let deadline = Instant::now() + within;
     let mut last = None;
     loop {
         for w in workers.iter_mut() {
