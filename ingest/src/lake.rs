@@ -189,6 +189,11 @@ impl Lake {
         &self.root
     }
 
+    /// Where the lake is, as an operator writes it: a directory path, or an `s3://` URL.
+    pub fn location(&self) -> String {
+        display_url(&self.root)
+    }
+
     /// Whether some commit of any table already holds this object (as of the last refresh).
     pub fn is_committed(&self, object_id: &str) -> bool {
         self.tables.values().any(|t| t.committed.contains(object_id))
@@ -342,7 +347,12 @@ impl LakeTable {
             for file in &mut files {
                 let path = deltalake::Path::from(file.path.as_str());
                 let bytes = std::mem::take(&mut file.bytes);
-                store.put(&path, bytes.into()).await.map_err(|e| lake_error(self.table.name(), e.into()))?;
+                // Not `lake_error`: delta-rs calls every store error "Failed to read delta log
+                // object", which sends an operator with a full disk looking in the wrong place.
+                store.put(&path, bytes.into()).await.map_err(|source| IngestError::LakeWrite {
+                    location: file_location(self.delta.table_url(), &file.path),
+                    source: Box::new(source),
+                })?;
             }
             let stored_in = started.elapsed();
             let metadata = json!({ "objects": ids, "rows": rows, "schema_version": SCHEMA_VERSION });
@@ -666,6 +676,27 @@ fn local_root_url(location: &Path) -> Result<Url> {
         .map_err(|()| IngestError::Config(format!("{} is not a usable lake path", absolute.display())))
 }
 
+/// A local path for a `file://` URL, the URL itself otherwise.
+fn display_url(url: &Url) -> String {
+    match url.to_file_path() {
+        Ok(path) if url.scheme() == "file" => path.display().to_string(),
+        _ => url.to_string(),
+    }
+}
+
+/// Where a table's file (`path` relative to the table) is, for error messages.
+fn file_location(table: &Url, path: &str) -> String {
+    // Joined onto a URL without a trailing slash, the path would replace the table's own name.
+    let mut base = table.clone();
+    if !base.path().ends_with('/') {
+        base.set_path(&format!("{}/", base.path()));
+    }
+    match base.join(path) {
+        Ok(url) => display_url(&url),
+        Err(_) => format!("{}/{path}", display_url(table).trim_end_matches('/')),
+    }
+}
+
 fn lake_error(table: &str, source: DeltaTableError) -> IngestError {
     IngestError::Lake { table: table.to_owned(), source: Box::new(source) }
 }
@@ -694,4 +725,31 @@ fn log_batch(entries: &[LogEntry], now: chrono::DateTime<chrono::Utc>) -> Result
         Arc::new(Date32Array::from(vec![micros_to_days(micros); n])),
     ];
     Ok(RecordBatch::try_new(ingest_log::schema(), columns)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A failed write names the file as the operator knows it (regression: the message said
+    /// "Failed to read delta log object" and named no file when a full disk refused a data file).
+    #[test]
+    fn failed_writes_name_local_files_by_path_and_s3_objects_by_url() {
+        let local = Url::parse("file:///srv/lake/cloudtrail/").expect("url");
+        assert_eq!(
+            file_location(&local, "date=2025-03-01/part-1.parquet"),
+            "/srv/lake/cloudtrail/date=2025-03-01/part-1.parquet"
+        );
+        let no_slash = Url::parse("file:///srv/lake/cloudtrail").expect("url");
+        assert_eq!(
+            file_location(&no_slash, "date=2025-03-01/p.parquet"),
+            "/srv/lake/cloudtrail/date=2025-03-01/p.parquet"
+        );
+        let s3 = Url::parse("s3://security-lake/bunker/dns/").expect("url");
+        assert_eq!(
+            file_location(&s3, "date=2025-03-01/p.parquet"),
+            "s3://security-lake/bunker/dns/date=2025-03-01/p.parquet"
+        );
+        assert_eq!(display_url(&Url::parse("file:///srv/lake/").expect("url")), "/srv/lake/");
+    }
 }

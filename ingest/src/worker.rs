@@ -370,7 +370,10 @@ impl Processor {
             match self.run.flush(lake, true).await {
                 Ok(()) => true,
                 Err(error) => {
-                    tracing::error!(error = %error, "commit failed; the messages involved will be retried");
+                    // The lake's location is in the line: the cause (a full disk, a read-only
+                    // volume, a denied S3 prefix) is usually outside bunker, and that is where the
+                    // operator has to look.
+                    tracing::error!(lake = %lake.location(), error = %error, "commit failed; the messages involved will be retried");
                     metrics::counter!("bunker_errors_total", "kind" => error.kind()).increment(1);
                     // What the failed flush held is gone; every message that had rows in it must
                     // come back (rows that did commit are recognised by the ledger then).
