@@ -113,8 +113,8 @@ pub struct LogEntry {
 struct LakeTable {
     table: LogTable,
     delta: DeltaTable,
-    /// Ids of every object some commit of this table contains.
-    committed: HashSet<String>,
+    /// Ids of every object some commit of this table contains, with the version of that commit.
+    committed: HashMap<String, u64>,
     /// The newest version whose commit has been read into `committed`.
     ledger_version: Option<u64>,
 }
@@ -152,7 +152,7 @@ impl Lake {
         for table in LogTable::ALL {
             let delta =
                 open_or_create(&root, &storage_options, table.name(), table.schema(), &stats_columns(table)).await?;
-            let mut lake_table = LakeTable { table, delta, committed: HashSet::new(), ledger_version: None };
+            let mut lake_table = LakeTable { table, delta, committed: HashMap::new(), ledger_version: None };
             lake_table.read_ledger().await?;
             tables.insert(table, lake_table);
         }
@@ -196,7 +196,14 @@ impl Lake {
 
     /// Whether some commit of any table already holds this object (as of the last refresh).
     pub fn is_committed(&self, object_id: &str) -> bool {
-        self.tables.values().any(|t| t.committed.contains(object_id))
+        self.tables.values().any(|t| t.committed.contains_key(object_id))
+    }
+
+    /// The version of the commit that holds this object's rows, if some commit does (as of the
+    /// last refresh). A redelivered object's `ingest_log` row points there, so its lineage is
+    /// whole even when the row its commit should have logged was lost to a crash in between.
+    pub fn committed_version(&self, object_id: &str) -> Option<u64> {
+        self.tables.values().find_map(|t| t.committed.get(object_id).copied())
     }
 
     /// Brings every table's ledger up to date with commits made by other writers.
@@ -298,7 +305,10 @@ impl LakeTable {
             // A commit file can be missing only if the log was cleaned up, which the tables are
             // created to prevent; the data is still there, only its lineage record is not.
             let Some(bytes) = entry else { continue };
-            self.committed.extend(objects_in_commit(&bytes));
+            for id in objects_in_commit(&bytes) {
+                // The first commit holding an object is the one with its rows.
+                self.committed.entry(id).or_insert(version);
+            }
         }
         self.ledger_version = Some(latest);
         Ok(())
@@ -320,7 +330,7 @@ impl LakeTable {
         for _attempt in 0..MAX_COMMIT_ATTEMPTS {
             self.refresh().await?;
             let (fresh, dups): (Vec<_>, Vec<_>) =
-                pending.into_iter().partition(|p| !self.committed.contains(&p.object.id()));
+                pending.into_iter().partition(|p| !self.committed.contains_key(&p.object.id()));
             outcome.duplicates.extend(dups.iter().map(|p| p.object.id()));
             // Within one flush the same object may also appear twice (a message delivered twice).
             let mut seen = HashSet::new();
@@ -372,7 +382,9 @@ impl LakeTable {
                     tracing::debug!(table = %self.table, rows, objects = ids.len(), ?sorted_in, ?encoded_in, ?stored_in, total = ?started.elapsed(), "committed");
                     // `self.delta` is not reloaded here: every commit begins with a refresh, which
                     // reads this version along with any others (on S3, one listing less per commit).
-                    self.committed.extend(ids.iter().cloned());
+                    for id in &ids {
+                        self.committed.entry(id.clone()).or_insert(commit.version);
+                    }
                     // The next refresh reads this commit again along with any others that landed
                     // meanwhile; adding our ids twice is harmless.
                     outcome.version = Some(commit.version as u64);

@@ -281,9 +281,9 @@ impl Processor {
         match parse_notification(&body) {
             Ok(Notification::Objects(objects)) => {
                 for object in objects {
-                    if lake.is_committed(&object.id()) {
+                    if let Some(version) = lake.committed_version(&object.id()) {
                         // A redelivery of something already in the lake: no need to fetch it.
-                        self.run.accept(ObjectOutcome::Duplicate { object });
+                        self.run.accept(ObjectOutcome::Duplicate { object, lake_version: Some(version) });
                         held.in_run = true;
                         continue;
                     }
