@@ -76,7 +76,10 @@ mod tests {
         assert_eq!(written(&[forged]), "WARN records rejected key=a\\n2025-03-03T10:00:00Z INFO committed\\r\n");
         assert_eq!(written(&["a\nb", "c\n"]), "a\\nbc\n");
         // Terminal escapes (C0, DEL and C1) are written as text; tabs and other text stay.
-        assert_eq!(written(&["k=\x1b]0;pwned\x07 \u{9b}31m \x7f\tüé\n"]), "k=\\x1b]0;pwned\\x07 \\u{9b}31m \\x7f\tüé\n");
+        assert_eq!(
+            written(&["k=\x1b]0;pwned\x07 \u{9b}31m \x7f\tüé\n"]),
+            "k=\\x1b]0;pwned\\x07 \\u{9b}31m \\x7f\tüé\n"
+        );
         assert_eq!(written(&["INFO one\n", "INFO two\n"]).lines().count(), 2);
     }
 

@@ -67,6 +67,16 @@ pub enum IngestError {
         /// The underlying Delta error.
         source: Box<deltalake::DeltaTableError>,
     },
+    /// Storing a file in the lake failed: a full disk, a read-only lake, access denied on the lake
+    /// prefix. Names the file, so the operator knows which volume or prefix to look at.
+    #[cfg(feature = "lake")]
+    #[error("writing {location}: {source}")]
+    LakeWrite {
+        /// The file: a local path or an `s3://` URL.
+        location: String,
+        /// What the store said.
+        source: Box<deltalake::ObjectStoreError>,
+    },
     /// Writing Parquet failed.
     #[cfg(feature = "lake")]
     #[error("writing parquet for {table}: {source}")]
@@ -153,6 +163,8 @@ impl IngestError {
             IngestError::Notification { .. } => "notification",
             #[cfg(feature = "lake")]
             IngestError::Lake { .. } => "lake",
+            #[cfg(feature = "lake")]
+            IngestError::LakeWrite { .. } => "lake",
             #[cfg(feature = "lake")]
             IngestError::Parquet { .. } => "parquet",
             IngestError::Arrow(_) => "internal",

@@ -123,8 +123,8 @@ pub struct LogEntry {
 struct LakeTable {
     table: LogTable,
     delta: DeltaTable,
-    /// Ids of every object some commit of this table contains.
-    committed: HashSet<String>,
+    /// Ids of every object some commit of this table contains, with the version of that commit.
+    committed: HashMap<String, u64>,
     /// The newest version whose commit has been read into `committed`.
     ledger_version: Option<u64>,
 }
@@ -165,7 +165,7 @@ impl Lake {
             let lake_table = retrying(table.name(), attempts, move || async move {
                 let stats = stats_columns(table);
                 let delta = open_or_create(root, storage_options, table.name(), table.schema(), &stats).await?;
-                let mut lake_table = LakeTable { table, delta, committed: HashSet::new(), ledger_version: None };
+                let mut lake_table = LakeTable { table, delta, committed: HashMap::new(), ledger_version: None };
                 lake_table.read_ledger().await?;
                 Ok(lake_table)
             })
@@ -200,9 +200,21 @@ impl Lake {
         &self.root
     }
 
+    /// Where the lake is, as an operator writes it: a directory path, or an `s3://` URL.
+    pub fn location(&self) -> String {
+        display_url(&self.root)
+    }
+
     /// Whether some commit of any table already holds this object (as of the last refresh).
     pub fn is_committed(&self, object_id: &str) -> bool {
-        self.tables.values().any(|t| t.committed.contains(object_id))
+        self.tables.values().any(|t| t.committed.contains_key(object_id))
+    }
+
+    /// The version of the commit that holds this object's rows, if some commit does (as of the
+    /// last refresh). A redelivered object's `ingest_log` row points there, so its lineage is
+    /// whole even when the row its commit should have logged was lost to a crash in between.
+    pub fn committed_version(&self, object_id: &str) -> Option<u64> {
+        self.tables.values().find_map(|t| t.committed.get(object_id).copied())
     }
 
     /// Brings every table's ledger up to date with commits made by other writers.
@@ -304,7 +316,10 @@ impl LakeTable {
             // A commit file can be missing only if the log was cleaned up, which the tables are
             // created to prevent; the data is still there, only its lineage record is not.
             let Some(bytes) = entry else { continue };
-            self.committed.extend(objects_in_commit(&bytes));
+            for id in objects_in_commit(&bytes) {
+                // The first commit holding an object is the one with its rows.
+                self.committed.entry(id).or_insert(version);
+            }
         }
         self.ledger_version = Some(latest);
         Ok(())
@@ -326,7 +341,7 @@ impl LakeTable {
         for _attempt in 0..MAX_COMMIT_ATTEMPTS {
             self.refresh().await?;
             let (fresh, dups): (Vec<_>, Vec<_>) =
-                pending.into_iter().partition(|p| !self.committed.contains(&p.object.id()));
+                pending.into_iter().partition(|p| !self.committed.contains_key(&p.object.id()));
             outcome.duplicates.extend(dups.iter().map(|p| p.object.id()));
             // Within one flush the same object may also appear twice (a message delivered twice).
             let mut seen = HashSet::new();
@@ -353,7 +368,12 @@ impl LakeTable {
             for file in &mut files {
                 let path = deltalake::Path::from(file.path.as_str());
                 let bytes = std::mem::take(&mut file.bytes);
-                store.put(&path, bytes.into()).await.map_err(|e| lake_error(self.table.name(), e.into()))?;
+                // Not `lake_error`: delta-rs calls every store error "Failed to read delta log
+                // object", which sends an operator with a full disk looking in the wrong place.
+                store.put(&path, bytes.into()).await.map_err(|source| IngestError::LakeWrite {
+                    location: file_location(self.delta.table_url(), &file.path),
+                    source: Box::new(source),
+                })?;
             }
             let stored_in = started.elapsed();
             let attempt = uuid::Uuid::new_v4().to_string();
@@ -391,7 +411,9 @@ impl LakeTable {
             tracing::debug!(table = %self.table, rows, objects = ids.len(), ?sorted_in, ?encoded_in, ?stored_in, total = ?started.elapsed(), "committed");
             // `self.delta` is not reloaded here: every commit begins with a refresh, which reads
             // this version along with any others (on S3, one listing less per commit).
-            self.committed.extend(ids.iter().cloned());
+            for id in &ids {
+                self.committed.entry(id.clone()).or_insert(version);
+            }
             // The next refresh reads this commit again along with any others that landed
             // meanwhile; adding our ids twice is harmless.
             outcome.version = Some(version);
@@ -775,6 +797,27 @@ fn local_root_url(location: &Path) -> Result<Url> {
         .map_err(|()| IngestError::Config(format!("{} is not a usable lake path", absolute.display())))
 }
 
+/// A local path for a `file://` URL, the URL itself otherwise.
+fn display_url(url: &Url) -> String {
+    match url.to_file_path() {
+        Ok(path) if url.scheme() == "file" => path.display().to_string(),
+        _ => url.to_string(),
+    }
+}
+
+/// Where a table's file (`path` relative to the table) is, for error messages.
+fn file_location(table: &Url, path: &str) -> String {
+    // Joined onto a URL without a trailing slash, the path would replace the table's own name.
+    let mut base = table.clone();
+    if !base.path().ends_with('/') {
+        base.set_path(&format!("{}/", base.path()));
+    }
+    match base.join(path) {
+        Ok(url) => display_url(&url),
+        Err(_) => format!("{}/{path}", display_url(table).trim_end_matches('/')),
+    }
+}
+
 fn lake_error(table: &str, source: DeltaTableError) -> IngestError {
     IngestError::Lake { table: table.to_owned(), source: Box::new(source) }
 }
@@ -823,5 +866,27 @@ mod tests {
         assert_eq!(attempt_of_commit(br#"{"commitInfo":{"operation":"WRITE"}}"#), None);
         assert_eq!(attempt_of_commit(br#"{"commitInfo":{"bunker":{"objects":[]}}}"#), None);
         assert_eq!(attempt_of_commit(b"not json\n"), None);
+    }
+
+    /// A failed write names the file as the operator knows it (regression: the message said
+    /// "Failed to read delta log object" and named no file when a full disk refused a data file).
+    #[test]
+    fn failed_writes_name_local_files_by_path_and_s3_objects_by_url() {
+        let local = Url::parse("file:///srv/lake/cloudtrail/").expect("url");
+        assert_eq!(
+            file_location(&local, "date=2025-03-01/part-1.parquet"),
+            "/srv/lake/cloudtrail/date=2025-03-01/part-1.parquet"
+        );
+        let no_slash = Url::parse("file:///srv/lake/cloudtrail").expect("url");
+        assert_eq!(
+            file_location(&no_slash, "date=2025-03-01/p.parquet"),
+            "/srv/lake/cloudtrail/date=2025-03-01/p.parquet"
+        );
+        let s3 = Url::parse("s3://security-lake/bunker/dns/").expect("url");
+        assert_eq!(
+            file_location(&s3, "date=2025-03-01/p.parquet"),
+            "s3://security-lake/bunker/dns/date=2025-03-01/p.parquet"
+        );
+        assert_eq!(display_url(&Url::parse("file:///srv/lake/").expect("url")), "/srv/lake/");
     }
 }

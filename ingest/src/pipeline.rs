@@ -9,7 +9,7 @@
 //! same for an S3 prefix, fetching objects concurrently.
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -63,6 +63,8 @@ pub enum ObjectOutcome {
     Duplicate {
         /// The object.
         object: ObjectRef,
+        /// The lake version whose commit holds its rows, when the ledger knows it.
+        lake_version: Option<u64>,
     },
     /// Could not be ingested at all.
     Failed {
@@ -365,8 +367,8 @@ pub async fn ingest_directory(
     let objects = list_directory(root)?;
     progress.start(objects.len() as u64, objects.iter().map(|(o, _)| o.size).sum());
     lake.refresh().await?;
-    let already: Arc<HashSet<String>> =
-        Arc::new(objects.iter().map(|(o, _)| o.id()).filter(|id| lake.is_committed(id)).collect());
+    let already: Arc<HashMap<String, u64>> =
+        Arc::new(objects.iter().filter_map(|(o, _)| Some((o.id(), lake.committed_version(&o.id())?))).collect());
 
     // While a commit encodes Parquet, the parser threads keep going into this queue; without room
     // for a few chunks they would sit idle for most of every commit. Its size bounds the memory.
@@ -382,8 +384,10 @@ pub async fn ingest_directory(
                     .par_iter()
                     .map(|(object, path)| {
                         let started = Instant::now();
-                        if already.contains(&object.id()) {
-                            return (ObjectOutcome::Duplicate { object: object.clone() }, started.elapsed());
+                        if let Some(&version) = already.get(&object.id()) {
+                            let duplicate =
+                                ObjectOutcome::Duplicate { object: object.clone(), lake_version: Some(version) };
+                            return (duplicate, started.elapsed());
                         }
                         let outcome = match std::fs::read(path) {
                             Ok(data) => process_object(object, data, limits),
@@ -445,15 +449,16 @@ pub async fn ingest_s3(
     let objects = source.list(bucket, prefix, dates).await?;
     progress.start(objects.len() as u64, objects.iter().map(|o| o.size).sum());
     lake.refresh().await?;
-    let already: HashSet<String> = objects.iter().map(ObjectRef::id).filter(|id| lake.is_committed(id)).collect();
+    let already: HashMap<String, u64> =
+        objects.iter().filter_map(|o| Some((o.id(), lake.committed_version(&o.id())?))).collect();
     let limits = options.limits;
     let mut outcomes = futures::stream::iter(objects)
         .map(|object| {
-            let duplicate = already.contains(&object.id());
+            let duplicate = already.get(&object.id()).copied();
             async move {
                 let started = Instant::now();
-                let outcome = if duplicate {
-                    ObjectOutcome::Duplicate { object }
+                let outcome = if let Some(version) = duplicate {
+                    ObjectOutcome::Duplicate { object, lake_version: Some(version) }
                 } else {
                     match source.fetch(&object).await {
                         Ok(data) => parse_on_pool(object, data, limits).await,
@@ -581,12 +586,14 @@ impl Run {
                 self.log.push(e);
                 Some(size)
             }
-            ObjectOutcome::Duplicate { object } => {
+            ObjectOutcome::Duplicate { object, lake_version } => {
                 self.summary.duplicate_objects += 1;
                 metrics::counter!("bunker_objects_total", "status" => status::DUPLICATE).increment(1);
                 let size = object.size;
                 let format = classify_key(&object.key).format.unwrap_or(LogFormat::Unknown);
-                self.log.push(entry(object, format, format.table(), status::DUPLICATE));
+                let mut e = entry(object, format, format.table(), status::DUPLICATE);
+                e.lake_version = lake_version;
+                self.log.push(e);
                 Some(size)
             }
             ObjectOutcome::Failed { object, format, error } => {
@@ -658,6 +665,7 @@ impl Run {
                 if !committed.remove(e.object.id().as_str()) {
                     e.status = status::DUPLICATE;
                     e.rows = 0;
+                    e.lake_version = lake.committed_version(&e.object.id());
                     self.summary.duplicate_objects += 1;
                     metrics::counter!("bunker_objects_total", "status" => status::DUPLICATE).increment(1);
                 } else {

@@ -294,9 +294,9 @@ impl Processor {
         match parse_notification(&body) {
             Ok(Notification::Objects(objects)) => {
                 for object in objects {
-                    if lake.is_committed(&object.id()) {
+                    if let Some(version) = lake.committed_version(&object.id()) {
                         // A redelivery of something already in the lake: no need to fetch it.
-                        self.run.accept(ObjectOutcome::Duplicate { object });
+                        self.run.accept(ObjectOutcome::Duplicate { object, lake_version: Some(version) });
                         held.in_run = true;
                         continue;
                     }
@@ -383,7 +383,10 @@ impl Processor {
             match self.run.flush(lake, true).await {
                 Ok(()) => true,
                 Err(error) => {
-                    tracing::error!(error = %error, "commit failed; the messages involved will be retried");
+                    // The lake's location is in the line: the cause (a full disk, a read-only
+                    // volume, a denied S3 prefix) is usually outside bunker, and that is where the
+                    // operator has to look.
+                    tracing::error!(lake = %lake.location(), error = %error, "commit failed; the messages involved will be retried");
                     metrics::counter!("bunker_errors_total", "kind" => error.kind()).increment(1);
                     // What the failed flush held is gone; every message that had rows in it must
                     // come back (rows that did commit are recognised by the ledger then, and

@@ -2,13 +2,17 @@
 //! through the `bunker` binary as an operator runs it: objects land in an Object-Locked, SSE-KMS
 //! archive bucket, S3 notifies the queue, and the lake lives on an S3 prefix of another bucket.
 //! The alert sinks are tested against the same endpoint's SQS ([`sinks`]); the worker under
-//! injected S3 and SQS faults, through a fault-injecting proxy ([`proxy`]), in [`faults`].
+//! injected S3 and SQS faults, through a fault-injecting proxy ([`proxy`]), in [`faults`]; process
+//! faults (SIGKILL soak, a full or read-only lake) in [`soak`]; hostile objects, keys and bodies in
+//! [`hostile`]; and the check that no credential reaches a log in [`credentials`].
 
+mod credentials;
 mod faults;
 mod hostile;
 mod moto;
 mod proxy;
 mod sinks;
+mod soak;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -81,6 +85,24 @@ fn duplicate_rows(moto: &Moto, lake: &str) -> u64 {
     row[0].parse().expect("dups")
 }
 
+/// The `bunker worker` command line the tests run, logging at `filter`.
+fn worker_command(moto: &Moto, queue_url: &str, lake: &str, extra: &[&str], filter: &str) -> Command {
+    let mut command = bunker(moto);
+    worker_args(&mut command, queue_url, lake, extra, filter);
+    command
+}
+
+/// Makes `command` a `bunker worker` run with short intervals, so tests are quick; a test's own
+/// flags win.
+fn worker_args(command: &mut Command, queue_url: &str, lake: &str, extra: &[&str], filter: &str) {
+    let defaults = [("--commit-interval-secs", "0.5"), ("--wait-time-secs", "1"), ("--visibility-timeout-secs", "10")];
+    command
+        .env("BUNKER_LOG", filter)
+        .args(["worker", "--queue-url", queue_url, "--lake", lake, "--metrics-listen", "127.0.0.1:0"])
+        .args(defaults.iter().filter(|(flag, _)| !extra.contains(flag)).flat_map(|(flag, value)| [*flag, *value]))
+        .args(extra);
+}
+
 /// A `bunker worker` process with its log in a file.
 struct Worker {
     child: Child,
@@ -89,25 +111,26 @@ struct Worker {
 
 impl Worker {
     fn start(moto: &Moto, queue_url: &str, lake: &str, log: PathBuf, extra: &[&str]) -> Worker {
-        Worker::start_with(bunker(moto), queue_url, lake, log, extra)
+        Worker::start_logging(moto, queue_url, lake, log, extra, "info,buoyant_kernel=off,deltalake=warn")
     }
 
-    /// A worker started from `command` (a `bunker` command with its environment set).
-    fn start_with(mut command: Command, queue_url: &str, lake: &str, log: PathBuf, extra: &[&str]) -> Worker {
+    /// [`Worker::start`] with `BUNKER_LOG` set to `filter`.
+    fn start_logging(moto: &Moto, queue_url: &str, lake: &str, log: PathBuf, extra: &[&str], filter: &str) -> Worker {
+        Worker::spawn(worker_command(moto, queue_url, lake, extra, filter), log)
+    }
+
+    /// Runs a worker command with its stderr (where it logs) in the file `log`.
+    fn spawn(mut command: Command, log: PathBuf) -> Worker {
         let file = std::fs::File::create(&log).expect("log file");
-        // Short intervals so tests are quick; a test's own flags win.
-        let defaults =
-            [("--commit-interval-secs", "0.5"), ("--wait-time-secs", "1"), ("--visibility-timeout-secs", "10")];
-        let child = command
-            .env("BUNKER_LOG", "info,buoyant_kernel=off,deltalake=warn")
-            .args(["worker", "--queue-url", queue_url, "--lake", lake, "--metrics-listen", "127.0.0.1:0"])
-            .args(defaults.iter().filter(|(flag, _)| !extra.contains(flag)).flat_map(|(flag, value)| [*flag, *value]))
-            .args(extra)
-            .stdout(Stdio::null())
-            .stderr(file)
-            .spawn()
-            .expect("start worker");
+        let child = command.stdout(Stdio::null()).stderr(file).spawn().expect("start worker");
         Worker { child, log }
+    }
+
+    /// A worker started from `command` (a `bunker` command with its environment set, the proxy's
+    /// endpoint for instance), with the flags and log filter of [`Worker::start`].
+    fn start_with(mut command: Command, queue_url: &str, lake: &str, log: PathBuf, extra: &[&str]) -> Worker {
+        worker_args(&mut command, queue_url, lake, extra, "info,buoyant_kernel=off,deltalake=warn");
+        Worker::spawn(command, log)
     }
 
     fn log(&self) -> String {

@@ -11,8 +11,8 @@ use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_sqs::types::QueueAttributeName;
 
 pub const REGION: &str = "us-east-1";
-const ACCESS_KEY: &str = "AKIDBUNKERTEST000001";
-const SECRET_KEY: &str = "bunker-test-secret-key-not-a-real-one";
+pub const ACCESS_KEY: &str = "AKIDBUNKERTEST000001";
+pub const SECRET_KEY: &str = "bunker-test-secret-key-not-a-real-one";
 
 /// A running `moto_server`.
 pub struct Moto {
