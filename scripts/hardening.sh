@@ -13,7 +13,7 @@
 #   scripts/hardening.sh soak       # only the SIGKILL soak
 #
 # The short versions of 2-4 run in the default test command (scripts/test.sh), and so in CI, with a
-# 10-second run of every fuzz target. BUNKER_HARDENING=long is what makes the tests long; each
+# 10-second run of each parser fuzz target. BUNKER_HARDENING=long is what makes the tests long; each
 # prints what it survived (faults injected by kind, restarts, rows lost).
 set -euo pipefail
 cd "$(dirname "$0")/.."

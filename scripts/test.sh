@@ -54,3 +54,8 @@ cargo deny --locked check licenses bans sources
 
 cargo test --workspace --all-targets --locked
 cargo test --workspace --doc --locked
+
+# A short run of the parser fuzz targets (scripts/hardening.sh runs every target for ten minutes):
+# the seed corpora must still pass, and ten seconds of new inputs each. The rule loader's target is
+# left to the long run: its instrumented build of DataFusion takes over an hour of CPU.
+FUZZ_TARGETS="notification cloudtrail vpcflow dns decode timestamp" scripts/fuzz.sh "${BUNKER_CI_FUZZ_SECONDS:-10}"
