@@ -93,8 +93,11 @@ declare -A result runs cov ft corpus artifact
 failed=0
 for target in "${targets[@]}"; do
     mkdir -p "$work/corpus/$target" "artifacts/$target"
-    dirs=("$work/corpus/$target" "corpus/$target")
+    dirs=("$work/corpus/$target")
+    [[ -d corpus/$target ]] && dirs+=("corpus/$target")
     [[ -d $work/real/$target ]] && dirs+=("$work/real/$target")
+    # The rule loader's seeds are the built-in pack itself.
+    [[ $target == rules ]] && dirs+=("$root/detect/rules")
     args=(-max_total_time="$seconds" -rss_limit_mb=2048 -timeout=10 -print_final_stats=1)
     [[ -f dict/$target.dict ]] && args+=(-dict="dict/$target.dict")
     read -r -a extra <<<"${FUZZ_ARGS:-}"
