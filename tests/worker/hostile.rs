@@ -55,6 +55,12 @@ fn url_encode(key: &str) -> String {
         .collect()
 }
 
+/// The rows of `sql` over the lake, one JSON object each.
+fn json_rows(moto: &Moto, sql: &str) -> Vec<serde_json::Value> {
+    let out = run_ok(moto, &["query", "--lake", LAKE, "--format", "json", sql]);
+    out.lines().map(|line| serde_json::from_str(line).expect("a JSON row")).collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_objects_keys_and_bodies_are_recorded_and_the_worker_keeps_going() {
     let moto = Moto::start().await;
@@ -154,18 +160,8 @@ async fn hostile_objects_keys_and_bodies_are_recorded_and_the_worker_keeps_going
     wait_for(&moto, &queue, LAKE, (good_ids.len() as u64, 0, 0), &mut [&mut worker]).await;
 
     // Every good record once, under the key it was stored with.
-    let ids = run_ok(
-        &moto,
-        &[
-            "query",
-            "--lake",
-            LAKE,
-            "--format",
-            "json",
-            "SELECT eventid, source_key, length(eventname) AS name_len FROM cloudtrail ORDER BY eventid",
-        ],
-    );
-    let rows: Vec<serde_json::Value> = ids.lines().map(|l| serde_json::from_str(l).expect("json row")).collect();
+    let rows =
+        json_rows(&moto, "SELECT eventid, source_key, length(eventname) AS name_len FROM cloudtrail ORDER BY eventid");
     let mut want = good_ids.clone();
     want.sort();
     assert_eq!(rows.iter().map(|r| r["eventid"].as_str().unwrap_or_default()).collect::<Vec<_>>(), want);
@@ -177,18 +173,7 @@ async fn hostile_objects_keys_and_bodies_are_recorded_and_the_worker_keeps_going
     assert_eq!(enormous_row["name_len"].as_u64(), Some(20 << 20));
 
     // Every failure recorded with its kind and reason.
-    let log = run_ok(
-        &moto,
-        &[
-            "query",
-            "--lake",
-            LAKE,
-            "--format",
-            "json",
-            "SELECT source_key, status, error_kind, reason, rejected_records FROM ingest_log",
-        ],
-    );
-    let entries: Vec<serde_json::Value> = log.lines().map(|l| serde_json::from_str(l).expect("json row")).collect();
+    let entries = json_rows(&moto, "SELECT source_key, status, error_kind, reason, rejected_records FROM ingest_log");
     let entry = |needle: &str| {
         entries
             .iter()

@@ -707,11 +707,8 @@ fn real_user_identity_variants_keep_every_field() {
     assert_eq!(resources.value_length(0), 3);
 }
 
-/// Millions of tiny records: every bad one is counted, only the first few are kept with a reason,
-/// so the rejections of a 6 MB object do not take hundreds of MB.
-#[test]
-fn millions_of_tiny_records_are_counted_not_kept() {
-    let n = 2_000_000;
+/// `{"Records":[{},{},...]}` with `n` empty records.
+fn empty_records(n: usize) -> Vec<u8> {
     let mut data = Vec::with_capacity(n * 3 + 16);
     data.extend_from_slice(b"{\"Records\":[");
     for i in 0..n {
@@ -721,6 +718,15 @@ fn millions_of_tiny_records_are_counted_not_kept() {
         data.extend_from_slice(b"{}");
     }
     data.extend_from_slice(b"]}");
+    data
+}
+
+/// Millions of tiny records: every bad one is counted, only the first few are kept with a reason,
+/// so the rejections of a 6 MB object do not take hundreds of MB.
+#[test]
+fn millions_of_tiny_records_are_counted_not_kept() {
+    let n = 2_000_000;
+    let mut data = empty_records(n);
     let parsed = CloudTrailParser::new().parse(&mut data, &ctx()).expect("parses");
     assert_eq!(parsed.batch.num_rows(), 0);
     assert_eq!(parsed.rejected.len(), n);
@@ -732,17 +738,7 @@ fn millions_of_tiny_records_are_counted_not_kept() {
 /// before it is built, with the reason.
 #[test]
 fn an_object_of_tiny_values_past_the_tape_budget_is_malformed() {
-    let values = crate::tape::UNCOUNTED_BYTES / 3 + 1;
-    let mut data = Vec::with_capacity(values * 3 + 16);
-    data.extend_from_slice(b"{\"Records\":[");
-    for i in 0..values {
-        if i > 0 {
-            data.push(b',');
-        }
-        data.extend_from_slice(b"{}");
-    }
-    data.extend_from_slice(b"]}");
-    let reason = malformed_reason(&data);
+    let reason = malformed_reason(&empty_records(crate::tape::UNCOUNTED_BYTES / 3 + 1));
     assert!(reason.contains("JSON values") && reason.contains("bytes per byte of text"), "{reason}");
 }
 
