@@ -190,6 +190,12 @@ pub fn parse_content(table: LogTable, content: &mut [u8], ctx: &ObjectContext<'_
     }
 }
 
+/// The object's id and the lake version holding its rows, if some commit already holds it.
+fn committed(lake: &Lake, object: &ObjectRef) -> Option<(String, u64)> {
+    let id = object.id();
+    lake.committed_version(&id).map(|version| (id, version))
+}
+
 /// Runs [`process_object`] on the rayon pool, off the I/O runtime.
 pub async fn parse_on_pool(object: ObjectRef, data: Vec<u8>, limits: Limits) -> ObjectOutcome {
     let (tx, rx) = tokio::sync::oneshot::channel();
@@ -367,8 +373,7 @@ pub async fn ingest_directory(
     let objects = list_directory(root)?;
     progress.start(objects.len() as u64, objects.iter().map(|(o, _)| o.size).sum());
     lake.refresh().await?;
-    let already: Arc<HashMap<String, u64>> =
-        Arc::new(objects.iter().filter_map(|(o, _)| Some((o.id(), lake.committed_version(&o.id())?))).collect());
+    let already: Arc<HashMap<String, u64>> = Arc::new(objects.iter().filter_map(|(o, _)| committed(lake, o)).collect());
 
     // While a commit encodes Parquet, the parser threads keep going into this queue; without room
     // for a few chunks they would sit idle for most of every commit. Its size bounds the memory.
@@ -449,8 +454,7 @@ pub async fn ingest_s3(
     let objects = source.list(bucket, prefix, dates).await?;
     progress.start(objects.len() as u64, objects.iter().map(|o| o.size).sum());
     lake.refresh().await?;
-    let already: HashMap<String, u64> =
-        objects.iter().filter_map(|o| Some((o.id(), lake.committed_version(&o.id())?))).collect();
+    let already: HashMap<String, u64> = objects.iter().filter_map(|o| committed(lake, o)).collect();
     let limits = options.limits;
     let mut outcomes = futures::stream::iter(objects)
         .map(|object| {
