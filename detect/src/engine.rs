@@ -19,6 +19,7 @@ use datafusion::execution::context::{SQLOptions, SessionContext};
 use crate::alert::{Alert, alerts_from_rows, is_string_or_list};
 use crate::regions::Regions;
 use crate::rule::Rule;
+use crate::rows::RowRunner;
 use crate::{DetectError, Result};
 
 /// A session where every table exists with its schema and holds nothing — enough to plan — with
@@ -43,7 +44,8 @@ fn rule_session() -> Result<SessionContext> {
     Ok(ctx)
 }
 
-fn read_only() -> SQLOptions {
+/// The options every rule's SQL is planned under: it reads, never writes.
+pub(crate) fn read_only() -> SQLOptions {
     SQLOptions::new().with_allow_ddl(false).with_allow_dml(false).with_allow_statements(false)
 }
 
@@ -112,8 +114,9 @@ pub fn reads_baseline(rule: &Rule) -> bool {
     rule.sql.contains(baseline::VIEW_NAME) || rule.sql.contains(crate::regions::ACCOUNT_BASELINE)
 }
 
-/// Runs the row rules that read `table` over freshly committed rows of it. `baseline` is the
-/// region baseline as it is with these rows (see `bunker_ingest::baseline`).
+/// Runs the row rules that read `table` over freshly committed rows of it, planning them for
+/// this one run (a detector keeps a [`RowRunner`] instead). `baseline` is the region baseline as
+/// it is with these rows (see `bunker_ingest::baseline`).
 pub async fn run_on_batches(
     rules: &[Rule],
     table: LogTable,
@@ -121,14 +124,10 @@ pub async fn run_on_batches(
     regions: &Regions,
     baseline: Option<RecordBatch>,
 ) -> Result<Vec<Alert>> {
-    let applicable = row_rules(rules, table);
-    if applicable.is_empty() || batches.iter().all(|b| b.num_rows() == 0) {
+    if row_rules(rules, table).is_empty() || batches.iter().all(|b| b.num_rows() == 0) {
         return Ok(Vec::new());
     }
-    let ctx = empty_session(regions, baseline).await?;
-    ctx.deregister_table(table.name())?;
-    ctx.register_table(table.name(), Arc::new(MemTable::try_new(table.schema(), vec![batches])?))?;
-    run_rules(&ctx, &applicable).await
+    RowRunner::new(rules, table, regions).await?.run(batches, baseline).await
 }
 
 /// Runs every rule over the lake, seeing only the days from `since` to `until` (inclusive; open

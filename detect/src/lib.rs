@@ -3,11 +3,11 @@
 //!
 //! A rule is a YAML file with a DataFusion SQL query whose rows are alerts ([`rule`]). Rules are
 //! validated by planning their SQL against the table schemas ([`engine::validate`]), run over new
-//! rows or a date range of the lake ([`engine`]), folded into alerts by dedup key and window
-//! ([`alert`]), and proven by their own labelled examples run through the real parser
-//! ([`testing`]). The built-in pack ships inside the binary ([`pack`]). The same examples, moved
-//! into a synthetic archive, are the labelled attacks an end-to-end test checks alerts against
-//! ([`inject`]). Inside ingestion the rules run through a [`live::Detector`]; their alerts are
+//! rows (planned once per table: [`rows`]) or a date range of the lake ([`engine`]), folded into
+//! alerts by dedup key and window ([`alert`]), and proven by their own labelled examples run
+//! through the real parser ([`testing`]). The built-in pack ships inside the binary ([`pack`]).
+//! The same examples, moved into a synthetic archive, are the labelled attacks an end-to-end test
+//! checks alerts against ([`inject`]). Inside ingestion the rules run through a [`live::Detector`]; their alerts are
 //! folded into the lake's `alerts` table ([`store`]), tuned ([`tuning`]) and leave through the
 //! configured sinks ([`sink`]: stdout, a JSON-lines file, an SQS queue, a webhook), each in the
 //! shape its receiver expects ([`render`]: native, OCSF, ASFF, Slack).
@@ -20,6 +20,7 @@ pub mod live;
 pub mod pack;
 pub mod regions;
 pub mod render;
+pub mod rows;
 pub mod rule;
 pub mod sink;
 pub mod store;

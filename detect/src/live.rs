@@ -24,10 +24,11 @@ use futures::future::BoxFuture;
 
 use crate::Result;
 use crate::alert::Alert;
-use crate::engine::{reads_baseline, row_rules, run_lookback, run_on_batches};
+use crate::engine::{reads_baseline, row_rules, run_lookback};
+use crate::rows::RowRunner;
 use crate::rule::{Mode, Rule};
 use crate::sink::Sinks;
-use crate::store::{RunKind, record};
+use crate::store::{KnownIds, RunKind, record};
 use crate::tuning::Tuning;
 
 /// How often a window rule without a `schedule` runs.
@@ -64,6 +65,10 @@ pub struct Detector {
     widest_window: Duration,
     last_window_run: Mutex<HashMap<String, DateTime<Utc>>>,
     tally: Mutex<BTreeMap<String, Tally>>,
+    /// The alert ids the `alerts` table holds, as far as this process has read it.
+    known: tokio::sync::Mutex<KnownIds>,
+    /// The row rules of each table, planned on the table's first commit.
+    runners: tokio::sync::Mutex<HashMap<LogTable, RowRunner>>,
 }
 
 impl Detector {
@@ -81,6 +86,8 @@ impl Detector {
             widest_window,
             last_window_run: Mutex::default(),
             tally: Mutex::default(),
+            known: tokio::sync::Mutex::default(),
+            runners: tokio::sync::Mutex::default(),
         }
     }
 
@@ -124,7 +131,7 @@ impl Detector {
             return Ok(alerts);
         }
         let emit = self.triage(alerts);
-        let recorded = record(lake, emit, run, self.widest_window).await?;
+        let recorded = record(lake, &mut *self.known.lock().await, emit, run, self.widest_window).await?;
         self.sinks.send(&recorded).await?;
         let mut tally = lock(&self.tally);
         for a in &recorded {
@@ -188,16 +195,28 @@ impl LakeHook for Detector {
             if rules.is_empty() {
                 return Ok(());
             }
+            let started = std::time::Instant::now();
+            let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
             // Only rules about regions need the baseline, and only CloudTrail keeps one.
             let baseline = if table == LogTable::CloudTrail && rules.iter().any(|r| reads_baseline(r)) {
                 Some(lake.region_baseline_with(&batches).await?)
             } else {
                 None
             };
-            let alerts = run_on_batches(&self.rules, table, batches, self.tuning.regions(), baseline)
-                .await
-                .map_err(hook_error)?;
+            let alerts = {
+                let mut runners = self.runners.lock().await;
+                let runner = match runners.entry(table) {
+                    std::collections::hash_map::Entry::Occupied(planned) => planned.into_mut(),
+                    std::collections::hash_map::Entry::Vacant(slot) => slot.insert(
+                        RowRunner::new(&self.rules, table, self.tuning.regions()).await.map_err(hook_error)?,
+                    ),
+                };
+                runner.run(batches, baseline).await.map_err(hook_error)?
+            };
+            let ran_in = started.elapsed();
+            let found = alerts.len();
             self.emit(lake, alerts, self.run).await.map_err(hook_error)?;
+            tracing::debug!(%table, rows, found, ?ran_in, total = ?started.elapsed(), "row rules ran");
             Ok(())
         })
     }

@@ -10,7 +10,7 @@
 //! the data commit, so a crash in between means the same rows come round again. Counts grow only by
 //! events the alert's evidence does not hold yet.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,8 +22,12 @@ use arrow::compute::cast;
 use arrow::datatypes::{DataType, TimeUnit};
 use bunker_ingest::lake::Lake;
 use bunker_schemas::alerts;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use datafusion::prelude::SessionContext;
+use deltalake::DeltaTable;
+use deltalake::logstore::object_store::ObjectStoreExt as _;
+use parquet::arrow::ProjectionMask;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use crate::alert::{Alert, MAX_EVIDENCE};
 use crate::{DetectError, Result};
@@ -109,10 +113,66 @@ fn merge_capped(stored: &[String], fresh: &[String]) -> Vec<String> {
     merged
 }
 
+/// The alert ids the `alerts` table holds, learnt one data file at a time: each file's `id` column
+/// is read once per process (files never change; new ones are read as they appear). Knowing that
+/// an id was never stored, without reading every file of its days again for every batch, is what
+/// keeps recording alerts cheap as the table grows.
+#[derive(Debug, Default)]
+pub struct KnownIds {
+    files: HashSet<String>,
+    ids: HashSet<String>,
+}
+
+impl KnownIds {
+    /// Whether the table held `id` when last learnt from.
+    pub fn contains(&self, id: &str) -> bool {
+        self.ids.contains(id)
+    }
+
+    /// Reads the ids of the files of `table` (already checked to stay inside it) in the date
+    /// partitions from `from` to `to` that were not read yet.
+    async fn learn(&mut self, table: &DeltaTable, from: NaiveDate, to: NaiveDate) -> Result<()> {
+        let snapshot = table.snapshot().map_err(lake_error)?;
+        let unread: Vec<deltalake::Path> = snapshot
+            .log_data()
+            .into_iter()
+            .filter(|file| {
+                let date = file.partition_values_map().remove(bunker_schemas::DATE_COLUMN).flatten();
+                date.and_then(|d| d.parse::<NaiveDate>().ok()).is_none_or(|date| from <= date && date <= to)
+            })
+            .map(|file| file.object_store_path())
+            .filter(|path| !self.files.contains(path.as_ref()))
+            .collect();
+        let store = table.object_store();
+        for path in unread {
+            let unreadable = |reason: String| DetectError::Lake(format!("{}: {path}: {reason}", alerts::TABLE_NAME));
+            let bytes = store.get(&path).await.map_err(|e| unreadable(e.to_string()))?;
+            let bytes = bytes.bytes().await.map_err(|e| unreadable(e.to_string()))?;
+            let builder = ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(|e| unreadable(e.to_string()))?;
+            let leaf = builder.parquet_schema().columns().iter().position(|c| c.path().parts() == ["id"]);
+            let leaf = leaf.ok_or_else(|| unreadable("no id column".into()))?;
+            let mask = ProjectionMask::leaves(builder.parquet_schema(), [leaf]);
+            for batch in builder.with_projection(mask).build().map_err(|e| unreadable(e.to_string()))? {
+                let batch = batch?;
+                let ids = cast(batch.column(0), &DataType::Utf8)?;
+                let ids = downcast::<StringArray>(&ids)?;
+                self.ids.extend(ids.iter().flatten().map(str::to_owned));
+            }
+            self.files.insert(path.to_string());
+        }
+        Ok(())
+    }
+}
+
 /// Reads the stored state of these alert ids, looking only at the partitions they can be in:
 /// an alert's rows all fall inside one dedup window, so its first match is at most `widest_window`
 /// before the fresh result's first match.
-pub async fn stored_state(lake: &Lake, fresh: &[Alert], widest_window: Duration) -> Result<HashMap<String, Stored>> {
+pub async fn stored_state(
+    lake: &Lake,
+    known: &mut KnownIds,
+    fresh: &[Alert],
+    widest_window: Duration,
+) -> Result<HashMap<String, Stored>> {
     if fresh.is_empty() {
         return Ok(HashMap::new());
     }
@@ -129,8 +189,11 @@ pub async fn stored_state(lake: &Lake, fresh: &[Alert], widest_window: Duration)
     let window = chrono::Duration::from_std(widest_window).unwrap_or(chrono::Duration::days(1));
     let earliest = fresh.iter().map(|a| a.first_seen).min().unwrap_or_default() - window;
     let latest = fresh.iter().map(|a| a.last_seen).max().unwrap_or_default();
-    // Ids are hex digests (see `alert::alert_id`), safe to put in the statement as they are.
-    let ids: BTreeSet<&str> = fresh.iter().map(|a| a.id.as_str()).filter(|id| is_hex(id)).collect();
+    known.learn(&table, earliest.date_naive(), latest.date_naive()).await?;
+    // Ids are hex digests (see `alert::alert_id`), safe to put in the statement as they are. Only
+    // ids the table holds are looked up: most results are of alerts never stored before.
+    let ids: BTreeSet<&str> =
+        fresh.iter().map(|a| a.id.as_str()).filter(|id| is_hex(id) && known.contains(id)).collect();
     if ids.is_empty() {
         return Ok(HashMap::new());
     }
@@ -175,6 +238,7 @@ pub async fn stored_state(lake: &Lake, fresh: &[Alert], widest_window: Duration)
 /// returns them as folded (what the sinks get).
 pub async fn record(
     lake: &mut Lake,
+    known: &mut KnownIds,
     mut fresh: Vec<Alert>,
     run: RunKind,
     widest_window: Duration,
@@ -182,7 +246,9 @@ pub async fn record(
     if fresh.is_empty() {
         return Ok(fresh);
     }
-    let stored = stored_state(lake, &fresh, widest_window).await?;
+    let started = std::time::Instant::now();
+    let stored = stored_state(lake, known, &fresh, widest_window).await?;
+    let read_in = started.elapsed();
     for alert in &mut fresh {
         if let Some(state) = stored.get(&alert.id) {
             fold(alert, state, run);
@@ -190,6 +256,7 @@ pub async fn record(
     }
     let batch = alerts_batch(&fresh, Utc::now(), run)?;
     lake.append_alerts(batch).await.map_err(|e| DetectError::Lake(e.to_string()))?;
+    tracing::debug!(alerts = fresh.len(), stored = stored.len(), ?read_in, total = ?started.elapsed(), "alerts recorded");
     Ok(fresh)
 }
 
@@ -332,11 +399,14 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut lake = Lake::open(dir.path(), LakeConfig::default()).await.expect("lake");
         let window = Duration::from_secs(3600);
-        let first =
-            record(&mut lake, vec![alert("aa01", 10, &["e1", "e2"])], RunKind::Worker, window).await.expect("record");
+        let mut known = KnownIds::default();
+        let first = record(&mut lake, &mut known, vec![alert("aa01", 10, &["e1", "e2"])], RunKind::Worker, window)
+            .await
+            .expect("record");
         assert_eq!(first[0].count, 2);
         let second = record(
             &mut lake,
+            &mut known,
             vec![alert("aa01", 30, &["e2", "e3"]), alert("bb02", 5, &["x"])],
             RunKind::Worker,
             window,
@@ -347,7 +417,9 @@ mod tests {
         assert_eq!(second[0].event_ids, ["e1", "e2", "e3"]);
         // Another process (no memory of the above) reads the same state back.
         let reopened = Lake::open(dir.path(), LakeConfig::default()).await.expect("lake");
-        let stored = stored_state(&reopened, &[alert("aa01", 50, &[])], window).await.expect("state");
+        let stored = stored_state(&reopened, &mut KnownIds::default(), &[alert("aa01", 50, &[])], window)
+            .await
+            .expect("state");
         assert_eq!(stored["aa01"].count, 3);
         assert_eq!(stored["aa01"].first_seen, alert("x", 10, &[]).first_seen);
         // The view keeps the newest state per alert.

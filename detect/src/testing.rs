@@ -109,7 +109,7 @@ pub async fn run_example(
 }
 
 /// The object AWS would deliver holding these events.
-fn raw_object(table: LogTable, events: &[serde_json::Value]) -> std::result::Result<Vec<u8>, String> {
+pub(crate) fn raw_object(table: LogTable, events: &[serde_json::Value]) -> std::result::Result<Vec<u8>, String> {
     match table {
         LogTable::CloudTrail => Ok(serde_json::json!({ "Records": events }).to_string().into_bytes()),
         LogTable::Dns => {

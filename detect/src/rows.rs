@@ -1,0 +1,336 @@
+//! Row rules over the rows of each commit, planned once.
+//!
+//! Planning a rule's SQL (parsing, optimising, choosing operators — and DataFusion measuring every
+//! column of an in-memory table for its statistics while it does) cost more than running the rule
+//! over a commit's rows. A [`RowRunner`] plans each row rule of one table once, against tables that
+//! read whatever rows are in their slot when the plan executes; each commit only fills the slots
+//! and executes the plans again, each time with fresh operator state (`reset_plan_states`).
+//!
+//! Parsers hand over one batch per object — tens of rows each for small objects — so the rows are
+//! first gathered into batches of [`BATCH_ROWS`]: each operator then pays its per-batch cost a
+//! few times per commit, not once per object. Only the columns some rule reads are gathered (the
+//! scans note them while the rules are planned): the free-form JSON columns most rules never
+//! look at are not copied.
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use arrow::array::RecordBatch;
+use arrow::compute::BatchCoalescer;
+use arrow::datatypes::SchemaRef;
+use bunker_schemas::{LogTable, baseline};
+use datafusion::catalog::{Session, TableProvider};
+use datafusion::datasource::{MemTable, TableType};
+use datafusion::execution::TaskContext;
+use datafusion::execution::context::{SessionConfig, SessionContext};
+use datafusion::logical_expr::Expr;
+use datafusion::physical_plan::execution_plan::reset_plan_states;
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::streaming::{PartitionStream, StreamingTableExec};
+use datafusion::physical_plan::{ExecutionPlan, SendableRecordBatchStream, collect};
+
+use crate::alert::{Alert, alerts_from_rows};
+use crate::engine::{read_only, row_rules};
+use crate::regions::Regions;
+use crate::rule::Rule;
+use crate::{DetectError, Result};
+
+/// Rows per batch the rules see.
+const BATCH_ROWS: usize = 8192;
+
+/// The row rules of one table, planned, ready to run over each commit's rows.
+#[derive(Debug)]
+pub struct RowRunner {
+    rows: Arc<Slot>,
+    baseline: Arc<Slot>,
+    plans: Vec<(Rule, Arc<dyn ExecutionPlan>)>,
+    task: Arc<TaskContext>,
+}
+
+impl RowRunner {
+    /// Plans the row rules of `rules` that read `table`, with the region configuration `regions`.
+    pub async fn new(rules: &[Rule], table: LogTable, regions: &Regions) -> Result<RowRunner> {
+        let mut config = SessionConfig::new().with_target_partitions(1);
+        // A plan is executed again and again, which DataFusion allows only without dynamic
+        // filters; and one partition, because the rows are few and ingestion has the cores busy.
+        config.options_mut().optimizer.enable_dynamic_filter_pushdown = false;
+        let mut ctx = SessionContext::new_with_config_rt(config, bunker_query::memory::runtime()?);
+        bunker_query::udf::register(&mut ctx)?;
+        let rows = Slot::new(table.schema());
+        let baseline = Slot::new(baseline::view_schema());
+        for other in LogTable::ALL {
+            if other == table {
+                ctx.register_table(table.name(), Arc::new(SlotTable(rows.clone())))?;
+            } else {
+                ctx.register_table(other.name(), Arc::new(MemTable::try_new(other.schema(), vec![vec![]])?))?;
+            }
+        }
+        ctx.register_table(baseline::VIEW_NAME, Arc::new(SlotTable(baseline.clone())))?;
+        regions.register(&ctx).await?;
+        let mut plans = Vec::new();
+        for rule in row_rules(rules, table) {
+            let bad = |e: datafusion::error::DataFusionError| DetectError::Rule {
+                origin: rule.origin.clone(),
+                reason: format!("sql: {e}"),
+            };
+            let frame = ctx.sql_with_options(&rule.sql, read_only()).await.map_err(bad)?;
+            let plan = frame.create_physical_plan().await.map_err(bad)?;
+            plans.push((rule.clone(), plan));
+        }
+        Ok(RowRunner { rows, baseline, plans, task: ctx.task_ctx() })
+    }
+
+    /// Whether there is any rule to run.
+    pub fn is_empty(&self) -> bool {
+        self.plans.is_empty()
+    }
+
+    /// Runs the rules over `batches` (rows of the runner's table). `baseline` is the region
+    /// baseline as it is with these rows (see `bunker_ingest::baseline`).
+    pub async fn run(&mut self, batches: Vec<RecordBatch>, baseline: Option<RecordBatch>) -> Result<Vec<Alert>> {
+        if self.plans.is_empty() || batches.iter().all(|b| b.num_rows() == 0) {
+            return Ok(Vec::new());
+        }
+        self.rows.fill(batches)?;
+        self.baseline.fill(baseline.into_iter().collect())?;
+        let alerts = self.run_plans().await;
+        // The rows are the commit's: not kept until the next one.
+        self.rows.clear();
+        self.baseline.clear();
+        alerts
+    }
+
+    async fn run_plans(&self) -> Result<Vec<Alert>> {
+        let mut alerts = Vec::new();
+        for (rule, plan) in &self.plans {
+            let failed = |e: datafusion::error::DataFusionError| DetectError::Rule {
+                origin: rule.origin.clone(),
+                reason: format!("sql: {e}"),
+            };
+            let plan = reset_plan_states(plan.clone()).map_err(failed)?;
+            let batches = collect(plan, self.task.clone()).await.map_err(failed)?;
+            alerts.extend(alerts_from_rows(rule, &batches)?);
+        }
+        Ok(alerts)
+    }
+}
+
+/// A table whose rows are whatever was last put in it, read when a plan executes. Only the columns
+/// some plan reads are gathered: each scan records its projection while the rules are planned.
+#[derive(Debug)]
+struct Slot {
+    schema: SchemaRef,
+    /// The columns (indices into `schema`) some plan reads.
+    read: Mutex<BTreeSet<usize>>,
+    rows: Mutex<Gathered>,
+}
+
+/// The rows in a slot: the columns read, in `schema` order, in batches of [`BATCH_ROWS`].
+#[derive(Debug, Default)]
+struct Gathered {
+    columns: Vec<usize>,
+    batches: Vec<RecordBatch>,
+}
+
+impl Slot {
+    fn new(schema: SchemaRef) -> Arc<Slot> {
+        Arc::new(Slot { schema, read: Mutex::default(), rows: Mutex::default() })
+    }
+
+    /// Puts `batches` (of the slot's schema) in the slot, in place of what it held.
+    fn fill(&self, batches: Vec<RecordBatch>) -> Result<()> {
+        let mut columns: Vec<usize> = lock(&self.read).iter().copied().collect();
+        if columns.is_empty() {
+            // Rules that only count rows still need a column to carry the row count.
+            columns.push(0);
+        }
+        let schema = Arc::new(self.schema.project(&columns)?);
+        let mut coalescer = BatchCoalescer::new(schema, BATCH_ROWS);
+        for batch in batches {
+            // The plans were made for this schema; rows of another would be misread.
+            if batch.schema().fields() != self.schema.fields() {
+                return Err(DetectError::Lake(format!(
+                    "rows given to the row rules do not have the table's columns: {}",
+                    batch.schema()
+                )));
+            }
+            coalescer.push_batch(batch.project(&columns)?)?;
+        }
+        coalescer.finish_buffered_batch()?;
+        let mut gathered = Vec::new();
+        while let Some(batch) = coalescer.next_completed_batch() {
+            gathered.push(batch);
+        }
+        *lock(&self.rows) = Gathered { columns, batches: gathered };
+        Ok(())
+    }
+
+    fn clear(&self) {
+        *lock(&self.rows) = Gathered::default();
+    }
+}
+
+/// A [`Slot`] as a table rules can name.
+#[derive(Debug)]
+struct SlotTable(Arc<Slot>);
+
+#[async_trait::async_trait]
+impl TableProvider for SlotTable {
+    fn schema(&self) -> SchemaRef {
+        self.0.schema.clone()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    async fn scan(
+        &self,
+        _state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        _filters: &[Expr],
+        limit: Option<usize>,
+    ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
+        let columns = projection.cloned().unwrap_or_else(|| (0..self.0.schema.fields().len()).collect());
+        lock(&self.0.read).extend(columns.iter().copied());
+        let schema = Arc::new(self.0.schema.project(&columns)?);
+        let stream = Arc::new(SlotStream { slot: self.0.clone(), columns, schema: schema.clone() });
+        Ok(Arc::new(StreamingTableExec::try_new(schema, vec![stream], None, Vec::new(), false, limit)?))
+    }
+}
+
+/// One scan's columns of a slot's rows.
+#[derive(Debug)]
+struct SlotStream {
+    slot: Arc<Slot>,
+    columns: Vec<usize>,
+    schema: SchemaRef,
+}
+
+impl SlotStream {
+    fn batches(&self) -> datafusion::error::Result<Vec<RecordBatch>> {
+        let rows = lock(&self.slot.rows);
+        let positions = self
+            .columns
+            .iter()
+            .map(|c| rows.columns.binary_search(c))
+            .collect::<std::result::Result<Vec<usize>, usize>>()
+            .map_err(|_| datafusion::error::DataFusionError::Internal("a scan reads a column not gathered".into()))?;
+        Ok(rows.batches.iter().map(|b| b.project(&positions)).collect::<std::result::Result<_, _>>()?)
+    }
+}
+
+impl PartitionStream for SlotStream {
+    fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    fn execute(&self, _: Arc<TaskContext>) -> SendableRecordBatchStream {
+        let batches = match self.batches() {
+            Ok(batches) => batches.into_iter().map(Ok).collect(),
+            Err(e) => vec![Err(e)],
+        };
+        Box::pin(RecordBatchStreamAdapter::new(self.schema.clone(), futures::stream::iter(batches)))
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A slot holds plain rows and column numbers: whatever a panicking holder left is usable.
+    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use bunker_ingest::ObjectContext;
+    use bunker_ingest::baseline::Sightings;
+    use bunker_ingest::pipeline::parse_content;
+
+    use super::*;
+    use crate::rule::{Expect, Mode};
+
+    /// The rows of one labelled example of the built-in pack, with the alerts it should raise.
+    struct Example {
+        rule: String,
+        name: String,
+        batch: RecordBatch,
+        expect: Expect,
+        count: Option<u64>,
+    }
+
+    fn cloudtrail_examples(pack: &[Rule]) -> Vec<Example> {
+        let mut examples = Vec::new();
+        for rule in row_rules(pack, LogTable::CloudTrail) {
+            // Examples under their own region configuration need a runner of their own.
+            for test in rule.tests.iter().filter(|t| t.regions.is_none() && t.table.is_none()) {
+                let mut content = crate::testing::raw_object(LogTable::CloudTrail, &test.events).expect("example");
+                let ctx = ObjectContext { bucket: "", key: "example", key_date: None };
+                let parsed = parse_content(LogTable::CloudTrail, &mut content, &ctx).expect("example parses");
+                examples.push(Example {
+                    rule: rule.id.clone(),
+                    name: test.name.clone(),
+                    batch: parsed.batch,
+                    expect: test.expect,
+                    count: test.count,
+                });
+            }
+        }
+        examples
+    }
+
+    /// One runner, its plans executed over example after example: each run sees its own rows
+    /// only — nothing of an earlier run's rows, joins or aggregations is left in the plans.
+    #[tokio::test]
+    async fn plans_run_again_over_new_rows_see_only_those_rows() {
+        let pack: Vec<Rule> = crate::pack::builtin().expect("pack");
+        let examples = cloudtrail_examples(&pack);
+        assert!(examples.len() >= 30, "{} examples", examples.len());
+        let mut runner = RowRunner::new(&pack, LogTable::CloudTrail, &Regions::default()).await.expect("planned");
+        // Twice through, the second time in the other order.
+        for example in examples.iter().chain(examples.iter().rev()) {
+            let mut sightings = Sightings::default();
+            sightings.observe(std::slice::from_ref(&example.batch)).expect("baseline");
+            let baseline = sightings.to_batch().expect("baseline");
+            let alerts = runner.run(vec![example.batch.clone()], Some(baseline)).await.expect("run");
+            let got = alerts.iter().filter(|a| a.rule_id == example.rule).count() as u64;
+            let expected = match (example.expect, example.count) {
+                (Expect::None, _) => got == 0,
+                (Expect::Alert, Some(count)) => got == count,
+                (Expect::Alert, None) => got > 0,
+            };
+            assert!(expected, "{} / {}: {got} alerts", example.rule, example.name);
+        }
+        assert!(pack.iter().any(|r| r.mode == Mode::Row && r.sql.contains("JOIN")), "a join rule is among them");
+    }
+
+    /// Rows from many small objects are gathered into few batches, of the columns read only.
+    #[tokio::test]
+    async fn rows_are_gathered_into_few_batches_of_the_columns_read() {
+        let pack: Vec<Rule> = crate::pack::builtin().expect("pack");
+        let runner = RowRunner::new(&pack, LogTable::CloudTrail, &Regions::default()).await.expect("planned");
+        let examples = cloudtrail_examples(&pack);
+        let batches: Vec<RecordBatch> =
+            std::iter::repeat_with(|| examples.iter().map(|e| e.batch.clone())).take(400).flatten().collect();
+        let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+        assert!(rows > 2 * BATCH_ROWS, "{rows} rows");
+        runner.rows.fill(batches).expect("fill");
+        let gathered = lock(&runner.rows.rows);
+        assert_eq!(gathered.batches.iter().map(RecordBatch::num_rows).sum::<usize>(), rows);
+        assert_eq!(gathered.batches.len(), rows.div_ceil(BATCH_ROWS));
+        let schema = LogTable::CloudTrail.schema();
+        let read: Vec<&str> = gathered.columns.iter().map(|&c| schema.field(c).name().as_str()).collect();
+        assert!(read.contains(&"eventname") && read.contains(&"requestparameters"), "{read:?}");
+        assert!(!read.contains(&"requestid") && read.len() < schema.fields().len(), "{read:?}");
+    }
+
+    /// A batch that is not of the table's schema is refused, not misread.
+    #[tokio::test]
+    async fn rows_of_another_schema_are_refused() {
+        let pack: Vec<Rule> = crate::pack::builtin().expect("pack");
+        let mut runner = RowRunner::new(&pack, LogTable::CloudTrail, &Regions::default()).await.expect("planned");
+        let example = cloudtrail_examples(&pack).swap_remove(0).batch;
+        let fewer: Vec<usize> = (1..example.num_columns()).collect();
+        let other = example.project(&fewer).expect("projected");
+        let Err(e) = runner.run(vec![example, other], None).await else { panic!("rows of another schema ran") };
+        assert!(e.to_string().contains("table's columns"), "{e}");
+    }
+}
