@@ -18,8 +18,8 @@ use datafusion::execution::context::{SQLOptions, SessionContext};
 
 use crate::alert::{Alert, alerts_from_rows, is_string_or_list};
 use crate::regions::Regions;
-use crate::rule::Rule;
 use crate::rows::RowRunner;
+use crate::rule::Rule;
 use crate::{DetectError, Result};
 
 /// A session where every table exists with its schema and holds nothing — enough to plan — with

@@ -207,9 +207,8 @@ impl LakeHook for Detector {
                 let mut runners = self.runners.lock().await;
                 let runner = match runners.entry(table) {
                     std::collections::hash_map::Entry::Occupied(planned) => planned.into_mut(),
-                    std::collections::hash_map::Entry::Vacant(slot) => slot.insert(
-                        RowRunner::new(&self.rules, table, self.tuning.regions()).await.map_err(hook_error)?,
-                    ),
+                    std::collections::hash_map::Entry::Vacant(slot) => slot
+                        .insert(RowRunner::new(&self.rules, table, self.tuning.regions()).await.map_err(hook_error)?),
                 };
                 runner.run(batches, baseline).await.map_err(hook_error)?
             };

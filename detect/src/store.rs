@@ -417,9 +417,8 @@ mod tests {
         assert_eq!(second[0].event_ids, ["e1", "e2", "e3"]);
         // Another process (no memory of the above) reads the same state back.
         let reopened = Lake::open(dir.path(), LakeConfig::default()).await.expect("lake");
-        let stored = stored_state(&reopened, &mut KnownIds::default(), &[alert("aa01", 50, &[])], window)
-            .await
-            .expect("state");
+        let stored =
+            stored_state(&reopened, &mut KnownIds::default(), &[alert("aa01", 50, &[])], window).await.expect("state");
         assert_eq!(stored["aa01"].count, 3);
         assert_eq!(stored["aa01"].first_seen, alert("x", 10, &[]).first_seen);
         // The view keeps the newest state per alert.
