@@ -3,14 +3,13 @@
 
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
-use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
+use bunker_query::progress::Spinner;
 use bunker_query::timeline::Subject;
 use bunker_query::{LakeSession, OutputFormat, TimeSpan};
 use bunker_schemas::location::LakeLocation;
 use clap::ValueEnum;
-use indicatif::{ProgressBar, ProgressStyle};
 
 /// Which lake, and which span of it.
 #[derive(Debug, clap::Args)]
@@ -150,15 +149,15 @@ pub async fn query(args: QueryArgs) -> Result<()> {
     if matches!(args.format, Format::Parquet) && args.output.is_none() && std::io::stdout().is_terminal() {
         bail!("--format parquet writes binary: add --output FILE (or redirect stdout to a file)");
     }
-    let spinner = spinner();
+    let spinner = Spinner::start();
     let mut progress = |rows: usize| {
-        if let Some(bar) = &spinner {
-            bar.set_message(format!("{rows} rows"));
+        if let Some(spinner) = &spinner {
+            spinner.rows(rows);
         }
     };
     let result = session.sql_with_progress(&args.sql, &mut progress).await;
-    if let Some(bar) = spinner {
-        bar.finish_and_clear();
+    if let Some(spinner) = spinner {
+        spinner.finish();
     }
     let (schema, batches) = result?;
     write_results(&schema, &batches, args.format.into(), args.output.as_ref())
@@ -252,15 +251,4 @@ fn write_results(
         None => bunker_query::render(schema, batches, format, &mut std::io::stdout().lock())?,
     }
     Ok(())
-}
-
-/// A spinner on stderr for a query that takes more than a moment, when stderr is a terminal.
-fn spinner() -> Option<ProgressBar> {
-    if !std::io::stderr().is_terminal() {
-        return None;
-    }
-    let bar = ProgressBar::new_spinner();
-    bar.set_style(ProgressStyle::with_template("{spinner} {elapsed} {msg}").ok()?);
-    bar.enable_steady_tick(Duration::from_millis(120));
-    Some(bar)
 }

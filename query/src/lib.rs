@@ -12,6 +12,7 @@
 pub mod flight;
 pub mod hint;
 pub mod memory;
+pub mod progress;
 pub mod scan;
 pub mod shell;
 pub mod span;

@@ -1,6 +1,7 @@
 //! `bunker sql`: the interactive shell. Line editing and persistent history come from rustyline;
 //! a statement may span lines and runs when a line ends with `;`. Backslash commands describe the
 //! lake (`\d`, `\d <table>`, `\df`) and change the session (`\format`, `\timing`, `\explain`).
+//! A statement that takes a while shows a spinner, and Ctrl-C cancels it without leaving the shell.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -10,13 +11,15 @@ use rustyline::error::ReadlineError;
 use rustyline::history::FileHistory;
 use rustyline::{Config, Editor};
 
+use crate::progress::Spinner;
 use crate::{LakeSession, OutputFormat, QueryError, Result};
 
 const PROMPT: &str = "bunker> ";
 const CONTINUATION: &str = "   ...> ";
 
 const HELP: &str = "\
-statements end with ';' and may span lines; Ctrl-C drops the current line, Ctrl-D (or \\q) leaves
+statements end with ';' and may span lines; Ctrl-C drops the current line or cancels a running
+statement, Ctrl-D (or \\q) leaves
   \\d               the tables of the lake
   \\d TABLE         the columns of TABLE, with what each holds
   \\df              the functions bunker adds (JSON, IP/CIDR)
@@ -123,10 +126,24 @@ fn describe_span(session: &LakeSession) -> String {
     if span.is_all() { "all of the lake".to_owned() } else { format!("events in {span}") }
 }
 
+/// Runs one statement with a spinner; Ctrl-C cancels the statement, not the shell.
 async fn run_statement(session: &LakeSession, state: &State, sql: &str) {
     let started = Instant::now();
-    match session.sql(sql).await {
-        Ok((schema, batches)) => {
+    let spinner = Spinner::start();
+    let mut progress = |rows: usize| {
+        if let Some(spinner) = &spinner {
+            spinner.rows(rows);
+        }
+    };
+    let outcome = tokio::select! {
+        result = session.sql_with_progress(sql, &mut progress) => Some(result),
+        _ = tokio::signal::ctrl_c() => None,
+    };
+    if let Some(spinner) = spinner {
+        spinner.finish();
+    }
+    match outcome {
+        Some(Ok((schema, batches))) => {
             let mut out = std::io::stdout().lock();
             if let Err(e) = crate::render(&schema, &batches, state.format, &mut out) {
                 eprintln!("error: {e}");
@@ -136,7 +153,8 @@ async fn run_statement(session: &LakeSession, state: &State, sql: &str) {
                 let _ = writeln!(out, "({rows} rows in {:.3} s)", started.elapsed().as_secs_f64());
             }
         }
-        Err(e) => eprintln!("error: {e}"),
+        Some(Err(e)) => eprintln!("error: {e}"),
+        None => eprintln!("cancelled after {:.3} s", started.elapsed().as_secs_f64()),
     }
 }
 

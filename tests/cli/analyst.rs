@@ -316,7 +316,7 @@ fn a_timeline_follows_a_key_a_principal_and_an_address_across_sources() {
 }
 
 /// The shell through a real pseudo-terminal: prompts, multi-line statements, backslash commands,
-/// hints, and history that survives to the next session.
+/// hints, the spinner and Ctrl-C of a long statement, and history that survives to the next session.
 #[test]
 fn the_sql_shell_in_a_terminal() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -347,6 +347,13 @@ fn the_sql_shell_in_a_terminal() {
     p.exp_string("eventname\r\nGetCallerIdentity\r\nListBuckets").expect("csv rows");
     at_prompt(&mut p, "SELECT eventnme FROM cloudtrail;");
     p.exp_string("did you mean eventname").expect("a hint");
+    // A long statement shows a spinner, and Ctrl-C cancels it but not the shell.
+    at_prompt(&mut p, "SELECT count(*) FROM generate_series(1, 100000000000);");
+    p.exp_string("running").expect("the spinner of a long statement");
+    p.send_control('c').expect("ctrl-c");
+    p.exp_string("cancelled after").expect("the statement is cancelled");
+    at_prompt(&mut p, "SELECT count(*) AS n FROM dns;");
+    p.exp_string("(1 rows in").expect("the shell still answers");
     at_prompt(&mut p, "\\explain SELECT * FROM dns WHERE date = DATE '2026-11-19';");
     p.exp_string("partitions: 1 days").expect("explain");
     at_prompt(&mut p, "\\nonsense");
