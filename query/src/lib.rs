@@ -186,18 +186,31 @@ impl LakeSession {
             (alerts::TABLE_NAME, alerts::schema()),
             (baseline::TABLE_NAME, baseline::schema()),
         ]);
+        // The tables' logs are read at once, not one after another: on S3 each is a few round
+        // trips, and locally replaying a long log is CPU work the other cores can share.
+        let mut opening = Vec::new();
         for (name, schema) in tables {
             let url = root.join(&format!("{name}/")).map_err(|_| QueryError::NoLake(location.to_string()))?;
-            // A local table that was never created has no folder, which the Delta reader refuses.
-            let exists = url.to_file_path().map_or(true, |dir| dir.join("_delta_log").is_dir());
-            let table = if exists {
-                let table = DeltaTable::try_from_url_with_storage_options(url, storage_options.clone())
+            let storage_options = storage_options.clone();
+            opening.push(tokio::spawn(async move {
+                // A local table that was never created has no folder, which the Delta reader refuses.
+                let exists = url.to_file_path().map_or(true, |dir| dir.join("_delta_log").is_dir());
+                if !exists {
+                    return Ok((name, schema, None));
+                }
+                let table = DeltaTable::try_from_url_with_storage_options(url, storage_options)
                     .await
                     .map_err(|e| table_error(name, e))?;
-                table.version().is_some().then_some(table)
-            } else {
-                None
-            };
+                Ok::<_, QueryError>((name, schema, table.version().is_some().then_some(table)))
+            }));
+        }
+        let mut opened = Vec::new();
+        for task in opening {
+            let table =
+                task.await.map_err(|e| QueryError::Io(std::io::Error::other(format!("opening the lake: {e}"))))?;
+            opened.push(table?);
+        }
+        for (name, schema, table) in opened {
             let provider: Arc<dyn TableProvider> = if let Some(table) = table {
                 check_table_files(name, &table)?;
                 table.update_datafusion_session(&ctx.state()).map_err(|e| table_error(name, e))?;
