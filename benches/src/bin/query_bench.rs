@@ -178,6 +178,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
         );
         ours.push((label, secs, rows));
     }
+    let footers = LakeSession::open(&lake).await?.context().runtime_env().cache_manager.get_file_metadata_cache();
+    println!("footers:     {} files' Parquet metadata cached in the process", footers.len());
     println!(
         "peak RSS:    {:.0} MiB{}",
         peak_rss_bytes().unwrap_or(0) as f64 / 1048576.0,
