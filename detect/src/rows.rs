@@ -69,20 +69,11 @@ impl RowRunner {
         regions.register(&ctx).await?;
         let mut plans = Vec::new();
         for rule in row_rules(rules, table) {
-            let bad = |e: datafusion::error::DataFusionError| DetectError::Rule {
-                origin: rule.origin.clone(),
-                reason: format!("sql: {e}"),
-            };
-            let frame = ctx.sql_with_options(&rule.sql, read_only()).await.map_err(bad)?;
-            let plan = frame.create_physical_plan().await.map_err(bad)?;
+            let frame = ctx.sql_with_options(&rule.sql, read_only()).await.map_err(|e| sql_error(rule, e))?;
+            let plan = frame.create_physical_plan().await.map_err(|e| sql_error(rule, e))?;
             plans.push((rule.clone(), plan));
         }
         Ok(RowRunner { rows, baseline, plans, task: ctx.task_ctx() })
-    }
-
-    /// Whether there is any rule to run.
-    pub fn is_empty(&self) -> bool {
-        self.plans.is_empty()
     }
 
     /// Runs the rules over `batches` (rows of the runner's table). `baseline` is the region
@@ -103,16 +94,17 @@ impl RowRunner {
     async fn run_plans(&self) -> Result<Vec<Alert>> {
         let mut alerts = Vec::new();
         for (rule, plan) in &self.plans {
-            let failed = |e: datafusion::error::DataFusionError| DetectError::Rule {
-                origin: rule.origin.clone(),
-                reason: format!("sql: {e}"),
-            };
-            let plan = reset_plan_states(plan.clone()).map_err(failed)?;
-            let batches = collect(plan, self.task.clone()).await.map_err(failed)?;
+            let plan = reset_plan_states(plan.clone()).map_err(|e| sql_error(rule, e))?;
+            let batches = collect(plan, self.task.clone()).await.map_err(|e| sql_error(rule, e))?;
             alerts.extend(alerts_from_rows(rule, &batches)?);
         }
         Ok(alerts)
     }
+}
+
+/// A rule's SQL failing to plan or run, named by the rule's file.
+fn sql_error(rule: &Rule, e: datafusion::error::DataFusionError) -> DetectError {
+    DetectError::Rule { origin: rule.origin.clone(), reason: format!("sql: {e}") }
 }
 
 /// A table whose rows are whatever was last put in it, read when a plan executes. Only the columns
