@@ -20,11 +20,12 @@ use crate::alert::{Alert, alerts_from_rows, is_string_or_list};
 use crate::regions::Regions;
 use crate::rows::RowRunner;
 use crate::rule::Rule;
+use crate::shared::SharedRead;
 use crate::{DetectError, Result};
 
 /// A session where every table exists with its schema and holds nothing — enough to plan — with
 /// the region relations: `baseline` as `region_baseline` (empty if `None`) and `regions`.
-async fn empty_session(regions: &Regions, baseline: Option<RecordBatch>) -> Result<SessionContext> {
+pub(crate) async fn empty_session(regions: &Regions, baseline: Option<RecordBatch>) -> Result<SessionContext> {
     let ctx = rule_session()?;
     for table in LogTable::ALL {
         ctx.register_table(table.name(), Arc::new(MemTable::try_new(table.schema(), vec![vec![]])?))?;
@@ -39,7 +40,7 @@ async fn empty_session(regions: &Regions, baseline: Option<RecordBatch>) -> Resu
 /// become a rule unchanged, and the memory limit every bunker session has.
 fn rule_session() -> Result<SessionContext> {
     // The memory limit of every bunker session: a rule over all of history spills, not dies.
-    let mut ctx = SessionContext::new_with_config_rt(Default::default(), bunker_query::memory::runtime()?);
+    let mut ctx = SessionContext::new_with_config_rt(bunker_query::lake_config(), bunker_query::memory::runtime()?);
     bunker_query::udf::register(&mut ctx)?;
     Ok(ctx)
 }
@@ -90,16 +91,30 @@ pub async fn validate(rules: &[Rule]) -> Result<()> {
     Ok(())
 }
 
-/// Runs rules in a session whose tables are already what they should see.
+/// Runs rules in a session whose tables are already what they should see. The rules that look
+/// for a few CloudTrail calls share one read of `cloudtrail` ([`SharedRead`]).
 pub async fn run_rules(ctx: &SessionContext, rules: &[&Rule]) -> Result<Vec<Alert>> {
+    let sharing = SharedRead::plan(rules).await?;
+    let shared = match sharing.rules.is_empty() {
+        true => None,
+        false => sharing.session(ctx, crate::shared::MAX_SHARED_BYTES).await?,
+    };
     let mut alerts = Vec::new();
-    for rule in rules {
-        let frame = ctx
+    for (index, rule) in rules.iter().enumerate() {
+        let session = match &shared {
+            Some(shared) if sharing.rules.contains(&index) => shared,
+            _ => ctx,
+        };
+        let frame = session
             .sql_with_options(&rule.sql, read_only())
             .await
             .map_err(|e| DetectError::Rule { origin: rule.origin.clone(), reason: format!("sql: {e}") })?;
+        let started = std::time::Instant::now();
         let batches = frame.collect().await?;
-        alerts.extend(alerts_from_rows(rule, &batches)?);
+        let found = alerts_from_rows(rule, &batches)?;
+        let shared = !std::ptr::eq(session, ctx);
+        tracing::debug!(rule = %rule.id, alerts = found.len(), ms = started.elapsed().as_millis(), shared, "rule ran");
+        alerts.extend(found);
     }
     Ok(alerts)
 }

@@ -22,6 +22,7 @@ pub mod regions;
 pub mod render;
 pub mod rows;
 pub mod rule;
+mod shared;
 pub mod sink;
 pub mod store;
 pub mod testing;
