@@ -1,15 +1,18 @@
-//! One read of `cloudtrail` for the rules that look for a few API calls.
+//! One read of `cloudtrail` for the rules that look for rare events.
 //!
 //! Most CloudTrail rules look for a handful of rare calls — `StopLogging`, `CreateUser`,
-//! `PutBucketPolicy`. Run over history one after another, each of them decodes the columns it
-//! reads (`requestparameters` among them) from every file of the days asked for, and that decoding
-//! is nearly all of its cost: twenty such rules read the same columns twenty times. Here the rows
-//! of all their event names are read once, into memory, and each of those rules runs over them.
+//! `PutBucketPolicy` — or for calls that failed. Run over history one after another, each of them
+//! decodes the columns it reads (`requestparameters` among them) from every file of the days asked
+//! for, and that decoding is nearly all of its cost: twenty such rules read the same columns twenty
+//! times. Here the rows any of them can match are read once, into memory, and each of those rules
+//! runs over them.
 //!
-//! A rule takes part only when every read it makes of `cloudtrail` is limited to a known set of
-//! event names — its pushed-down filters say `eventname = …` or `eventname IN (…)`, possibly
-//! inside `AND`s and `OR`s — so it sees exactly the rows it would have seen over the whole table.
-//! If the rows of those names turn out to be too many to hold, the rules run on their own after all.
+//! A rule takes part only when every read it makes of `cloudtrail` is limited to rare rows: its
+//! pushed-down filters name a set of event names (`eventname = …`, `eventname IN (…)`), an error
+//! (`errorcode LIKE …`, `= …`, `IN (…)`: most calls succeed), or the root user
+//! (`useridentity.type = 'Root'`), possibly inside `AND`s and `OR`s. The shared read takes the rows
+//! that meet any of those limits, so each rule sees every row it would have seen over the whole
+//! table. If those rows turn out to be too many to hold, the rules run on their own after all.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -19,12 +22,12 @@ use arrow::compute::BatchCoalescer;
 use arrow::datatypes::SchemaRef;
 use bunker_schemas::LogTable;
 use datafusion::catalog::{MemoryCatalogProviderList, Session, TableProvider};
-use datafusion::common::ScalarValue;
-use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
+use datafusion::common::{Column, ScalarValue};
 use datafusion::datasource::{MemTable, TableType};
 use datafusion::execution::SessionStateBuilder;
 use datafusion::execution::context::SessionContext;
-use datafusion::logical_expr::{BinaryExpr, Expr, LogicalPlan, Operator, TableProviderFilterPushDown, col, lit};
+use datafusion::logical_expr::{BinaryExpr, Expr, LogicalPlan, Operator, TableProviderFilterPushDown};
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::empty::EmptyExec;
 use futures::TryStreamExt;
@@ -39,16 +42,18 @@ pub(crate) const MAX_SHARED_BYTES: usize = 512 << 20;
 /// Rows per batch of the shared rows.
 const BATCH_ROWS: usize = 8192;
 
-/// The column the rules' reads are limited by.
+/// The columns whose values can limit a read to rare rows.
 const EVENT_NAME: &str = "eventname";
+const ERROR_CODE: &str = "errorcode";
+const IDENTITY: &str = "useridentity";
 
 /// What the rules that can share a read of `cloudtrail` need from it.
 #[derive(Debug, Default)]
 pub(crate) struct SharedRead {
     /// The rules that take part (indices into the rules given to [`SharedRead::plan`]).
     pub rules: BTreeSet<usize>,
-    /// Every event name some of them look at.
-    names: BTreeSet<String>,
+    /// What limits each of their reads: a row meeting none of these is seen by none of them.
+    limits: Vec<Expr>,
     /// Every column some of them read.
     columns: BTreeSet<String>,
 }
@@ -69,9 +74,13 @@ impl SharedRead {
             // planned here; they read the table on their own.
             let Ok(frame) = ctx.sql_with_options(&rule.sql, read_only()).await else { continue };
             let plan = frame.into_optimized_plan()?;
-            if let Some((names, columns)) = reads_of_event_names(&plan)? {
+            if let Some((limits, columns)) = limited_reads(&plan)? {
                 shared.rules.insert(index);
-                shared.names.extend(names);
+                for limit in limits {
+                    if !shared.limits.contains(&limit) {
+                        shared.limits.push(limit);
+                    }
+                }
                 shared.columns.extend(columns);
             }
         }
@@ -81,14 +90,14 @@ impl SharedRead {
         Ok(shared)
     }
 
-    /// A session like `ctx` whose `cloudtrail` holds only the rows of the names the rules look
-    /// at (of the columns they read), read once from `ctx`'s `cloudtrail`; `None` when they would
-    /// take more than `max_bytes`.
+    /// A session like `ctx` whose `cloudtrail` holds only the rows some rule can match (of the
+    /// columns they read), read once from `ctx`'s `cloudtrail`; `None` when they would take more
+    /// than `max_bytes`.
     pub async fn session(&self, ctx: &SessionContext, max_bytes: usize) -> Result<Option<SessionContext>> {
         let table = LogTable::CloudTrail.name();
-        let names: Vec<Expr> = self.names.iter().map(|n| lit(n.as_str())).collect();
+        let Some(filter) = self.limits.iter().cloned().reduce(Expr::or) else { return Ok(None) };
         let columns: Vec<&str> = self.columns.iter().map(String::as_str).collect();
-        let frame = ctx.table(table).await?.filter(col(EVENT_NAME).in_list(names, false))?.select_columns(&columns)?;
+        let frame = ctx.table(table).await?.filter(filter)?.select_columns(&columns)?;
         let schema: SchemaRef = Arc::new(frame.schema().as_arrow().clone());
         let started = std::time::Instant::now();
         let mut stream = frame.execute_stream().await?;
@@ -111,7 +120,7 @@ impl SharedRead {
                 batches.push(batch);
             }
             if bytes > max_bytes {
-                tracing::debug!(bytes, "the rows of the rules' event names are too many to share");
+                tracing::debug!(bytes, "the rows the rules can match are too many to share");
                 return Ok(None);
             }
         }
@@ -149,10 +158,10 @@ fn copy_state(ctx: &SessionContext) -> datafusion::execution::SessionState {
         .build()
 }
 
-/// The event names and columns of every read of `cloudtrail` in `plan`, if each of those reads is
-/// limited to a set of event names (and there is at least one).
-fn reads_of_event_names(plan: &LogicalPlan) -> Result<Option<(BTreeSet<String>, BTreeSet<String>)>> {
-    let mut names = BTreeSet::new();
+/// What limits each read of `cloudtrail` in `plan` to rare rows, and the columns they read — if
+/// every one of those reads is limited (and there is at least one).
+fn limited_reads(plan: &LogicalPlan) -> Result<Option<(Vec<Expr>, BTreeSet<String>)>> {
+    let mut limits = Vec::new();
     let mut columns = BTreeSet::new();
     let mut reads = 0;
     let mut limited = true;
@@ -161,8 +170,9 @@ fn reads_of_event_names(plan: &LogicalPlan) -> Result<Option<(BTreeSet<String>, 
             && scan.table_name.table() == LogTable::CloudTrail.name()
         {
             reads += 1;
-            match scan.filters.iter().filter_map(event_names).reduce(|a, b| &a & &b) {
-                Some(found) => names.extend(found),
+            // The filters of a read all hold: one limit among them limits the read.
+            match scan.filters.iter().find_map(limit) {
+                Some(found) => limits.push(found),
                 None => limited = false,
             }
             let schema = scan.source.schema();
@@ -173,38 +183,67 @@ fn reads_of_event_names(plan: &LogicalPlan) -> Result<Option<(BTreeSet<String>, 
         }
         Ok(TreeNodeRecursion::Continue)
     })?;
-    Ok((limited && reads > 0).then_some((names, columns)))
+    Ok((limited && reads > 0).then_some((limits, columns)))
 }
 
-/// The event names a row must have for `filter` to hold, if `filter` limits them to a set.
-fn event_names(filter: &Expr) -> Option<BTreeSet<String>> {
-    match filter {
-        Expr::BinaryExpr(BinaryExpr { left, op: Operator::Eq, right }) => {
-            let (column, value) = if is_event_name(left) { (left, right) } else { (right, left) };
-            is_event_name(column).then(|| text(value)).flatten().map(|name| BTreeSet::from([name]))
-        }
-        Expr::InList(list) if !list.negated && is_event_name(&list.expr) => {
-            list.list.iter().map(text).collect::<Option<BTreeSet<String>>>()
-        }
+/// A condition every row meeting `filter` meets, and that only rare rows meet (see the module
+/// docs), with its columns unqualified so it applies to the table under any alias.
+fn limit(filter: &Expr) -> Option<Expr> {
+    let rare = match filter {
         Expr::BinaryExpr(BinaryExpr { left, op: Operator::And, right }) => {
-            match (event_names(left), event_names(right)) {
-                (Some(a), Some(b)) => Some(&a & &b),
-                (a, b) => a.or(b),
-            }
+            return limit(left).or_else(|| limit(right));
         }
         Expr::BinaryExpr(BinaryExpr { left, op: Operator::Or, right }) => {
-            Some(&event_names(left)? | &event_names(right)?)
+            return Some(limit(left)?.or(limit(right)?));
         }
-        _ => None,
+        Expr::BinaryExpr(BinaryExpr { left, op: Operator::Eq, right }) => {
+            let (column, value) = if text(right).is_some() { (left, right) } else { (right, left) };
+            match text(value) {
+                Some(value) => {
+                    is_column(column, EVENT_NAME) || is_column(column, ERROR_CODE) || is_root(column, &value)
+                }
+                None => false,
+            }
+        }
+        Expr::InList(list) => {
+            !list.negated
+                && (is_column(&list.expr, EVENT_NAME) || is_column(&list.expr, ERROR_CODE))
+                && list.list.iter().all(|v| text(v).is_some())
+        }
+        Expr::Like(like) => !like.negated && is_column(&like.expr, ERROR_CODE) && text(&like.pattern).is_some(),
+        _ => false,
+    };
+    rare.then(|| unqualified(filter.clone())).flatten()
+}
+
+/// Whether `expr` is `column` (possibly cast).
+fn is_column(expr: &Expr, column: &str) -> bool {
+    match expr {
+        Expr::Column(c) => c.name == column,
+        Expr::Cast(cast) => is_column(&cast.expr, column),
+        _ => false,
     }
 }
 
-fn is_event_name(expr: &Expr) -> bool {
+/// Whether `expr = value` asks for the root user: `useridentity.type = 'Root'`.
+fn is_root(expr: &Expr, value: &str) -> bool {
     match expr {
-        Expr::Column(column) => column.name == EVENT_NAME,
-        Expr::Cast(cast) => is_event_name(&cast.expr),
+        Expr::ScalarFunction(call) if call.name() == "get_field" && value == "Root" => {
+            matches!(&call.args[..], [identity, field] if is_column(identity, IDENTITY) && text(field).as_deref() == Some("type"))
+        }
+        Expr::Cast(cast) => is_root(&cast.expr, value),
         _ => false,
     }
+}
+
+fn unqualified(expr: Expr) -> Option<Expr> {
+    let renamed = expr.transform(|e| {
+        Ok(match e {
+            Expr::Column(column) => Transformed::yes(Expr::Column(Column::new_unqualified(column.name))),
+            other => Transformed::no(other),
+        })
+    });
+    renamed.ok().map(|t| t.data)
 }
 
 /// The text of a literal string (not null).
@@ -282,7 +321,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn only_reads_limited_to_event_names_are_shared() {
+    async fn only_reads_limited_to_rare_rows_are_shared() {
         let select = "SELECT eventtime AS event_time, eventid AS event_id FROM cloudtrail";
         let rules = [
             rule("equal", &format!("{select} WHERE eventname = 'A' AND errorcode IS NULL")),
@@ -290,9 +329,13 @@ mod tests {
                 "listed",
                 &format!("{select} WHERE (eventname IN ('B', 'C') AND eventsource = 's') OR eventname = 'D'"),
             ),
-            rule("or-other", &format!("{select} WHERE eventname = 'E' OR errorcode = 'x'")),
+            rule("or-other", &format!("{select} WHERE eventname = 'E' OR eventsource = 'x'")),
             rule("negated", &format!("{select} WHERE eventname NOT IN ('F')")),
             rule("unfiltered", select),
+            rule("denied", &format!("{select} WHERE errorcode LIKE '%AccessDenied%' OR errorcode = 'Throttling'")),
+            rule("succeeded", &format!("{select} WHERE errorcode IS NULL")),
+            rule("root", &format!("{select} WHERE useridentity.type = 'Root' AND eventtype = 'AwsApiCall'")),
+            rule("iam-user", &format!("{select} WHERE useridentity.type = 'IAMUser'")),
             rule(
                 "join-one-side",
                 "SELECT a.eventtime AS event_time, a.eventid AS event_id FROM cloudtrail a \
@@ -301,14 +344,19 @@ mod tests {
             rule(
                 "join-both-sides",
                 "SELECT a.eventtime AS event_time, a.eventid AS event_id FROM cloudtrail a \
-                 JOIN cloudtrail b ON a.eventid = b.eventid WHERE a.eventname = 'H' AND b.eventname = 'I'",
+                 JOIN cloudtrail b ON a.eventid = b.eventid WHERE a.eventname = 'H' AND b.errorcode = 'I'",
             ),
         ];
-        assert_eq!(shared_ids(&rules).await, ["equal", "listed", "join-both-sides"]);
+        assert_eq!(shared_ids(&rules).await, ["equal", "listed", "denied", "root", "join-both-sides"]);
         let refs: Vec<&Rule> = rules.iter().collect();
         let sharing = SharedRead::plan(&refs).await.expect("planned");
-        let names: Vec<&str> = sharing.names.iter().map(String::as_str).collect();
-        assert_eq!(names, ["A", "B", "C", "D", "H", "I"]);
+        let limits: Vec<String> = sharing.limits.iter().map(ToString::to_string).collect();
+        for part in
+            ["eventname = Utf8(\"A\")", "errorcode LIKE Utf8(\"%AccessDenied%\")", "Utf8(\"Root\")", "Utf8(\"H\")"]
+        {
+            assert!(limits.iter().any(|l| l.contains(part)), "{part} not in {limits:?}");
+        }
+        assert!(!limits.iter().any(|l| l.contains("eventsource") || l.contains("cloudtrail.")), "{limits:?}");
         assert!(sharing.columns.contains("eventtime") && sharing.columns.contains("eventid"));
         assert!(!sharing.columns.contains("requestparameters"), "{:?}", sharing.columns);
         // One such rule alone has nothing to share with.
@@ -319,10 +367,16 @@ mod tests {
     async fn most_of_the_builtin_cloudtrail_rules_share_one_read() {
         let pack = crate::pack::builtin().expect("pack");
         let shared = shared_ids(&pack).await;
-        for id in ["aws-cloudtrail-stop-logging", "aws-iam-credentials-created", "aws-root-console-login-failures"] {
+        for id in [
+            "aws-cloudtrail-stop-logging",
+            "aws-iam-credentials-created",
+            "aws-root-console-login-failures",
+            "aws-access-denied-burst",
+            "aws-root-api-call",
+        ] {
             assert!(shared.iter().any(|s| s == id), "{id} not in {shared:?}");
         }
-        for id in ["aws-root-api-call", "aws-access-denied-burst", "aws-region-first-use", "aws-dns-many-subdomains"] {
+        for id in ["aws-region-first-use", "aws-region-not-allowed", "aws-dns-many-subdomains"] {
             assert!(!shared.iter().any(|s| s == id), "{id} in {shared:?}");
         }
         assert!(shared.len() >= 15, "{shared:?}");

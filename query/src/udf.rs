@@ -10,7 +10,7 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, BooleanArray, StringArray};
+use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, StringArray};
 use arrow::datatypes::DataType;
 use datafusion::common::{Result, ScalarValue, exec_err, plan_err};
 use datafusion::execution::FunctionRegistry;
@@ -29,6 +29,7 @@ pub fn register(registry: &mut dyn FunctionRegistry) -> Result<()> {
         address_class("is_private_ip", is_private),
         address_class("is_public_ip", is_public),
         ScalarUDF::new_from_impl(AnswerRdata::default()),
+        ScalarUDF::new_from_impl(BaseDomain::default()),
     ] {
         registry.register_udf(Arc::new(udf))?;
     }
@@ -49,10 +50,81 @@ pub const FUNCTIONS: &[(&str, &str)] = &[
     ("is_private_ip(addr)", "RFC 1918, loopback, link-local, CGNAT and IPv6 ULA addresses"),
     ("is_public_ip(addr)", "an internet address: not private, reserved or multicast (documentation ranges count)"),
     (
+        "base_domain(name)",
+        "the last two labels of a DNS name, lowercased, without the final dot: 'a.B.example.com.' -> 'example.com'",
+    ),
+    (
         "answer_rdata(answers)",
         "the rdata of every DNS answer, as a list: array_has(answer_rdata(answers), '203.0.113.9')",
     ),
 ];
+
+/// `base_domain(name)`: the last two labels of a DNS name, lowercased, without the final dot, so
+/// queries can be grouped by the domain they fall under (`x1.tunnel.example.com.` and
+/// `x2.tunnel.example.com` → `example.com`). A name of one label is itself. Not aware of public
+/// suffixes: under `co.uk` every name falls in `co.uk`. Reads text and text views without a cast:
+/// the DNS rules run it over every query of their window.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct BaseDomain {
+    signature: Signature,
+}
+
+impl Default for BaseDomain {
+    fn default() -> BaseDomain {
+        let text = vec![DataType::Utf8, DataType::Utf8View, DataType::LargeUtf8];
+        BaseDomain { signature: Signature::uniform(1, text, Volatility::Immutable) }
+    }
+}
+
+impl ScalarUDFImpl for BaseDomain {
+    fn name(&self) -> &str {
+        "base_domain"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Utf8)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let names = match &args.args[0] {
+            ColumnarValue::Scalar(value) => {
+                let name = match value {
+                    ScalarValue::Utf8(n) | ScalarValue::Utf8View(n) | ScalarValue::LargeUtf8(n) => n.as_deref(),
+                    _ => None,
+                };
+                return Ok(ColumnarValue::Scalar(ScalarValue::Utf8(name.map(|n| base_domain(n).into_owned()))));
+            }
+            ColumnarValue::Array(array) => array,
+        };
+        fn domains<'a>(names: impl Iterator<Item = Option<&'a str>>) -> StringArray {
+            names.map(|n| n.map(base_domain)).collect()
+        }
+        let out = match names.data_type() {
+            DataType::Utf8View => domains(names.as_string_view().iter()),
+            DataType::LargeUtf8 => domains(names.as_string::<i64>().iter()),
+            _ => domains(as_utf8(names)?.iter()),
+        };
+        Ok(ColumnarValue::Array(Arc::new(out)))
+    }
+}
+
+/// The last two labels of `name`, lowercased, without the final dot.
+fn base_domain(name: &str) -> std::borrow::Cow<'_, str> {
+    let name = name.strip_suffix('.').unwrap_or(name);
+    let start = match name.rfind('.') {
+        Some(last) => name[..last].rfind('.').map_or(0, |dot| dot + 1),
+        None => 0,
+    };
+    let domain = &name[start..];
+    match domain.bytes().any(|b| b.is_ascii_uppercase()) {
+        true => std::borrow::Cow::Owned(domain.to_ascii_lowercase()),
+        false => std::borrow::Cow::Borrowed(domain),
+    }
+}
 
 /// `answer_rdata(answers)`: the `rdata` of each entry of the `dns.answers` list, as a list of
 /// text, so `array_has` can ask which queries resolved to an address. Shares the list's offsets
@@ -467,6 +539,27 @@ mod tests {
             assert_eq!(one(&format!("SELECT is_public_ip('{neither}')")).await, "false", "{neither}");
         }
         assert_eq!(one("SELECT is_public_ip('ec2.amazonaws.com') IS NULL").await, "true");
+    }
+
+    #[tokio::test]
+    async fn base_domain_is_the_last_two_labels() {
+        for (name, domain) in [
+            ("x1.tunnel.example.com.", "example.com"),
+            ("x2.Tunnel.EXAMPLE.com", "example.com"),
+            ("example.com.", "example.com"),
+            ("localhost", "localhost"),
+            ("", ""),
+            (".", ""),
+            ("a..b", ".b"),
+        ] {
+            assert_eq!(one(&format!("SELECT base_domain('{name}')")).await, domain, "{name}");
+            let view = format!("SELECT base_domain(arrow_cast('{name}', 'Utf8View'))");
+            assert_eq!(one(&view).await, domain, "{name} as a view");
+        }
+        assert_eq!(one("SELECT base_domain(NULL) IS NULL").await, "true");
+        let per_row = "SELECT string_agg(base_domain(n), ',' ORDER BY n) \
+                       FROM (VALUES ('a.b.c.'), (arrow_cast('x.Y.z', 'Utf8')), (NULL)) AS t(n)";
+        assert_eq!(one(per_row).await, "b.c,y.z");
     }
 
     #[tokio::test]
