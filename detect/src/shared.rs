@@ -27,7 +27,9 @@ use datafusion::common::{Column, ScalarValue};
 use datafusion::datasource::{MemTable, TableType};
 use datafusion::execution::SessionStateBuilder;
 use datafusion::execution::context::SessionContext;
-use datafusion::logical_expr::{BinaryExpr, Expr, LogicalPlan, Operator, TableProviderFilterPushDown};
+use datafusion::functions::core::expr_ext::FieldAccessor;
+use datafusion::functions::core::expr_fn::named_struct;
+use datafusion::logical_expr::{BinaryExpr, Expr, LogicalPlan, Operator, TableProviderFilterPushDown, lit};
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::empty::EmptyExec;
 use futures::TryStreamExt;
@@ -56,6 +58,53 @@ pub(crate) struct SharedRead {
     limits: Vec<Expr>,
     /// Every column some of them read.
     columns: BTreeSet<String>,
+    /// The fields of `useridentity` they read, if they only ever read fields of it by name: the
+    /// identity is then read as a struct of those fields only (three of its dozens, typically).
+    identity: Identity,
+}
+
+/// How the rules use `useridentity`.
+#[derive(Debug)]
+enum Identity {
+    /// Only by these fields (`useridentity.arn`...).
+    Fields(BTreeSet<String>),
+    /// As a whole somewhere.
+    Whole,
+}
+
+impl Default for Identity {
+    fn default() -> Identity {
+        Identity::Fields(BTreeSet::new())
+    }
+}
+
+impl Identity {
+    /// Notes how `expr` uses the identity.
+    fn note(&mut self, expr: &Expr) {
+        let _ = expr.apply(|e| {
+            if let Some(field) = identity_field(e) {
+                if let Identity::Fields(fields) = self {
+                    fields.insert(field);
+                }
+                return Ok(TreeNodeRecursion::Jump);
+            }
+            if is_column(e, IDENTITY) {
+                *self = Identity::Whole;
+            }
+            Ok(TreeNodeRecursion::Continue)
+        });
+    }
+}
+
+/// The field `expr` reads from the identity, if it is `useridentity.<field>` (or deeper).
+fn identity_field(expr: &Expr) -> Option<String> {
+    match expr {
+        Expr::ScalarFunction(call) if call.name() == "get_field" => match &call.args[..] {
+            [identity, field, ..] if is_column(identity, IDENTITY) => text(field),
+            _ => None,
+        },
+        _ => None,
+    }
 }
 
 impl SharedRead {
@@ -75,6 +124,10 @@ impl SharedRead {
             let Ok(frame) = ctx.sql_with_options(&rule.sql, read_only()).await else { continue };
             let plan = frame.into_optimized_plan()?;
             if let Some((limits, columns)) = limited_reads(&plan)? {
+                plan.apply_with_subqueries(|node| {
+                    node.expressions().iter().for_each(|e| shared.identity.note(e));
+                    Ok(TreeNodeRecursion::Continue)
+                })?;
                 shared.rules.insert(index);
                 for limit in limits {
                     if !shared.limits.contains(&limit) {
@@ -96,8 +149,8 @@ impl SharedRead {
     pub async fn session(&self, ctx: &SessionContext, max_bytes: usize) -> Result<Option<SessionContext>> {
         let table = LogTable::CloudTrail.name();
         let Some(filter) = self.limits.iter().cloned().reduce(Expr::or) else { return Ok(None) };
-        let columns: Vec<&str> = self.columns.iter().map(String::as_str).collect();
-        let frame = ctx.table(table).await?.filter(filter)?.select_columns(&columns)?;
+        let columns: Vec<Expr> = self.columns.iter().map(|name| self.column(name)).collect();
+        let frame = ctx.table(table).await?.filter(filter)?.select(columns)?;
         let schema: SchemaRef = Arc::new(frame.schema().as_arrow().clone());
         let started = std::time::Instant::now();
         let mut stream = frame.execute_stream().await?;
@@ -143,6 +196,20 @@ impl SharedRead {
         }
         shared.register_table(table, Arc::new(MemTable::try_new(schema, vec![batches])?))?;
         Ok(Some(shared))
+    }
+}
+
+impl SharedRead {
+    /// What is read of the column `name`: the identity as only the fields the rules read.
+    fn column(&self, name: &str) -> Expr {
+        let whole = Expr::Column(Column::new_unqualified(name));
+        match &self.identity {
+            Identity::Fields(fields) if name == IDENTITY && !fields.is_empty() => {
+                let parts = fields.iter().flat_map(|f| [lit(f.as_str()), whole.clone().field(f.as_str())]);
+                named_struct(parts.collect()).alias(IDENTITY)
+            }
+            _ => whole,
+        }
     }
 }
 
@@ -361,6 +428,17 @@ mod tests {
         assert!(!sharing.columns.contains("requestparameters"), "{:?}", sharing.columns);
         // One such rule alone has nothing to share with.
         assert!(shared_ids(&rules[..1]).await.is_empty());
+        // The identity is read as the fields the rules name, unless one reads it whole.
+        let arn = rule("arn", &format!("{select} WHERE eventname = 'J' AND useridentity.arn LIKE '%admin%'"));
+        let whole = rule("whole", &format!("{select} WHERE eventname = 'K' AND useridentity IS NOT NULL"));
+        let fields = |identity: Identity| match identity {
+            Identity::Fields(fields) => Some(fields.into_iter().collect::<Vec<String>>()),
+            Identity::Whole => None,
+        };
+        let narrow = SharedRead::plan(&[&rules[7], &arn]).await.expect("planned").identity;
+        assert_eq!(fields(narrow), Some(vec!["arn".to_string(), "type".to_string()]));
+        let whole = SharedRead::plan(&[&rules[7], &arn, &whole]).await.expect("planned").identity;
+        assert_eq!(fields(whole), None);
     }
 
     #[tokio::test]
@@ -422,6 +500,13 @@ mod tests {
         // Nothing is shared past the memory given: the rules read the table on their own.
         let sharing = SharedRead::plan(&rules).await.expect("planned");
         assert!(sharing.session(&ctx, 100).await.expect("read").is_none());
-        assert!(sharing.session(&ctx, MAX_SHARED_BYTES).await.expect("read").is_some());
+        let shared = sharing.session(&ctx, MAX_SHARED_BYTES).await.expect("read").expect("shared");
+        // The pack reads a few fields of the identity, and only those are held.
+        let Identity::Fields(fields) = &sharing.identity else { panic!("the pack reads the identity whole") };
+        assert!(fields.contains("arn") && fields.contains("type") && !fields.contains("sessioncontext"), "{fields:?}");
+        let table = shared.table_provider(LogTable::CloudTrail.name()).await.expect("table");
+        let identity = table.schema().field_with_name(IDENTITY).expect("identity").data_type().clone();
+        let arrow::datatypes::DataType::Struct(held) = identity else { panic!("{identity}") };
+        assert_eq!(held.len(), fields.len());
     }
 }
