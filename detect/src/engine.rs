@@ -91,8 +91,9 @@ pub async fn validate(rules: &[Rule]) -> Result<()> {
     Ok(())
 }
 
-/// Runs rules in a session whose tables are already what they should see. The rules that look
-/// for a few CloudTrail calls share one read of `cloudtrail` ([`SharedRead`]).
+/// Runs rules in a session whose tables are already what they should see. The CloudTrail rules
+/// that look only at rare rows (named calls, failed calls, the root user) share one read of
+/// `cloudtrail` ([`SharedRead`]).
 pub async fn run_rules(ctx: &SessionContext, rules: &[&Rule]) -> Result<Vec<Alert>> {
     let sharing = SharedRead::plan(rules).await?;
     let shared = match sharing.rules.is_empty() {

@@ -112,6 +112,10 @@ impl SharedRead {
     /// that takes every filter, so the plan shows what each read of it asks for. Fewer than two
     /// such rules share nothing.
     pub async fn plan(rules: &[&Rule]) -> Result<SharedRead> {
+        // One rule (a `--per-rule` timing, a schedule with one window rule) has no one to share with.
+        if rules.len() < 2 {
+            return Ok(SharedRead::default());
+        }
         let mut ctx = SessionContext::new();
         bunker_query::udf::register(&mut ctx)?;
         for table in LogTable::ALL {
