@@ -45,6 +45,8 @@ pub struct QueryArgs {
     #[command(flatten)]
     lake: LakeArgs,
     /// The SQL statement.
+    // A statement may open with a `--` comment, as queries copied from rule files often do.
+    #[arg(allow_hyphen_values = true)]
     sql: String,
     /// Output format (parquet needs --output, or stdout redirected to a file).
     #[arg(long, value_enum, default_value_t = Format::Table)]

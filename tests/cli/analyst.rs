@@ -259,6 +259,14 @@ fn athena_style_queries_run_as_written() {
     let resolved =
         csv(lake, &[], "SELECT srcaddr, query_name FROM dns WHERE array_has(answer_rdata(answers), '203.0.113.66')");
     assert_eq!(resolved, "srcaddr,query_name\n10.0.1.5,exfil.example.net.\n");
+    // A statement that opens with a comment, as the rule files' queries do; names grouped by domain.
+    let domains = csv(
+        lake,
+        &[],
+        "-- the domains queried\nSELECT base_domain(query_name) AS domain, count(*) AS n FROM dns \
+         GROUP BY base_domain(query_name) ORDER BY n DESC, domain",
+    );
+    assert_eq!(domains, "domain,n\nexample.com,3\nexample.net,1\n");
 }
 
 #[test]
