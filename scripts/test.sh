@@ -52,6 +52,19 @@ if ! cargo deny --version 2>/dev/null | grep -q '^cargo-deny 0\.20'; then
 fi
 cargo deny --locked check licenses bans sources
 
+# A clean build of every target links some twenty test and bench binaries with DataFusion in each.
+# Incremental caches would add gigabytes that a fresh clone never reuses, so they are off unless
+# the caller asks for them; and a full disk fails the build half way with a confusing error, so
+# say up front when there is too little room.
+NEED_GB=10
+export CARGO_INCREMENTAL=${CARGO_INCREMENTAL:-0}
+target_dir=${CARGO_TARGET_DIR:-target}
+mkdir -p "$target_dir"
+free_kb=$(df -Pk "$target_dir" | awk 'NR == 2 { print $4 }')
+if [ -n "$free_kb" ] && [ "$free_kb" -lt $((NEED_GB * 1024 * 1024)) ]; then
+  echo "warning: only $((free_kb / 1024 / 1024)) GiB free under $target_dir; a clean build of the tests needs about ${NEED_GB} GiB" >&2
+fi
+
 cargo test --workspace --all-targets --locked
 cargo test --workspace --doc --locked
 
