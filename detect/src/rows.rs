@@ -10,20 +10,29 @@
 //! first gathered into batches of [`BATCH_ROWS`]: each operator then pays its per-batch cost a
 //! few times per commit, not once per object. Only the columns some rule reads are gathered (the
 //! scans note them while the rules are planned): the free-form JSON columns most rules never
-//! look at are not copied.
+//! look at are not copied. Batches already that big are only projected, not copied.
+//!
+//! Most CloudTrail row rules look for rare calls (`StopLogging`, `CreateUser`...) and read the
+//! free-form JSON of those. Each of them scanning every row of a commit, and the JSON of every row
+//! being gathered for them, cost more than the rest of the rules together. The rules whose every
+//! read is limited to rare rows (see [`crate::shared`], which finds them the same way for runs
+//! over history) read a second slot instead: it holds only the rows meeting one of their limits,
+//! picked out once per commit.
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use arrow::array::RecordBatch;
-use arrow::compute::BatchCoalescer;
+use arrow::array::{AsArray, RecordBatch};
+use arrow::compute::{BatchCoalescer, filter_record_batch};
 use arrow::datatypes::SchemaRef;
 use bunker_schemas::{LogTable, baseline};
 use datafusion::catalog::{Session, TableProvider};
+use datafusion::common::DFSchema;
 use datafusion::datasource::{MemTable, TableType};
 use datafusion::execution::TaskContext;
 use datafusion::execution::context::{SessionConfig, SessionContext};
 use datafusion::logical_expr::Expr;
+use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_plan::execution_plan::reset_plan_states;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::streaming::{PartitionStream, StreamingTableExec};
@@ -33,6 +42,7 @@ use crate::alert::{Alert, alerts_from_rows};
 use crate::engine::{read_only, row_rules};
 use crate::regions::Regions;
 use crate::rule::Rule;
+use crate::shared::SharedRead;
 use crate::{DetectError, Result};
 
 /// Rows per batch the rules see.
@@ -41,10 +51,21 @@ const BATCH_ROWS: usize = 8192;
 /// The row rules of one table, planned, ready to run over each commit's rows.
 #[derive(Debug)]
 pub struct RowRunner {
+    /// Every row of the commit, for the rules that are not limited to rare rows.
     rows: Arc<Slot>,
+    /// Only the rows some limited rule can match, if any rule is.
+    limited: Option<Limited>,
     baseline: Arc<Slot>,
     plans: Vec<(Rule, Arc<dyn ExecutionPlan>)>,
     task: Arc<TaskContext>,
+}
+
+/// The slot of the rules limited to rare rows, and what picks those rows out.
+#[derive(Debug)]
+struct Limited {
+    slot: Arc<Slot>,
+    /// True for a row meeting one of the rules' limits.
+    filter: Arc<dyn PhysicalExpr>,
 }
 
 impl RowRunner {
@@ -67,13 +88,32 @@ impl RowRunner {
         }
         ctx.register_table(baseline::VIEW_NAME, Arc::new(SlotTable(baseline.clone())))?;
         regions.register(&ctx).await?;
+        let rules = row_rules(rules, table);
+        // Only CloudTrail has rules limited to rare rows (event names, errors, the root user).
+        let shared =
+            if table == LogTable::CloudTrail { SharedRead::plan(&rules).await? } else { SharedRead::default() };
+        let limited = match shared.filter() {
+            Some(filter) => {
+                let schema = DFSchema::try_from(table.schema())?;
+                let filter = ctx.create_physical_expr(filter, &schema)?;
+                Some(Limited { slot: Slot::new(table.schema()), filter })
+            }
+            None => None,
+        };
         let mut plans = Vec::new();
-        for rule in row_rules(rules, table) {
+        for (index, rule) in rules.into_iter().enumerate() {
+            // A plan keeps the scan it was made with: the table's name can point elsewhere after.
+            let slot = match &limited {
+                Some(limited) if shared.rules.contains(&index) => &limited.slot,
+                _ => &rows,
+            };
+            ctx.deregister_table(table.name())?;
+            ctx.register_table(table.name(), Arc::new(SlotTable(slot.clone())))?;
             let frame = ctx.sql_with_options(&rule.sql, read_only()).await.map_err(|e| sql_error(rule, e))?;
             let plan = frame.create_physical_plan().await.map_err(|e| sql_error(rule, e))?;
             plans.push((rule.clone(), plan));
         }
-        Ok(RowRunner { rows, baseline, plans, task: ctx.task_ctx() })
+        Ok(RowRunner { rows, limited, baseline, plans, task: ctx.task_ctx() })
     }
 
     /// Runs the rules over `batches` (rows of the runner's table). `baseline` is the region
@@ -82,11 +122,17 @@ impl RowRunner {
         if self.plans.is_empty() || batches.iter().all(|b| b.num_rows() == 0) {
             return Ok(Vec::new());
         }
-        self.rows.fill(batches)?;
-        self.baseline.fill(baseline.into_iter().collect())?;
+        if let Some(limited) = &self.limited {
+            limited.slot.fill_where(&batches, Some(limited.filter.as_ref()))?;
+        }
+        self.rows.fill_where(&batches, None)?;
+        self.baseline.fill_where(&baseline.into_iter().collect::<Vec<_>>(), None)?;
         let alerts = self.run_plans().await;
         // The rows are the commit's: not kept until the next one.
         self.rows.clear();
+        if let Some(limited) = &self.limited {
+            limited.slot.clear();
+        }
         self.baseline.clear();
         alerts
     }
@@ -112,8 +158,8 @@ fn sql_error(rule: &Rule, e: datafusion::error::DataFusionError) -> DetectError 
 #[derive(Debug)]
 struct Slot {
     schema: SchemaRef,
-    /// The columns (indices into `schema`) some plan reads.
-    read: Mutex<BTreeSet<usize>>,
+    /// The columns (indices into `schema`) some plan reads; `None` while no plan reads the slot.
+    read: Mutex<Option<BTreeSet<usize>>>,
     rows: Mutex<Gathered>,
 }
 
@@ -129,15 +175,18 @@ impl Slot {
         Arc::new(Slot { schema, read: Mutex::default(), rows: Mutex::default() })
     }
 
-    /// Puts `batches` (of the slot's schema) in the slot, in place of what it held.
-    fn fill(&self, batches: Vec<RecordBatch>) -> Result<()> {
-        let mut columns: Vec<usize> = lock(&self.read).iter().copied().collect();
+    /// Puts the rows of `batches` (of the slot's schema) that meet `filter` (all of them without
+    /// one) in the slot, in place of what it held. A slot no plan reads is left empty.
+    fn fill_where(&self, batches: &[RecordBatch], filter: Option<&dyn PhysicalExpr>) -> Result<()> {
+        let Some(read) = lock(&self.read).clone() else { return Ok(()) };
+        let mut columns: Vec<usize> = read.into_iter().collect();
         if columns.is_empty() {
             // Rules that only count rows still need a column to carry the row count.
             columns.push(0);
         }
         let schema = Arc::new(self.schema.project(&columns)?);
         let mut coalescer = BatchCoalescer::new(schema, BATCH_ROWS);
+        let mut gathered = Vec::new();
         for batch in batches {
             // The plans were made for this schema; rows of another would be misread.
             if batch.schema().fields() != self.schema.fields() {
@@ -146,10 +195,25 @@ impl Slot {
                     batch.schema()
                 )));
             }
-            coalescer.push_batch(batch.project(&columns)?)?;
+            let projected = batch.project(&columns)?;
+            let rows = match filter {
+                Some(filter) => {
+                    let keep = filter.evaluate(batch)?.into_array(batch.num_rows())?;
+                    let Some(keep) = keep.as_boolean_opt() else {
+                        return Err(DetectError::Lake("the row rules' limits are not a condition".into()));
+                    };
+                    filter_record_batch(&projected, keep)?
+                }
+                None => projected,
+            };
+            // A batch as big as those the coalescer makes is taken as it is, not copied.
+            if rows.num_rows() >= BATCH_ROWS / 4 {
+                gathered.push(rows);
+            } else {
+                coalescer.push_batch(rows)?;
+            }
         }
         coalescer.finish_buffered_batch()?;
-        let mut gathered = Vec::new();
         while let Some(batch) = coalescer.next_completed_batch() {
             gathered.push(batch);
         }
@@ -184,7 +248,7 @@ impl TableProvider for SlotTable {
         limit: Option<usize>,
     ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
         let columns = projection.cloned().unwrap_or_else(|| (0..self.0.schema.fields().len()).collect());
-        lock(&self.0.read).extend(columns.iter().copied());
+        lock(&self.0.read).get_or_insert_default().extend(columns.iter().copied());
         let schema = Arc::new(self.0.schema.project(&columns)?);
         let stream = Arc::new(SlotStream { slot: self.0.clone(), columns, schema: schema.clone() });
         Ok(Arc::new(StreamingTableExec::try_new(schema, vec![stream], None, Vec::new(), false, limit)?))
@@ -294,7 +358,9 @@ mod tests {
         assert!(pack.iter().any(|r| r.mode == Mode::Row && r.sql.contains("JOIN")), "a join rule is among them");
     }
 
-    /// Rows from many small objects are gathered into few batches, of the columns read only.
+    /// Rows from many small objects are gathered into few batches, of the columns read only; the
+    /// rules limited to rare rows get only the rows meeting their limits, with the JSON columns
+    /// they read, which the other rules' rows are gathered without.
     #[tokio::test]
     async fn rows_are_gathered_into_few_batches_of_the_columns_read() {
         let pack: Vec<Rule> = crate::pack::builtin().expect("pack");
@@ -304,14 +370,52 @@ mod tests {
             std::iter::repeat_with(|| examples.iter().map(|e| e.batch.clone())).take(400).flatten().collect();
         let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
         assert!(rows > 2 * BATCH_ROWS, "{rows} rows");
-        runner.rows.fill(batches).expect("fill");
+        let schema = LogTable::CloudTrail.schema();
+        let names =
+            |g: &Gathered| -> Vec<String> { g.columns.iter().map(|&c| schema.field(c).name().clone()).collect() };
+
+        runner.rows.fill_where(&batches, None).expect("fill");
         let gathered = lock(&runner.rows.rows);
         assert_eq!(gathered.batches.iter().map(RecordBatch::num_rows).sum::<usize>(), rows);
         assert_eq!(gathered.batches.len(), rows.div_ceil(BATCH_ROWS));
-        let schema = LogTable::CloudTrail.schema();
-        let read: Vec<&str> = gathered.columns.iter().map(|&c| schema.field(c).name().as_str()).collect();
-        assert!(read.contains(&"eventname") && read.contains(&"requestparameters"), "{read:?}");
-        assert!(!read.contains(&"requestid") && read.len() < schema.fields().len(), "{read:?}");
+        let read = names(&gathered);
+        assert!(read.contains(&"awsregion".to_owned()), "{read:?}");
+        assert!(!read.contains(&"requestparameters".to_owned()) && !read.contains(&"requestid".to_owned()), "{read:?}");
+
+        let limited = runner.limited.as_ref().expect("rules limited to rare rows");
+        limited.slot.fill_where(&batches, Some(limited.filter.as_ref())).expect("fill");
+        let picked = lock(&limited.slot.rows);
+        let picked_rows = picked.batches.iter().map(RecordBatch::num_rows).sum::<usize>();
+        assert!(picked_rows > 0 && picked_rows < rows, "{picked_rows} of {rows} rows");
+        let read = names(&picked);
+        assert!(read.contains(&"eventname".to_owned()) && read.contains(&"requestparameters".to_owned()), "{read:?}");
+        assert!(!read.contains(&"requestid".to_owned()), "{read:?}");
+        let on_their_own = runner.plans.len()
+            - SharedRead::plan(&row_rules(&pack, LogTable::CloudTrail)).await.expect("planned").rules.len();
+        assert!(on_their_own >= 1 && on_their_own <= 4, "{on_their_own} rules read every row");
+    }
+
+    /// Big batches are taken as they are (projected), not copied into new ones.
+    #[tokio::test]
+    async fn big_batches_are_not_copied() {
+        let pack: Vec<Rule> = crate::pack::builtin().expect("pack");
+        let runner = RowRunner::new(&pack, LogTable::CloudTrail, &Regions::default()).await.expect("planned");
+        let examples: Vec<RecordBatch> = cloudtrail_examples(&pack).into_iter().map(|e| e.batch).collect();
+        let one = arrow::compute::concat_batches(&LogTable::CloudTrail.schema(), &examples).expect("one batch");
+        let many = std::iter::repeat_n(one.clone(), BATCH_ROWS / one.num_rows() + 1).collect::<Vec<_>>();
+        let big = arrow::compute::concat_batches(&one.schema(), &many).expect("big batch");
+        assert!(big.num_rows() >= BATCH_ROWS);
+        runner.rows.fill_where(&[big.clone(), one.clone()], None).expect("fill");
+        let gathered = lock(&runner.rows.rows);
+        let sizes: Vec<usize> = gathered.batches.iter().map(RecordBatch::num_rows).collect();
+        assert_eq!(sizes, [big.num_rows(), one.num_rows()]);
+        let region = big.schema().index_of("awsregion").expect("awsregion");
+        let at = gathered.columns.binary_search(&region).expect("awsregion gathered");
+        assert!(
+            gathered.batches[0].column(at).to_data().buffers()[0].as_ptr()
+                == big.column(region).to_data().buffers()[0].as_ptr(),
+            "the big batch was copied"
+        );
     }
 
     /// A batch that is not of the table's schema is refused, not misread.

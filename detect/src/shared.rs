@@ -147,12 +147,49 @@ impl SharedRead {
         Ok(shared)
     }
 
+    /// What a row must meet for some of the rules to see it: any of their limits. `None` when no
+    /// rule takes part.
+    ///
+    /// The limits name dozens of event names between them; as one OR each would be compared with
+    /// every row, so the names (and the error codes) are gathered into one set each, which a row
+    /// is looked up in once.
+    pub fn filter(&self) -> Option<Expr> {
+        let mut sets: [(&str, BTreeSet<String>); 2] = [(EVENT_NAME, BTreeSet::new()), (ERROR_CODE, BTreeSet::new())];
+        let mut others: Vec<Expr> = Vec::new();
+        let mut atoms = Vec::new();
+        self.limits.iter().for_each(|limit| disjuncts(limit, &mut atoms));
+        for atom in atoms {
+            let (column, values) = match atom {
+                Expr::BinaryExpr(BinaryExpr { left, op: Operator::Eq, right }) => {
+                    let (column, value) = if text(right).is_some() { (left, right) } else { (right, left) };
+                    (column.as_ref(), text(value).into_iter().collect::<Vec<_>>())
+                }
+                Expr::InList(list) if !list.negated => {
+                    (list.expr.as_ref(), list.list.iter().filter_map(text).collect())
+                }
+                _ => (atom, Vec::new()),
+            };
+            match sets.iter_mut().find(|(name, _)| is_column(column, name)) {
+                Some((_, set)) if !values.is_empty() => set.extend(values),
+                _ if !others.contains(atom) => others.push(atom.clone()),
+                _ => {}
+            }
+        }
+        for (name, set) in sets {
+            if !set.is_empty() {
+                let values = set.into_iter().map(lit).collect();
+                others.push(Expr::Column(Column::new_unqualified(name)).in_list(values, false));
+            }
+        }
+        others.into_iter().reduce(Expr::or)
+    }
+
     /// A session like `ctx` whose `cloudtrail` holds only the rows some rule can match (of the
     /// columns they read), read once from `ctx`'s `cloudtrail`; `None` when they would take more
     /// than `max_bytes`.
     pub async fn session(&self, ctx: &SessionContext, max_bytes: usize) -> Result<Option<SessionContext>> {
         let table = LogTable::CloudTrail.name();
-        let Some(filter) = self.limits.iter().cloned().reduce(Expr::or) else { return Ok(None) };
+        let Some(filter) = self.filter() else { return Ok(None) };
         let columns: Vec<Expr> = self.columns.iter().map(|name| self.column(name)).collect();
         let frame = ctx.table(table).await?.filter(filter)?.select(columns)?;
         let schema: SchemaRef = Arc::new(frame.schema().as_arrow().clone());
@@ -285,6 +322,17 @@ fn limit(filter: &Expr) -> Option<Expr> {
         _ => false,
     };
     rare.then(|| unqualified(filter.clone())).flatten()
+}
+
+/// The terms of the ORs `expr` is made of (itself when it is no OR).
+fn disjuncts<'a>(expr: &'a Expr, into: &mut Vec<&'a Expr>) {
+    match expr {
+        Expr::BinaryExpr(BinaryExpr { left, op: Operator::Or, right }) => {
+            disjuncts(left, into);
+            disjuncts(right, into);
+        }
+        other => into.push(other),
+    }
 }
 
 /// Whether `expr` is `column` (possibly cast).
@@ -428,6 +476,17 @@ mod tests {
             assert!(limits.iter().any(|l| l.contains(part)), "{part} not in {limits:?}");
         }
         assert!(!limits.iter().any(|l| l.contains("eventsource") || l.contains("cloudtrail.")), "{limits:?}");
+        // Together, the names are one set and the error codes another, each looked up once a row.
+        let filter = sharing.filter().expect("a filter").to_string();
+        for part in [
+            "eventname IN ([Utf8(\"A\"), Utf8(\"B\"), Utf8(\"C\"), Utf8(\"D\"), Utf8(\"H\")])",
+            "errorcode IN ([Utf8(\"I\"), Utf8(\"Throttling\")])",
+            "errorcode LIKE Utf8(\"%AccessDenied%\")",
+            "Utf8(\"Root\")",
+        ] {
+            assert!(filter.contains(part), "{part} not in {filter}");
+        }
+        assert_eq!(filter.matches(" OR ").count(), 3, "{filter}");
         assert!(sharing.columns.contains("eventtime") && sharing.columns.contains("eventid"));
         assert!(!sharing.columns.contains("requestparameters"), "{:?}", sharing.columns);
         // One such rule alone has nothing to share with.
