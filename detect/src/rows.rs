@@ -18,13 +18,16 @@
 //! read is limited to rare rows (see [`crate::shared`], which finds them the same way for runs
 //! over history) read a second slot instead: it holds only the rows meeting one of their limits,
 //! picked out once per commit.
+//!
+//! The identity (`useridentity`, a struct of dozens of fields) is gathered as a struct of the
+//! fields the slot's rules read only, the others left behind without being copied.
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use arrow::array::{AsArray, RecordBatch};
+use arrow::array::{Array, ArrayRef, AsArray, RecordBatch, StructArray};
 use arrow::compute::{BatchCoalescer, filter_record_batch};
-use arrow::datatypes::SchemaRef;
+use arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef};
 use bunker_schemas::{LogTable, baseline};
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::DFSchema;
@@ -42,7 +45,7 @@ use crate::alert::{Alert, alerts_from_rows};
 use crate::engine::{read_only, row_rules};
 use crate::regions::Regions;
 use crate::rule::Rule;
-use crate::shared::SharedRead;
+use crate::shared::{IDENTITY, Identity, SharedRead};
 use crate::{DetectError, Result};
 
 /// Rows per batch the rules see.
@@ -77,8 +80,8 @@ impl RowRunner {
         config.options_mut().optimizer.enable_dynamic_filter_pushdown = false;
         let mut ctx = SessionContext::new_with_config_rt(config, bunker_query::memory::runtime()?);
         bunker_query::udf::register(&mut ctx)?;
-        let rows = Slot::new(table.schema());
-        let baseline = Slot::new(baseline::view_schema());
+        let rows = Slot::new(table.schema(), &Identity::Whole);
+        let baseline = Slot::new(baseline::view_schema(), &Identity::Whole);
         for other in LogTable::ALL {
             if other == table {
                 ctx.register_table(table.name(), Arc::new(SlotTable(rows.clone())))?;
@@ -92,19 +95,29 @@ impl RowRunner {
         // Only CloudTrail has rules limited to rare rows (event names, errors, the root user).
         let shared =
             if table == LogTable::CloudTrail { SharedRead::plan(&rules).await? } else { SharedRead::default() };
-        let limited = match shared.filter() {
-            Some(filter) => {
-                let schema = DFSchema::try_from(table.schema())?;
-                let filter = ctx.create_physical_expr(filter, &schema)?;
-                Some(Limited { slot: Slot::new(table.schema()), filter })
-            }
+        let filter = match shared.filter() {
+            Some(filter) => Some(ctx.create_physical_expr(filter, &DFSchema::try_from(table.schema())?)?),
             None => None,
         };
+        let any_limited = filter.is_some();
+        let is_limited = |index: usize| any_limited && shared.rules.contains(&index);
+        // How the rules of each slot (every row, limited rows) read the identity, from their plans
+        // over the whole table: each slot then holds only the fields its rules read.
+        let mut identity = [Identity::default(), Identity::default()];
+        for (index, rule) in rules.iter().enumerate() {
+            ctx.deregister_table(table.name())?;
+            ctx.register_table(table.name(), Arc::new(SlotTable(Slot::new(table.schema(), &Identity::Whole))))?;
+            let frame = ctx.sql_with_options(&rule.sql, read_only()).await.map_err(|e| sql_error(rule, e))?;
+            let plan = frame.into_optimized_plan().map_err(|e| sql_error(rule, e))?;
+            identity[usize::from(is_limited(index))].note_plan(&plan)?;
+        }
+        let rows = Slot::new(table.schema(), &identity[0]);
+        let limited = filter.map(|filter| Limited { slot: Slot::new(table.schema(), &identity[1]), filter });
         let mut plans = Vec::new();
         for (index, rule) in rules.into_iter().enumerate() {
             // A plan keeps the scan it was made with: the table's name can point elsewhere after.
             let slot = match &limited {
-                Some(limited) if shared.rules.contains(&index) => &limited.slot,
+                Some(limited) if is_limited(index) => &limited.slot,
                 _ => &rows,
             };
             ctx.deregister_table(table.name())?;
@@ -157,7 +170,12 @@ fn sql_error(rule: &Rule, e: datafusion::error::DataFusionError) -> DetectError 
 /// some plan reads are gathered: each scan records its projection while the rules are planned.
 #[derive(Debug)]
 struct Slot {
+    /// The table's schema: what the rows put in the slot have.
+    table: SchemaRef,
+    /// The slot's: the table's, but for the identity, narrowed to the fields the rules read.
     schema: SchemaRef,
+    /// The identity's column and the fields of it kept, when it is narrowed.
+    narrowed: Option<(usize, Vec<usize>)>,
     /// The columns (indices into `schema`) some plan reads; `None` while no plan reads the slot.
     read: Mutex<Option<BTreeSet<usize>>>,
     rows: Mutex<Gathered>,
@@ -171,8 +189,42 @@ struct Gathered {
 }
 
 impl Slot {
-    fn new(schema: SchemaRef) -> Arc<Slot> {
-        Arc::new(Slot { schema, read: Mutex::default(), rows: Mutex::default() })
+    /// A slot for rows of `table`, whose rules use the identity as `identity` says.
+    fn new(table: SchemaRef, identity: &Identity) -> Arc<Slot> {
+        let narrowed = identity.fields().and_then(|fields| {
+            let column = table.index_of(IDENTITY).ok()?;
+            let DataType::Struct(children) = table.field(column).data_type() else { return None };
+            let keep: Vec<usize> = (0..children.len()).filter(|&i| fields.contains(children[i].name())).collect();
+            (!keep.is_empty()).then_some((column, keep))
+        });
+        let schema = match &narrowed {
+            Some((column, keep)) => {
+                let mut fields: Vec<Field> = table.fields().iter().map(|f| f.as_ref().clone()).collect();
+                if let DataType::Struct(children) = fields[*column].data_type() {
+                    let kept: Fields = keep.iter().map(|&i| children[i].clone()).collect();
+                    fields[*column] = fields[*column].clone().with_data_type(DataType::Struct(kept));
+                }
+                Arc::new(Schema::new_with_metadata(fields, table.metadata().clone()))
+            }
+            None => table.clone(),
+        };
+        Arc::new(Slot { table, schema, narrowed, read: Mutex::default(), rows: Mutex::default() })
+    }
+
+    /// The columns `columns` of `batch` (a batch of the table), as the slot holds them.
+    fn project(&self, batch: &RecordBatch, columns: &[usize], schema: &SchemaRef) -> Result<RecordBatch> {
+        let mut arrays: Vec<ArrayRef> = columns.iter().map(|&c| batch.column(c).clone()).collect();
+        if let Some((column, keep)) = &self.narrowed
+            && let Ok(at) = columns.binary_search(column)
+        {
+            let (Some(identity), DataType::Struct(kept)) = (arrays[at].as_struct_opt(), schema.field(at).data_type())
+            else {
+                return Err(DetectError::Lake("the identity column is not a struct".into()));
+            };
+            let children = keep.iter().map(|&i| identity.column(i).clone()).collect();
+            arrays[at] = Arc::new(StructArray::try_new(kept.clone(), children, identity.nulls().cloned())?);
+        }
+        Ok(RecordBatch::try_new(schema.clone(), arrays)?)
     }
 
     /// Puts the rows of `batches` (of the slot's schema) that meet `filter` (all of them without
@@ -185,17 +237,24 @@ impl Slot {
             columns.push(0);
         }
         let schema = Arc::new(self.schema.project(&columns)?);
-        let mut coalescer = BatchCoalescer::new(schema, BATCH_ROWS);
+        let mut coalescer = BatchCoalescer::new(schema.clone(), BATCH_ROWS);
         let mut gathered = Vec::new();
         for batch in batches {
-            // The plans were made for this schema; rows of another would be misread.
-            if batch.schema().fields() != self.schema.fields() {
+            // The plans were made for this schema; rows of another would be misread. (Names and
+            // types: each parser's schema is its own copy, and the docs need no comparing.)
+            let (given, expected) = (batch.schema_ref().fields(), self.table.fields());
+            if given.len() != expected.len()
+                || given
+                    .iter()
+                    .zip(expected.iter())
+                    .any(|(g, e)| g.name() != e.name() || !g.data_type().equals_datatype(e.data_type()))
+            {
                 return Err(DetectError::Lake(format!(
                     "rows given to the row rules do not have the table's columns: {}",
                     batch.schema()
                 )));
             }
-            let projected = batch.project(&columns)?;
+            let projected = self.project(batch, &columns, &schema)?;
             let rows = match filter {
                 Some(filter) => {
                     let keep = filter.evaluate(batch)?.into_array(batch.num_rows())?;
@@ -390,6 +449,17 @@ mod tests {
         let read = names(&picked);
         assert!(read.contains(&"eventname".to_owned()) && read.contains(&"requestparameters".to_owned()), "{read:?}");
         assert!(!read.contains(&"requestid".to_owned()), "{read:?}");
+        // Either slot holds the identity as the few fields its rules read.
+        for g in [&*gathered, &*picked] {
+            let at = g.columns.binary_search(&schema.index_of(IDENTITY).expect("identity")).expect("identity gathered");
+            let DataType::Struct(held) = g.batches[0].schema().field(at).data_type().clone() else {
+                panic!("a struct")
+            };
+            let DataType::Struct(all) = schema.field_with_name(IDENTITY).expect("identity").data_type().clone() else {
+                panic!("a struct")
+            };
+            assert!(held.find("arn").is_some() && held.len() < all.len() / 2, "{held:?}");
+        }
         let on_their_own = runner.plans.len()
             - SharedRead::plan(&row_rules(&pack, LogTable::CloudTrail)).await.expect("planned").rules.len();
         assert!(on_their_own >= 1 && on_their_own <= 4, "{on_their_own} rules read every row");

@@ -47,7 +47,7 @@ const BATCH_ROWS: usize = 8192;
 /// The columns whose values can limit a read to rare rows.
 const EVENT_NAME: &str = "eventname";
 const ERROR_CODE: &str = "errorcode";
-const IDENTITY: &str = "useridentity";
+pub(crate) const IDENTITY: &str = "useridentity";
 
 /// What the rules that can share a read of `cloudtrail` need from it.
 #[derive(Debug, Default)]
@@ -64,8 +64,8 @@ pub(crate) struct SharedRead {
 }
 
 /// How the rules use `useridentity`.
-#[derive(Debug)]
-enum Identity {
+#[derive(Debug, Clone)]
+pub(crate) enum Identity {
     /// Only by these fields (`useridentity.arn`...).
     Fields(BTreeSet<String>),
     /// As a whole somewhere.
@@ -79,6 +79,23 @@ impl Default for Identity {
 }
 
 impl Identity {
+    /// Notes how every expression of `plan` (and of its subqueries) uses the identity.
+    pub(crate) fn note_plan(&mut self, plan: &LogicalPlan) -> Result<()> {
+        plan.apply_with_subqueries(|node| {
+            node.expressions().iter().for_each(|e| self.note(e));
+            Ok(TreeNodeRecursion::Continue)
+        })?;
+        Ok(())
+    }
+
+    /// The fields read, when it is only ever read by field.
+    pub(crate) fn fields(&self) -> Option<&BTreeSet<String>> {
+        match self {
+            Identity::Fields(fields) => Some(fields),
+            Identity::Whole => None,
+        }
+    }
+
     /// Notes how `expr` uses the identity.
     fn note(&mut self, expr: &Expr) {
         let _ = expr.apply(|e| {
@@ -128,10 +145,7 @@ impl SharedRead {
             let Ok(frame) = ctx.sql_with_options(&rule.sql, read_only()).await else { continue };
             let plan = frame.into_optimized_plan()?;
             if let Some((limits, columns)) = limited_reads(&plan)? {
-                plan.apply_with_subqueries(|node| {
-                    node.expressions().iter().for_each(|e| shared.identity.note(e));
-                    Ok(TreeNodeRecursion::Continue)
-                })?;
+                shared.identity.note_plan(&plan)?;
                 shared.rules.insert(index);
                 for limit in limits {
                     if !shared.limits.contains(&limit) {
