@@ -183,9 +183,6 @@ pub async fn stored_state(
         return Ok(HashMap::new());
     }
     bunker_query::check_table_files(alerts::TABLE_NAME, &table).map_err(|e| DetectError::Lake(e.to_string()))?;
-    let ctx = SessionContext::new();
-    table.update_datafusion_session(&ctx.state()).map_err(lake_error)?;
-    ctx.register_table(alerts::TABLE_NAME, table.table_provider().await?)?;
     let window = chrono::Duration::from_std(widest_window).unwrap_or(chrono::Duration::days(1));
     let earliest = fresh.iter().map(|a| a.first_seen).min().unwrap_or_default() - window;
     let latest = fresh.iter().map(|a| a.last_seen).max().unwrap_or_default();
@@ -197,6 +194,10 @@ pub async fn stored_state(
     if ids.is_empty() {
         return Ok(HashMap::new());
     }
+    // Only now the table is opened for SQL: building its provider walks its whole log.
+    let ctx = SessionContext::new();
+    table.update_datafusion_session(&ctx.state()).map_err(lake_error)?;
+    ctx.register_table(alerts::TABLE_NAME, table.table_provider().await?)?;
     let list = ids.iter().map(|id| format!("'{id}'")).collect::<Vec<_>>().join(",");
     let newest = alerts::newest_sql(&format!(
         "WHERE date BETWEEN DATE '{from}' AND DATE '{to}' AND id IN ({list})",
