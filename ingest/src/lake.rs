@@ -139,6 +139,38 @@ pub struct Lake {
     alerts: DeltaTable,
     sightings: DeltaTable,
     baseline: Sightings,
+    /// The baseline as [`Lake::region_baseline_with`] last folded rows into it: the commit of
+    /// those rows, which follows, records the same changes without folding them again.
+    folded: Option<Folded>,
+}
+
+/// CloudTrail rows folded into the baseline, and what that made of it.
+#[derive(Debug)]
+struct Folded {
+    /// The rows (sharing their arrays with the batches given).
+    batches: Vec<RecordBatch>,
+    /// The baseline with them.
+    view: Sightings,
+    /// The pairs they changed.
+    changed: Vec<(crate::baseline::Pair, crate::baseline::Sighting)>,
+}
+
+impl Folded {
+    /// Whether `batches` are the very rows folded (the same arrays, empty batches aside).
+    fn holds(&self, batches: &[RecordBatch]) -> bool {
+        let some = |b: &&RecordBatch| b.num_rows() > 0;
+        let (mut mine, mut theirs) = (self.batches.iter().filter(some), batches.iter().filter(some));
+        loop {
+            match (mine.next(), theirs.next()) {
+                (None, None) => return true,
+                (Some(a), Some(b))
+                    if a.num_rows() == b.num_rows()
+                        && a.num_columns() == b.num_columns()
+                        && a.columns().iter().zip(b.columns()).all(|(x, y)| Arc::ptr_eq(x, y)) => {}
+                _ => return false,
+            }
+        }
+    }
 }
 
 impl Lake {
@@ -192,7 +224,7 @@ impl Lake {
         })
         .await?;
         let root = root.clone();
-        Ok(Lake { root, config, tables, log, alerts, sightings, baseline })
+        Ok(Lake { root, config, tables, log, alerts, sightings, baseline, folded: None })
     }
 
     /// The URL of the lake's root.
@@ -273,21 +305,30 @@ impl Lake {
     /// A pair this process has not seen may have been recorded by another worker: then the
     /// baseline is read again from the lake first, so the first use of a region is first once.
     pub async fn region_baseline_with(&mut self, batches: &[RecordBatch]) -> Result<RecordBatch> {
+        self.folded = None;
         let mut view = self.baseline.clone();
-        let changed = view.observe(batches)?;
+        let mut changed = view.observe(batches)?;
         if changed.iter().any(|((account, region), _)| self.baseline.get(account, region).is_none()) {
             self.sightings.update_state().await.map_err(|e| lake_error(baseline::TABLE_NAME, e))?;
             self.baseline = Sightings::load(&self.sightings).await?;
             view = self.baseline.clone();
-            view.observe(batches)?;
+            changed = view.observe(batches)?;
         }
-        view.to_batch()
+        let rows = view.to_batch()?;
+        self.folded = Some(Folded { batches: batches.to_vec(), view, changed });
+        Ok(rows)
     }
 
     /// Appends the sightings these CloudTrail rows add to the region baseline.
     async fn record_sightings(&mut self, batches: &[RecordBatch]) -> Result<()> {
-        let mut updated = self.baseline.clone();
-        let changed = updated.observe(batches)?;
+        let (updated, changed) = match self.folded.take() {
+            Some(folded) if folded.holds(batches) => (folded.view, folded.changed),
+            _ => {
+                let mut updated = self.baseline.clone();
+                let changed = updated.observe(batches)?;
+                (updated, changed)
+            }
+        };
         if changed.is_empty() {
             return Ok(());
         }
@@ -851,6 +892,29 @@ fn log_batch(entries: &[LogEntry], now: chrono::DateTime<chrono::Utc>) -> Result
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The baseline folded for a hook is reused by the commit only for the very same rows.
+    #[test]
+    fn folded_rows_are_recognised_by_their_arrays() {
+        use arrow::array::{Int32Array, StringArray};
+        let batch = |v: &[i32]| {
+            RecordBatch::try_from_iter([
+                ("n", Arc::new(Int32Array::from(v.to_vec())) as arrow::array::ArrayRef),
+                ("s", Arc::new(StringArray::from(v.iter().map(|i| i.to_string()).collect::<Vec<_>>()))),
+            ])
+            .expect("batch")
+        };
+        let (a, b, empty) = (batch(&[1, 2]), batch(&[3]), batch(&[]));
+        let folded = Folded { batches: vec![a.clone(), b.clone()], view: Sightings::default(), changed: Vec::new() };
+        assert!(folded.holds(&[a.clone(), b.clone()]));
+        assert!(folded.holds(&[a.clone(), empty, b.clone()]), "empty batches add no rows");
+        assert!(!folded.holds(&[batch(&[1, 2]), b.clone()]), "equal values in other arrays are other rows");
+        assert!(!folded.holds(std::slice::from_ref(&a)), "fewer batches");
+        assert!(!folded.holds(&[a.clone(), b.clone(), a.clone()]), "more batches");
+        assert!(!folded.holds(&[b, a.clone()]), "another order");
+        let fewer_columns = a.project(&[0]).expect("projected");
+        assert!(!Folded { batches: vec![a], ..folded }.holds(&[fewer_columns]));
+    }
 
     #[test]
     fn a_commit_names_its_attempt_and_its_objects() {
