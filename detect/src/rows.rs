@@ -80,11 +80,11 @@ impl RowRunner {
         config.options_mut().optimizer.enable_dynamic_filter_pushdown = false;
         let mut ctx = SessionContext::new_with_config_rt(config, bunker_query::memory::runtime()?);
         bunker_query::udf::register(&mut ctx)?;
-        let rows = Slot::new(table.schema(), &Identity::Whole);
         let baseline = Slot::new(baseline::view_schema(), &Identity::Whole);
         for other in LogTable::ALL {
             if other == table {
-                ctx.register_table(table.name(), Arc::new(SlotTable(rows.clone())))?;
+                // Planned against first to learn what the rules read; each rule's slot replaces it.
+                ctx.register_table(table.name(), Arc::new(SlotTable(Slot::new(table.schema(), &Identity::Whole))))?;
             } else {
                 ctx.register_table(other.name(), Arc::new(MemTable::try_new(other.schema(), vec![vec![]])?))?;
             }
@@ -105,8 +105,6 @@ impl RowRunner {
         // over the whole table: each slot then holds only the fields its rules read.
         let mut identity = [Identity::default(), Identity::default()];
         for (index, rule) in rules.iter().enumerate() {
-            ctx.deregister_table(table.name())?;
-            ctx.register_table(table.name(), Arc::new(SlotTable(Slot::new(table.schema(), &Identity::Whole))))?;
             let frame = ctx.sql_with_options(&rule.sql, read_only()).await.map_err(|e| sql_error(rule, e))?;
             let plan = frame.into_optimized_plan().map_err(|e| sql_error(rule, e))?;
             identity[usize::from(is_limited(index))].note_plan(&plan)?;
@@ -135,11 +133,17 @@ impl RowRunner {
         if self.plans.is_empty() || batches.iter().all(|b| b.num_rows() == 0) {
             return Ok(Vec::new());
         }
+        let baseline: Vec<RecordBatch> = baseline.into_iter().collect();
+        // The plans were made for these schemas; rows of others would be misread.
+        for (batch, slot) in batches.iter().map(|b| (b, &self.rows)).chain(baseline.iter().map(|b| (b, &self.baseline)))
+        {
+            slot.check(batch)?;
+        }
         if let Some(limited) = &self.limited {
             limited.slot.fill_where(&batches, Some(limited.filter.as_ref()))?;
         }
         self.rows.fill_where(&batches, None)?;
-        self.baseline.fill_where(&baseline.into_iter().collect::<Vec<_>>(), None)?;
+        self.baseline.fill_where(&baseline, None)?;
         let alerts = self.run_plans().await;
         // The rows are the commit's: not kept until the next one.
         self.rows.clear();
@@ -211,6 +215,24 @@ impl Slot {
         Arc::new(Slot { table, schema, narrowed, read: Mutex::default(), rows: Mutex::default() })
     }
 
+    /// Refuses a batch that is not of the slot's table: names and types are compared (each parser's
+    /// schema is its own copy, and the columns' docs need no comparing).
+    fn check(&self, batch: &RecordBatch) -> Result<()> {
+        let (given, expected) = (batch.schema_ref().fields(), self.table.fields());
+        let same = given.len() == expected.len()
+            && given
+                .iter()
+                .zip(expected.iter())
+                .all(|(g, e)| g.name() == e.name() && g.data_type().equals_datatype(e.data_type()));
+        if !same {
+            return Err(DetectError::Lake(format!(
+                "rows given to the row rules do not have the table's columns: {}",
+                batch.schema()
+            )));
+        }
+        Ok(())
+    }
+
     /// The columns `columns` of `batch` (a batch of the table), as the slot holds them.
     fn project(&self, batch: &RecordBatch, columns: &[usize], schema: &SchemaRef) -> Result<RecordBatch> {
         let mut arrays: Vec<ArrayRef> = columns.iter().map(|&c| batch.column(c).clone()).collect();
@@ -227,7 +249,7 @@ impl Slot {
         Ok(RecordBatch::try_new(schema.clone(), arrays)?)
     }
 
-    /// Puts the rows of `batches` (of the slot's schema) that meet `filter` (all of them without
+    /// Puts the rows of `batches` (of the slot's table, checked) that meet `filter` (all of them without
     /// one) in the slot, in place of what it held. A slot no plan reads is left empty.
     fn fill_where(&self, batches: &[RecordBatch], filter: Option<&dyn PhysicalExpr>) -> Result<()> {
         let Some(read) = lock(&self.read).clone() else { return Ok(()) };
@@ -240,20 +262,6 @@ impl Slot {
         let mut coalescer = BatchCoalescer::new(schema.clone(), BATCH_ROWS);
         let mut gathered = Vec::new();
         for batch in batches {
-            // The plans were made for this schema; rows of another would be misread. (Names and
-            // types: each parser's schema is its own copy, and the docs need no comparing.)
-            let (given, expected) = (batch.schema_ref().fields(), self.table.fields());
-            if given.len() != expected.len()
-                || given
-                    .iter()
-                    .zip(expected.iter())
-                    .any(|(g, e)| g.name() != e.name() || !g.data_type().equals_datatype(e.data_type()))
-            {
-                return Err(DetectError::Lake(format!(
-                    "rows given to the row rules do not have the table's columns: {}",
-                    batch.schema()
-                )));
-            }
             let projected = self.project(batch, &columns, &schema)?;
             let rows = match filter {
                 Some(filter) => {
