@@ -53,6 +53,9 @@ struct Args {
     /// time goes).
     #[arg(long)]
     print: bool,
+    /// Time only the queries with these labels (repeatable), e.g. to profile one alone.
+    #[arg(long)]
+    only: Vec<String>,
 }
 
 fn parse_labelled(text: &str) -> Result<(String, String), String> {
@@ -139,6 +142,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
         ),
     ];
     queries.extend(args.extra.iter().map(|(label, sql)| (label.as_str(), sql.replace("{principal}", &principal))));
+    if !args.only.is_empty() {
+        queries.retain(|(label, _)| args.only.iter().any(|only| only == label));
+    }
     println!("principal:   {principal}, week {week_start} .. {week_end}");
 
     let rss_reset = reset_peak_rss();
