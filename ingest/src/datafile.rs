@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, HashMap};
 use arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
 use arrow::compute::{max_string, min_string};
 use arrow::datatypes::{DataType, Date32Type, Int32Type, Int64Type, SchemaRef, TimeUnit, TimestampMicrosecondType};
-use bunker_schemas::{DATE_COLUMN, LogTable};
+use bunker_schemas::DATE_COLUMN;
 use chrono::NaiveDate;
 use deltalake::kernel::Add;
 use parquet::arrow::ArrowWriter;
@@ -71,7 +71,7 @@ pub(crate) fn runs_by_day(batches: &[RecordBatch]) -> Result<BTreeMap<NaiveDate,
 /// its partition column, `rows_per_group` rows per row group; `stats_columns` are the columns
 /// whose statistics go into the `add` action.
 pub(crate) fn encode_day(
-    table: LogTable,
+    table: &str,
     date: NaiveDate,
     runs: &[RecordBatch],
     stats_columns: &[&str],
@@ -89,7 +89,7 @@ pub(crate) fn encode_day(
     let schema: SchemaRef = runs[0].schema();
     let rows: usize = runs.iter().map(RecordBatch::num_rows).sum();
     let bytes = encode(&schema, &runs, props, rows_per_group.max(1))
-        .map_err(|source| IngestError::Parquet { table: table.name().to_owned(), source })?;
+        .map_err(|source| IngestError::Parquet { table: table.to_owned(), source })?;
 
     let path = format!("{date_column}={date}/part-00000-{}-c000.zstd.parquet", uuid::Uuid::new_v4());
     let stats = statistics(&runs, stats_columns, rows);
@@ -107,6 +107,27 @@ pub(crate) fn encode_day(
         clustering_provider: None,
     };
     Ok(DataFile { path, bytes, add })
+}
+
+/// Encodes rows in any order into one file per `date`, for the small tables bunker appends to
+/// (ingest log, alerts, region sightings): the rows are put in date order first, each file is one
+/// row group.
+pub(crate) fn encode_rows(
+    table: &str,
+    batch: &RecordBatch,
+    stats_columns: &[&str],
+    props: WriterProperties,
+) -> Result<Vec<DataFile>> {
+    let Some(dates) = batch.column_by_name(DATE_COLUMN) else {
+        return Err(IngestError::Config(format!("the rows of {table} have no {DATE_COLUMN} column")));
+    };
+    let order = arrow::compute::sort_to_indices(dates, None, None)?;
+    let in_order = order.values().iter().enumerate().all(|(i, &v)| v as usize == i);
+    let sorted = if in_order { batch.clone() } else { arrow::compute::take_record_batch(batch, &order)? };
+    runs_by_day(&[sorted])?
+        .into_iter()
+        .map(|(date, day)| encode_day(table, date, &day, stats_columns, props.clone(), usize::MAX))
+        .collect()
 }
 
 /// Writes the runs as consecutive rows of one Parquet file, each row group's columns encoded in
@@ -262,6 +283,8 @@ fn days_to_date(days: i32) -> Result<NaiveDate> {
 mod tests {
     use std::sync::Arc;
 
+    use bunker_schemas::LogTable;
+
     use arrow::array::{Date32Array, Int32Array, StringArray, StructArray, TimestampMicrosecondArray};
     use arrow::datatypes::{Field, Schema};
     use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
@@ -327,7 +350,7 @@ mod tests {
         let second = batch(&times[10..], &[None; 15]);
         let date = NaiveDate::from_ymd_opt(2024, 3, 2).expect("a date");
         let file = encode_day(
-            LogTable::CloudTrail,
+            LogTable::CloudTrail.name(),
             date,
             &[first, second],
             &["eventtime", "recipientaccountid", "port", "identity"],
@@ -370,15 +393,21 @@ mod tests {
         let long = "é".repeat(100);
         let rows = batch(&["2024-03-02T00:00:00Z", "2024-03-02T00:00:01Z"], &[Some(&long), Some("a")]);
         let date = NaiveDate::from_ymd_opt(2024, 3, 2).expect("a date");
-        let file =
-            encode_day(LogTable::CloudTrail, date, &[rows], &["recipientaccountid"], WriterProperties::default(), 10)
-                .expect("encoded");
+        let file = encode_day(
+            LogTable::CloudTrail.name(),
+            date,
+            &[rows],
+            &["recipientaccountid"],
+            WriterProperties::default(),
+            10,
+        )
+        .expect("encoded");
         let stats: Value = serde_json::from_str(file.add.stats.as_deref().expect("stats")).expect("json");
         assert_eq!(stats["minValues"]["recipientaccountid"], "a");
         assert!(stats["maxValues"].get("recipientaccountid").is_none());
         let all_long = batch(&["2024-03-02T00:00:00Z"], &[Some(&long)]);
         let file = encode_day(
-            LogTable::CloudTrail,
+            LogTable::CloudTrail.name(),
             date,
             &[all_long],
             &["recipientaccountid"],

@@ -207,18 +207,11 @@ impl Lake {
         let open = |name: &'static str, schema: fn() -> arrow::datatypes::SchemaRef, stats: &'static [&'static str]| {
             retrying(name, attempts, move || open_or_create(root, storage_options, name, schema(), stats))
         };
-        let log = open(ingest_log::TABLE_NAME, ingest_log::schema, &["ingested_at", "source_key", "status"]).await?;
-        let alerts =
-            open(alerts::TABLE_NAME, alerts::schema, &["first_seen", "id", "rule_id", "account", "emitted_at"]).await?;
+        let log = open(ingest_log::TABLE_NAME, ingest_log::schema, LOG_STATS).await?;
+        let alerts = open(alerts::TABLE_NAME, alerts::schema, ALERT_STATS).await?;
         let (sightings, baseline) = retrying(baseline::TABLE_NAME, attempts, move || async move {
-            let sightings = open_or_create(
-                root,
-                storage_options,
-                baseline::TABLE_NAME,
-                baseline::schema(),
-                &["account", "region", "first_seen"],
-            )
-            .await?;
+            let sightings =
+                open_or_create(root, storage_options, baseline::TABLE_NAME, baseline::schema(), SIGHTING_STATS).await?;
             let baseline = Sightings::load(&sightings).await?;
             Ok((sightings, baseline))
         })
@@ -258,21 +251,58 @@ impl Lake {
     }
 
     /// Commits the rows of these objects to `table` in one atomic commit, leaving out objects the
-    /// table already holds.
+    /// table already holds: [`Lake::prepare_commit`], then [`Lake::finish_commit`].
+    pub async fn commit(&mut self, table: LogTable, objects: Vec<PendingObject>) -> Result<CommitOutcome> {
+        let prepared = self.prepare_commit(table, objects).await?;
+        self.finish_commit(prepared).await
+    }
+
+    /// Begins a commit of these objects' rows to `table`: finds which objects the table does not
+    /// hold yet and starts encoding their rows into data files, off the async runtime. Nothing is
+    /// visible to readers until [`Lake::finish_commit`]; in between the lake is free for other
+    /// work on those rows (the detections' hook), which then runs while the files are encoded.
+    pub async fn prepare_commit(&mut self, table: LogTable, objects: Vec<PendingObject>) -> Result<PreparedCommit> {
+        let props = writer_properties(&self.config, Some(table))?;
+        let rows_per_group = self.config.max_row_group_rows;
+        let lake_table = self.table_mut(table)?;
+        lake_table.prepare(objects, CommitOutcome::default(), props, rows_per_group).await
+    }
+
+    /// Makes a prepared commit: stores its files and commits them, in one Delta commit, and retries
+    /// on a fresh snapshot (leaving out objects another writer committed meanwhile) when another
+    /// writer's commit came first.
     ///
     /// Before CloudTrail rows are committed, the (account, region) pairs they use for the first
     /// time are recorded in the region baseline — before, so that a crash in between leaves a
     /// sighting without its rows (written again, harmlessly, when the rows come back) rather than
     /// rows whose sighting is lost for good.
-    pub async fn commit(&mut self, table: LogTable, objects: Vec<PendingObject>) -> Result<CommitOutcome> {
+    pub async fn finish_commit(&mut self, prepared: PreparedCommit) -> Result<CommitOutcome> {
+        let table = prepared.table;
         if table == LogTable::CloudTrail {
-            let batches: Vec<RecordBatch> =
-                objects.iter().filter(|p| !self.is_committed(&p.object.id())).map(|p| p.batch.clone()).collect();
-            self.record_sightings(&batches).await?;
+            self.record_sightings(&prepared.fresh_batches()).await?;
         }
         let props = writer_properties(&self.config, Some(table))?;
-        let lake_table = self.tables.get_mut(&table).ok_or_else(|| IngestError::Config(format!("no table {table}")))?;
-        lake_table.commit(objects, props, self.config.max_row_group_rows).await
+        let rows_per_group = self.config.max_row_group_rows;
+        let lake_table = self.table_mut(table)?;
+        let mut prepared = prepared;
+        for _attempt in 0..MAX_COMMIT_ATTEMPTS {
+            match lake_table.attempt(prepared).await? {
+                Attempt::Done(outcome) => return Ok(outcome),
+                Attempt::LostRace { objects, outcome } => {
+                    prepared = lake_table.prepare(objects, outcome, props.clone(), rows_per_group).await?;
+                }
+            }
+        }
+        Err(IngestError::Lake {
+            table: table.name().to_owned(),
+            source: Box::new(DeltaTableError::Generic(format!(
+                "gave up after {MAX_COMMIT_ATTEMPTS} attempts lost to concurrent writers"
+            ))),
+        })
+    }
+
+    fn table_mut(&mut self, table: LogTable) -> Result<&mut LakeTable> {
+        self.tables.get_mut(&table).ok_or_else(|| IngestError::Config(format!("no table {table}")))
     }
 
     /// Appends rows to the `ingest_log` table.
@@ -282,7 +312,7 @@ impl Lake {
         }
         let batch = log_batch(entries, chrono::Utc::now())?;
         let props = writer_properties(&self.config, None)?;
-        append(&mut self.log, ingest_log::TABLE_NAME, batch, props).await
+        append(&mut self.log, ingest_log::TABLE_NAME, batch, props, LOG_STATS).await
     }
 
     /// Appends rows (in the [`alerts::schema`]) to the `alert_updates` table, in one commit.
@@ -291,7 +321,7 @@ impl Lake {
             return Ok(());
         }
         let props = writer_properties(&self.config, None)?;
-        append(&mut self.alerts, alerts::TABLE_NAME, batch, props).await
+        append(&mut self.alerts, alerts::TABLE_NAME, batch, props, ALERT_STATS).await
     }
 
     /// The `alert_updates` table as of its last write here (callers refresh it to see others').
@@ -334,7 +364,7 @@ impl Lake {
         }
         let rows = Sightings::sightings_batch(&changed, chrono::Utc::now())?;
         let props = writer_properties(&self.config, None)?;
-        append(&mut self.sightings, baseline::TABLE_NAME, rows, props).await?;
+        append(&mut self.sightings, baseline::TABLE_NAME, rows, props, SIGHTING_STATS).await?;
         self.baseline = updated;
         Ok(())
     }
@@ -371,104 +401,136 @@ impl LakeTable {
         self.read_ledger().await
     }
 
-    async fn commit(
+    /// Refreshes the ledger, sets aside the objects the table already holds (into `outcome`), and
+    /// starts encoding the rest.
+    async fn prepare(
         &mut self,
         objects: Vec<PendingObject>,
+        mut outcome: CommitOutcome,
         props: WriterProperties,
         rows_per_group: usize,
-    ) -> Result<CommitOutcome> {
-        let mut outcome = CommitOutcome::default();
-        let mut pending = objects;
-        for _attempt in 0..MAX_COMMIT_ATTEMPTS {
-            self.refresh().await?;
-            let (fresh, dups): (Vec<_>, Vec<_>) =
-                pending.into_iter().partition(|p| !self.committed.contains_key(&p.object.id()));
-            outcome.duplicates.extend(dups.iter().map(|p| p.object.id()));
-            // Within one flush the same object may also appear twice (a message delivered twice).
-            let mut seen = HashSet::new();
-            let (fresh, repeated): (Vec<_>, Vec<_>) = fresh.into_iter().partition(|p| seen.insert(p.object.id()));
-            outcome.duplicates.extend(repeated.iter().map(|p| p.object.id()));
-            if fresh.is_empty() {
-                return Ok(outcome);
-            }
-            let rows: usize = fresh.iter().map(|p| p.batch.num_rows()).sum();
-            if rows == 0 {
-                // Nothing to write; re-reading an empty object later adds nothing either.
-                outcome.committed = fresh.iter().map(|p| p.object.id()).collect();
-                return Ok(outcome);
-            }
-            let ids: Vec<String> = fresh.iter().map(|p| p.object.id()).collect();
-            let started = std::time::Instant::now();
+    ) -> Result<PreparedCommit> {
+        let started = std::time::Instant::now();
+        self.refresh().await?;
+        let (fresh, dups): (Vec<_>, Vec<_>) =
+            objects.into_iter().partition(|p| !self.committed.contains_key(&p.object.id()));
+        outcome.duplicates.extend(dups.iter().map(|p| p.object.id()));
+        // Within one flush the same object may also appear twice (a message delivered twice).
+        let mut seen = HashSet::new();
+        let (fresh, repeated): (Vec<_>, Vec<_>) = fresh.into_iter().partition(|p| seen.insert(p.object.id()));
+        outcome.duplicates.extend(repeated.iter().map(|p| p.object.id()));
+        let rows: usize = fresh.iter().map(|p| p.batch.num_rows()).sum();
+        let encoding = if rows == 0 {
+            None
+        } else {
             let runs = ordered_runs(self.table, &fresh)?;
-            let sorted_in = started.elapsed();
-            let mut files = encode_files(self.table, runs, props.clone(), rows_per_group).await?;
-            let encoded_in = started.elapsed();
-            // Files of a commit that then fails or loses a race stay behind unreferenced: readers
-            // only see files the log adds, and a Delta VACUUM removes them.
-            let store = self.delta.object_store();
-            for file in &mut files {
-                let path = deltalake::Path::from(file.path.as_str());
-                let bytes = std::mem::take(&mut file.bytes);
-                // Not `lake_error`: delta-rs calls every store error "Failed to read delta log
-                // object", which sends an operator with a full disk looking in the wrong place.
-                store.put(&path, bytes.into()).await.map_err(|source| IngestError::LakeWrite {
-                    location: file_location(self.delta.table_url(), &file.path),
-                    source: Box::new(source),
-                })?;
-            }
-            let stored_in = started.elapsed();
-            let attempt = uuid::Uuid::new_v4().to_string();
-            let metadata =
-                json!({ "objects": ids, "rows": rows, "schema_version": SCHEMA_VERSION, "attempt": attempt });
-            let properties = CommitProperties::default()
-                .with_metadata([(COMMIT_INFO_KEY.to_owned(), metadata)])
-                // Zero retries: a concurrent commit may hold some of our objects, so instead of
-                // letting delta-rs rebase a blind append we refresh the ledger and filter again.
-                .with_max_retries(0);
-            let snapshot = self.delta.snapshot().map_err(|e| lake_error(self.table.name(), e))?;
-            let read_version = snapshot.version();
-            let operation = DeltaOperation::Write { mode: SaveMode::Append, partition_by: None, predicate: None };
-            let result = CommitBuilder::from(properties)
-                .with_actions(files.into_iter().map(|f| Action::Add(f.add)).collect())
-                .build(Some(snapshot as &dyn TableReference), self.delta.log_store(), operation)
-                .await;
-            let version = match result {
-                Ok(commit) => commit.version,
-                Err(e) => match landed(&mut self.delta, read_version, &attempt).await {
-                    Some(version) => {
-                        tracing::info!(table = %self.table, version, error = %e, "the commit landed although its answer was lost");
-                        metrics::counter!("bunker_lake_commits_recovered_total", "table" => self.table.name())
-                            .increment(1);
-                        version
-                    }
-                    None if lost_race(&e) => {
-                        tracing::info!(table = %self.table, "another writer committed first; re-checking the ledger");
-                        pending = fresh;
-                        continue;
-                    }
-                    None => return Err(lake_error(self.table.name(), e)),
-                },
-            };
-            tracing::debug!(table = %self.table, rows, objects = ids.len(), ?sorted_in, ?encoded_in, ?stored_in, total = ?started.elapsed(), "committed");
-            // `self.delta` is not reloaded here: every commit begins with a refresh, which reads
-            // this version along with any others (on S3, one listing less per commit).
-            for id in &ids {
-                self.committed.entry(id.clone()).or_insert(version);
-            }
-            // The next refresh reads this commit again along with any others that landed
-            // meanwhile; adding our ids twice is harmless.
-            outcome.version = Some(version);
-            outcome.rows = rows as u64;
-            outcome.committed = ids;
-            return Ok(outcome);
-        }
-        Err(IngestError::Lake {
-            table: self.table.name().to_owned(),
-            source: Box::new(DeltaTableError::Generic(format!(
-                "gave up after {MAX_COMMIT_ATTEMPTS} attempts lost to concurrent writers"
-            ))),
-        })
+            let table = self.table;
+            Some(tokio::task::spawn_blocking(move || encode_files(table, &runs, props, rows_per_group)))
+        };
+        Ok(PreparedCommit { table: self.table, outcome, fresh, rows, encoding, started })
     }
+
+    /// Stores a prepared commit's files and commits them at the snapshot the preparation read.
+    async fn attempt(&mut self, prepared: PreparedCommit) -> Result<Attempt> {
+        let PreparedCommit { table: _, mut outcome, fresh, rows, encoding, started } = prepared;
+        let ids: Vec<String> = fresh.iter().map(|p| p.object.id()).collect();
+        let Some(encoding) = encoding else {
+            // Nothing to write (no object, or only empty ones); re-reading an empty object later
+            // adds nothing either.
+            outcome.committed = ids;
+            return Ok(Attempt::Done(outcome));
+        };
+        let mut files =
+            encoding.await.map_err(|e| IngestError::Config(format!("the parquet encoder stopped: {e}")))??;
+        let encoded_in = started.elapsed();
+        // Files of a commit that then fails or loses a race stay behind unreferenced: readers
+        // only see files the log adds, and a Delta VACUUM removes them.
+        let store = self.delta.object_store();
+        for file in &mut files {
+            let path = deltalake::Path::from(file.path.as_str());
+            let bytes = std::mem::take(&mut file.bytes);
+            // Not `lake_error`: delta-rs calls every store error "Failed to read delta log
+            // object", which sends an operator with a full disk looking in the wrong place.
+            store.put(&path, bytes.into()).await.map_err(|source| IngestError::LakeWrite {
+                location: file_location(self.delta.table_url(), &file.path),
+                source: Box::new(source),
+            })?;
+        }
+        let stored_in = started.elapsed();
+        let attempt = uuid::Uuid::new_v4().to_string();
+        let metadata = json!({ "objects": ids, "rows": rows, "schema_version": SCHEMA_VERSION, "attempt": attempt });
+        let properties = CommitProperties::default()
+            .with_metadata([(COMMIT_INFO_KEY.to_owned(), metadata)])
+            // Zero retries: a concurrent commit may hold some of our objects, so instead of
+            // letting delta-rs rebase a blind append we refresh the ledger and filter again.
+            .with_max_retries(0);
+        let snapshot = self.delta.snapshot().map_err(|e| lake_error(self.table.name(), e))?;
+        let read_version = snapshot.version();
+        let operation = DeltaOperation::Write { mode: SaveMode::Append, partition_by: None, predicate: None };
+        let result = CommitBuilder::from(properties)
+            .with_actions(files.into_iter().map(|f| Action::Add(f.add)).collect())
+            .build(Some(snapshot as &dyn TableReference), self.delta.log_store(), operation)
+            .await;
+        let version = match result {
+            Ok(commit) => commit.version,
+            Err(e) => match landed(&mut self.delta, read_version, &attempt).await {
+                Some(version) => {
+                    tracing::info!(table = %self.table, version, error = %e, "the commit landed although its answer was lost");
+                    metrics::counter!("bunker_lake_commits_recovered_total", "table" => self.table.name()).increment(1);
+                    version
+                }
+                None if lost_race(&e) => {
+                    tracing::info!(table = %self.table, "another writer committed first; re-checking the ledger");
+                    return Ok(Attempt::LostRace { objects: fresh, outcome });
+                }
+                None => return Err(lake_error(self.table.name(), e)),
+            },
+        };
+        tracing::debug!(table = %self.table, rows, objects = ids.len(), ?encoded_in, ?stored_in, total = ?started.elapsed(), "committed");
+        // `self.delta` is not reloaded here: every commit begins with a refresh, which reads
+        // this version along with any others (on S3, one listing less per commit).
+        for id in &ids {
+            self.committed.entry(id.clone()).or_insert(version);
+        }
+        // The next refresh reads this commit again along with any others that landed
+        // meanwhile; adding our ids twice is harmless.
+        outcome.version = Some(version);
+        outcome.rows = rows as u64;
+        outcome.committed = ids;
+        Ok(Attempt::Done(outcome))
+    }
+}
+
+/// A commit begun by [`Lake::prepare_commit`]: the objects the table does not hold yet, their
+/// data files being encoded.
+#[derive(Debug)]
+pub struct PreparedCommit {
+    table: LogTable,
+    /// What the commit has done so far (objects set aside as duplicates).
+    outcome: CommitOutcome,
+    /// The objects to commit.
+    fresh: Vec<PendingObject>,
+    rows: usize,
+    /// The files of their rows; `None` when there are no rows.
+    encoding: Option<tokio::task::JoinHandle<Result<Vec<DataFile>>>>,
+    started: std::time::Instant,
+}
+
+impl PreparedCommit {
+    /// The rows the commit adds (one batch per object; objects the table holds left out).
+    pub fn fresh_batches(&self) -> Vec<RecordBatch> {
+        self.fresh.iter().filter(|p| p.batch.num_rows() > 0).map(|p| p.batch.clone()).collect()
+    }
+}
+
+/// How one attempt at a commit ended.
+enum Attempt {
+    Done(CommitOutcome),
+    /// Another writer's commit came first: these objects are to be tried again.
+    LostRace {
+        objects: Vec<PendingObject>,
+        outcome: CommitOutcome,
+    },
 }
 
 /// Tries to open a table of an S3 lake this often before giving up, pausing 0.5 s, then twice as
@@ -502,42 +564,68 @@ where
     }
 }
 
+/// The data-skipping columns of the tables bunker appends to (their `add` actions carry these
+/// columns' statistics, as the tables' configuration says).
+const LOG_STATS: &[&str] = &["ingested_at", "source_key", "status"];
+const ALERT_STATS: &[&str] = &["first_seen", "id", "rule_id", "account", "emitted_at"];
+const SIGHTING_STATS: &[&str] = &["account", "region", "first_seen"];
+
 /// A blind append to a table that several writers append to (`ingest_log`, `alert_updates`,
 /// `region_sightings`).
 ///
 /// Such appends never conflict in principle, but delta-rs refuses to rebase over some concurrent
 /// commits ("metadata changed since last commit"). The rows of these tables are whole records
-/// (a log entry, an alert's state under its stable id), so writing them again on a fresh snapshot
-/// is always right.
+/// (a log entry, an alert's state under its stable id), so committing them again on a fresh
+/// snapshot is always right.
 ///
-/// Each attempt carries an id and is made without delta-rs's own retries: a commit whose answer
-/// was lost is then recognised as landed instead of being rebased and written a second time.
-async fn append(table: &mut DeltaTable, name: &str, batch: RecordBatch, props: WriterProperties) -> Result<()> {
+/// The files are encoded and stored here, once, as the data commits' are, and only the commit is
+/// retried: delta-rs's writer planned a DataFusion write for every append (a few rows, once or
+/// twice per data commit), a good share of what the row rules cost ingestion. Each attempt
+/// carries an id and is made without delta-rs's own retries: a commit whose answer was lost is
+/// then recognised as landed instead of being made a second time.
+async fn append(
+    table: &mut DeltaTable,
+    name: &str,
+    batch: RecordBatch,
+    props: WriterProperties,
+    stats: &[&str],
+) -> Result<()> {
+    check_append_schema(table, name, &batch)?;
+    let files = datafile::encode_rows(name, &batch, stats, props)?;
+    let store = table.object_store();
+    let mut adds = Vec::with_capacity(files.len());
+    for file in files {
+        let path = deltalake::Path::from(file.path.as_str());
+        store.put(&path, file.bytes.into()).await.map_err(|source| IngestError::LakeWrite {
+            location: file_location(table.table_url(), &file.path),
+            source: Box::new(source),
+        })?;
+        adds.push(Action::Add(file.add));
+    }
     let mut attempt = 0;
     loop {
         attempt += 1;
         let id = uuid::Uuid::new_v4().to_string();
-        let read_version = table.version();
         let commit = CommitProperties::default()
             .with_metadata([(COMMIT_INFO_KEY.to_owned(), json!({ "attempt": id }))])
             .with_max_retries(0);
-        let result = table
-            .clone()
-            .write(vec![batch.clone()])
-            .with_save_mode(SaveMode::Append)
-            .with_writer_properties(props.clone())
-            .with_commit_properties(commit)
+        let snapshot = table.snapshot().map_err(|e| lake_error(name, e))?;
+        let read_version = snapshot.version();
+        let operation = DeltaOperation::Write { mode: SaveMode::Append, partition_by: None, predicate: None };
+        let result = CommitBuilder::from(commit)
+            .with_actions(adds.clone())
+            .build(Some(snapshot as &dyn TableReference), table.log_store(), operation)
             .await;
         let error = match result {
-            Ok(written) => {
-                *table = written;
+            Ok(committed) => {
+                // The state after the commit, which delta-rs has just brought up to it: the next
+                // append starts from there instead of reading the log again.
+                table.state = Some(committed.snapshot());
                 return Ok(());
             }
-            Err(e) => e,
+            Err(e) => DeltaTableError::from(e),
         };
-        if let Some(read_version) = read_version
-            && let Some(version) = landed(table, read_version, &id).await
-        {
+        if let Some(version) = landed(table, read_version, &id).await {
             tracing::info!(table = name, version, error = %error, "the append landed although its answer was lost");
             metrics::counter!("bunker_lake_commits_recovered_total", "table" => name.to_owned()).increment(1);
             return Ok(());
@@ -553,6 +641,24 @@ async fn append(table: &mut DeltaTable, name: &str, batch: RecordBatch, props: W
             }
             e => return Err(lake_error(name, e)),
         }
+    }
+}
+
+/// Refuses rows that are not of the table's schema (names and types; the table's partition
+/// column included): delta-rs's writer checked this, and a file of other columns would be
+/// misread by every reader.
+fn check_append_schema(table: &DeltaTable, name: &str, batch: &RecordBatch) -> Result<()> {
+    let snapshot = table.snapshot().map_err(|e| lake_error(name, e))?;
+    let expected = snapshot.snapshot().arrow_schema();
+    let given = batch.schema_ref().fields();
+    let same = given.len() == expected.fields().len()
+        && given
+            .iter()
+            .all(|g| expected.field_with_name(g.name()).is_ok_and(|e| g.data_type().equals_datatype(e.data_type())));
+    if same {
+        Ok(())
+    } else {
+        Err(IngestError::Config(format!("rows appended to {name} do not have its columns: {}", batch.schema())))
     }
 }
 
@@ -654,23 +760,19 @@ fn ordered_runs(table: LogTable, objects: &[PendingObject]) -> Result<Vec<Record
     Ok(keyed.into_iter().map(|(_, batch)| batch).collect())
 }
 
-/// Encodes ordered rows into one data file per day, off the async runtime (the columns of each
-/// file are encoded in parallel on the rayon pool).
-async fn encode_files(
+/// Encodes ordered rows into one data file per day (the columns of each file are encoded in
+/// parallel on the rayon pool). Blocking: the caller runs it off the async runtime.
+fn encode_files(
     table: LogTable,
-    runs: Vec<RecordBatch>,
+    runs: &[RecordBatch],
     props: WriterProperties,
     rows_per_group: usize,
 ) -> Result<Vec<DataFile>> {
     let stats = stats_columns(table);
-    tokio::task::spawn_blocking(move || {
-        datafile::runs_by_day(&runs)?
-            .into_iter()
-            .map(|(date, day)| datafile::encode_day(table, date, &day, &stats, props.clone(), rows_per_group))
-            .collect()
-    })
-    .await
-    .map_err(|e| IngestError::Config(format!("the parquet encoder stopped: {e}")))?
+    datafile::runs_by_day(runs)?
+        .into_iter()
+        .map(|(date, day)| datafile::encode_day(table.name(), date, &day, &stats, props.clone(), rows_per_group))
+        .collect()
 }
 
 /// The date, account and time columns of a batch, as sort keys.
@@ -914,6 +1016,95 @@ mod tests {
         assert!(!folded.holds(&[b, a.clone()]), "another order");
         let fewer_columns = a.project(&[0]).expect("projected");
         assert!(!Folded { batches: vec![a], ..folded }.holds(&[fewer_columns]));
+    }
+
+    /// Appended rows land in one file per day whatever their order, each file holding its day's
+    /// rows; the table's state follows the commit without reading the log again; rows of other
+    /// columns are refused before anything is written.
+    #[tokio::test]
+    async fn appends_write_one_file_per_day_and_refuse_other_columns() {
+        use arrow::array::AsArray;
+        use chrono::NaiveDate;
+        use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut lake = Lake::open(dir.path(), LakeConfig::default()).await.expect("lake");
+        let entries: Vec<LogEntry> = ["a", "b", "c"]
+            .iter()
+            .map(|key| LogEntry {
+                object: ObjectRef { bucket: "archive".into(), key: (*key).into(), size: 1 },
+                format: LogFormat::CloudTrail,
+                table: Some(LogTable::CloudTrail),
+                status: ingest_log::status::COMMITTED,
+                rows: 1,
+                rejected_records: 0,
+                error_kind: None,
+                reason: None,
+                lake_version: None,
+            })
+            .collect();
+        let batch = log_batch(&entries, chrono::Utc::now()).expect("batch");
+        // Two days, out of order.
+        let (day_one, day_two) = (20_150, 20_151);
+        let at = batch.schema().index_of(DATE_COLUMN).expect("date");
+        let mut columns = batch.columns().to_vec();
+        columns[at] = Arc::new(Date32Array::from(vec![day_two, day_one, day_two]));
+        let batch = RecordBatch::try_new(batch.schema(), columns).expect("batch");
+
+        let before = lake.log.version().expect("created");
+        lake.append_log(&entries).await.expect("first append");
+        let props = writer_properties(&lake.config, None).expect("props");
+        append(&mut lake.log, ingest_log::TABLE_NAME, batch.clone(), props.clone(), LOG_STATS).await.expect("append");
+        assert_eq!(lake.log.version(), Some(before + 2), "the state follows the commits");
+        let mut reread = DeltaTable::try_from_url(lake.log.table_url().clone()).await.expect("reopen");
+        reread.update_state().await.expect("state");
+        assert_eq!(reread.version(), Some(before + 2));
+
+        let snapshot = reread.snapshot().expect("snapshot");
+        let mut per_day: BTreeMap<String, (usize, i64)> = BTreeMap::new();
+        let mut keys = Vec::new();
+        for add in snapshot.log_data().into_iter() {
+            let path = dir.path().join(ingest_log::TABLE_NAME).join(add.path().as_ref());
+            let day = add.path().split('/').next().expect("partition folder").to_owned();
+            let file = std::fs::File::open(&path).expect("data file");
+            let rows: usize = ParquetRecordBatchReaderBuilder::try_new(file)
+                .expect("parquet")
+                .build()
+                .expect("reader")
+                .map(|b| {
+                    let b = b.expect("rows");
+                    keys.extend(
+                        b.column_by_name("source_key")
+                            .expect("key")
+                            .as_string::<i32>()
+                            .iter()
+                            .flatten()
+                            .map(str::to_owned),
+                    );
+                    b.num_rows()
+                })
+                .sum();
+            let entry = per_day.entry(day).or_default();
+            entry.0 += 1;
+            entry.1 += rows as i64;
+        }
+        // The first append's day, and the second's two days.
+        let today = format!("{DATE_COLUMN}={}", chrono::Utc::now().date_naive());
+        let one = format!("{DATE_COLUMN}={}", NaiveDate::from_num_days_from_ce_opt(day_one + 719_163).expect("day"));
+        let two = format!("{DATE_COLUMN}={}", NaiveDate::from_num_days_from_ce_opt(day_two + 719_163).expect("day"));
+        assert_eq!(per_day.get(&one), Some(&(1, 1)), "{per_day:?}");
+        assert_eq!(per_day.get(&two), Some(&(1, 2)), "{per_day:?}");
+        assert_eq!(per_day.get(&today), Some(&(1, 3)), "{per_day:?}");
+        keys.sort();
+        assert_eq!(keys, ["a", "a", "b", "b", "c", "c"]);
+
+        let other = batch.project(&[0, 1, 2]).expect("fewer columns");
+        let refused = append(&mut lake.log, ingest_log::TABLE_NAME, other, props, LOG_STATS).await;
+        assert!(
+            matches!(&refused, Err(IngestError::Config(reason)) if reason.contains("do not have its columns")),
+            "{refused:?}"
+        );
+        assert_eq!(lake.log.version(), Some(before + 2), "nothing committed");
     }
 
     #[test]

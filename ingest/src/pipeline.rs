@@ -321,7 +321,8 @@ pub struct IngestSummary {
     pub elapsed: Duration,
     /// Thread time spent reading, decompressing and parsing objects (summed over threads).
     pub parse_time: Duration,
-    /// Wall time spent committing to data tables (sort, Parquet encoding, Delta commit).
+    /// Wall time spent committing to data tables (sort, Parquet encoding, Delta commit, and the
+    /// hook over the rows, which runs while they are encoded).
     pub commit_time: Duration,
 }
 
@@ -636,19 +637,17 @@ impl Run {
             let Some(pending) = self.pending.remove(&table) else { continue };
             let newest: Vec<i64> =
                 pending.objects.iter().filter_map(|p| newest_event_micros(table, &p.batch)).collect();
+            let started = Instant::now();
+            // The rows' files are encoded while the hook runs over the same rows; they are
+            // committed only once it has finished.
+            let prepared = lake.prepare_commit(table, pending.objects).await?;
             if let Some(hook) = &self.hook {
-                let fresh: Vec<RecordBatch> = pending
-                    .objects
-                    .iter()
-                    .filter(|p| p.batch.num_rows() > 0 && !lake.is_committed(&p.object.id()))
-                    .map(|p| p.batch.clone())
-                    .collect();
+                let fresh = prepared.fresh_batches();
                 if !fresh.is_empty() {
                     hook.before_commit(lake, table, fresh).await?;
                 }
             }
-            let started = Instant::now();
-            let outcome = lake.commit(table, pending.objects).await?;
+            let outcome = lake.finish_commit(prepared).await?;
             // Lag from each object's newest event to its commit: how far behind the lake runs.
             let now = chrono::Utc::now().timestamp_micros();
             for micros in newest {
