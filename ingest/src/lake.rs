@@ -264,7 +264,7 @@ impl Lake {
     pub async fn prepare_commit(&mut self, table: LogTable, objects: Vec<PendingObject>) -> Result<PreparedCommit> {
         let props = writer_properties(&self.config, Some(table))?;
         let rows_per_group = self.config.max_row_group_rows;
-        let lake_table = self.table_mut(table)?;
+        let lake_table = self.tables.get_mut(&table).ok_or_else(|| IngestError::Config(format!("no table {table}")))?;
         lake_table.prepare(objects, CommitOutcome::default(), props, rows_per_group).await
     }
 
@@ -281,15 +281,15 @@ impl Lake {
         if table == LogTable::CloudTrail {
             self.record_sightings(&prepared.fresh_batches()).await?;
         }
-        let props = writer_properties(&self.config, Some(table))?;
-        let rows_per_group = self.config.max_row_group_rows;
-        let lake_table = self.table_mut(table)?;
+        let config = &self.config;
+        let lake_table = self.tables.get_mut(&table).ok_or_else(|| IngestError::Config(format!("no table {table}")))?;
         let mut prepared = prepared;
         for _attempt in 0..MAX_COMMIT_ATTEMPTS {
             match lake_table.attempt(prepared).await? {
                 Attempt::Done(outcome) => return Ok(outcome),
                 Attempt::LostRace { objects, outcome } => {
-                    prepared = lake_table.prepare(objects, outcome, props.clone(), rows_per_group).await?;
+                    let props = writer_properties(config, Some(table))?;
+                    prepared = lake_table.prepare(objects, outcome, props, config.max_row_group_rows).await?;
                 }
             }
         }
@@ -299,10 +299,6 @@ impl Lake {
                 "gave up after {MAX_COMMIT_ATTEMPTS} attempts lost to concurrent writers"
             ))),
         })
-    }
-
-    fn table_mut(&mut self, table: LogTable) -> Result<&mut LakeTable> {
-        self.tables.get_mut(&table).ok_or_else(|| IngestError::Config(format!("no table {table}")))
     }
 
     /// Appends rows to the `ingest_log` table.
@@ -440,22 +436,11 @@ impl LakeTable {
             outcome.committed = ids;
             return Ok(Attempt::Done(outcome));
         };
-        let mut files =
-            encoding.await.map_err(|e| IngestError::Config(format!("the parquet encoder stopped: {e}")))??;
+        let files = encoding.await.map_err(|e| IngestError::Config(format!("the parquet encoder stopped: {e}")))??;
         let encoded_in = started.elapsed();
         // Files of a commit that then fails or loses a race stay behind unreferenced: readers
         // only see files the log adds, and a Delta VACUUM removes them.
-        let store = self.delta.object_store();
-        for file in &mut files {
-            let path = deltalake::Path::from(file.path.as_str());
-            let bytes = std::mem::take(&mut file.bytes);
-            // Not `lake_error`: delta-rs calls every store error "Failed to read delta log
-            // object", which sends an operator with a full disk looking in the wrong place.
-            store.put(&path, bytes.into()).await.map_err(|source| IngestError::LakeWrite {
-                location: file_location(self.delta.table_url(), &file.path),
-                source: Box::new(source),
-            })?;
-        }
+        let adds = store_files(&self.delta, files).await?;
         let stored_in = started.elapsed();
         let attempt = uuid::Uuid::new_v4().to_string();
         let metadata = json!({ "objects": ids, "rows": rows, "schema_version": SCHEMA_VERSION, "attempt": attempt });
@@ -468,7 +453,7 @@ impl LakeTable {
         let read_version = snapshot.version();
         let operation = DeltaOperation::Write { mode: SaveMode::Append, partition_by: None, predicate: None };
         let result = CommitBuilder::from(properties)
-            .with_actions(files.into_iter().map(|f| Action::Add(f.add)).collect())
+            .with_actions(adds)
             .build(Some(snapshot as &dyn TableReference), self.delta.log_store(), operation)
             .await;
         let version = match result {
@@ -591,17 +576,7 @@ async fn append(
     stats: &[&str],
 ) -> Result<()> {
     check_append_schema(table, name, &batch)?;
-    let files = datafile::encode_rows(name, &batch, stats, props)?;
-    let store = table.object_store();
-    let mut adds = Vec::with_capacity(files.len());
-    for file in files {
-        let path = deltalake::Path::from(file.path.as_str());
-        store.put(&path, file.bytes.into()).await.map_err(|source| IngestError::LakeWrite {
-            location: file_location(table.table_url(), &file.path),
-            source: Box::new(source),
-        })?;
-        adds.push(Action::Add(file.add));
-    }
+    let adds = store_files(table, datafile::encode_rows(name, &batch, stats, props)?).await?;
     let mut attempt = 0;
     loop {
         attempt += 1;
@@ -623,7 +598,7 @@ async fn append(
                 table.state = Some(committed.snapshot());
                 return Ok(());
             }
-            Err(e) => DeltaTableError::from(e),
+            Err(e) => e,
         };
         if let Some(version) = landed(table, read_version, &id).await {
             tracing::info!(table = name, version, error = %error, "the append landed although its answer was lost");
@@ -642,6 +617,23 @@ async fn append(
             e => return Err(lake_error(name, e)),
         }
     }
+}
+
+/// Stores encoded data files under the table; returns the actions that add them.
+async fn store_files(table: &DeltaTable, files: Vec<DataFile>) -> Result<Vec<Action>> {
+    let store = table.object_store();
+    let mut adds = Vec::with_capacity(files.len());
+    for file in files {
+        let path = deltalake::Path::from(file.path.as_str());
+        // Not `lake_error`: delta-rs calls every store error "Failed to read delta log object",
+        // which sends an operator with a full disk looking in the wrong place.
+        store.put(&path, file.bytes.into()).await.map_err(|source| IngestError::LakeWrite {
+            location: file_location(table.table_url(), &file.path),
+            source: Box::new(source),
+        })?;
+        adds.push(Action::Add(file.add));
+    }
+    Ok(adds)
 }
 
 /// Refuses rows that are not of the table's schema (names and types; the table's partition
