@@ -15,6 +15,7 @@ use bunker_detect::render::RenderContext;
 use bunker_detect::sink::{SinkConfig, Sinks};
 use bunker_detect::store::RunKind;
 use bunker_detect::tuning::{DetectConfig, Tuning};
+use bunker_ingest::compact::CompactOptions;
 use bunker_ingest::decode::Limits;
 use bunker_ingest::lake::{Lake, LakeConfig};
 use bunker_ingest::ops::{install_metrics, serve_ops};
@@ -98,6 +99,29 @@ enum Command {
     Timeline(analyst::TimelineArgs),
     /// Serve the lake read-only over Arrow Flight SQL (ADBC, JDBC, BI tools) on 127.0.0.1.
     Serve(analyst::ServeArgs),
+    /// Rewrite each day's small files (one per ingest commit) as a few large files clustered by
+    /// account, principal or address, and time, so that selective queries skip most of the lake.
+    Compact {
+        /// Lake: a directory or s3://bucket/prefix.
+        #[arg(long)]
+        lake: String,
+        /// S3-compatible endpoint (also AWS_ENDPOINT_URL) for an s3:// lake.
+        #[arg(long, env = "AWS_ENDPOINT_URL")]
+        endpoint_url: Option<String>,
+        /// Only these tables (cloudtrail, vpcflow, dns); all three by default.
+        #[arg(long = "table", value_parser = parse_log_table)]
+        tables: Vec<LogTable>,
+        /// Only days on or after this one (YYYY-MM-DD, or relative: 7d).
+        #[arg(long, value_parser = parse_day)]
+        since: Option<chrono::NaiveDate>,
+        /// Only days on or before this one (YYYY-MM-DD, or relative: 1d). Today's partition is
+        /// still being written to; compacting it is safe, later files are compacted next time.
+        #[arg(long, value_parser = parse_day)]
+        until: Option<chrono::NaiveDate>,
+        /// Rows sorted into one output file at most, in MiB of memory; the peak is about twice it.
+        #[arg(long, default_value_t = 512)]
+        memory_mib: usize,
+    },
     /// Run every detection rule over the lake's history and print the alerts.
     Detect {
         /// Lake: a directory or s3://bucket/prefix.
@@ -441,6 +465,45 @@ async fn run(command: Command) -> Result<()> {
                 eprintln!("({shadow} alerts of rules in shadow mode and {suppressed} suppressed alerts not shown)");
             }
         }
+        Command::Compact { lake, endpoint_url, tables, since, until, memory_mib } => {
+            let location = LakeLocation::parse(&lake).map_err(anyhow::Error::msg)?;
+            let mut lake = open_lake(&location, endpoint_url.as_deref()).await?;
+            let options = CompactOptions { since, until, memory_bytes: memory_mib << 20, ..CompactOptions::default() };
+            let tables = if tables.is_empty() { LogTable::ALL.to_vec() } else { tables };
+            let mut failed = 0;
+            let mut out = std::io::stdout().lock();
+            for table in tables {
+                let started = std::time::Instant::now();
+                let report = lake.compact(table, &options).await.with_context(|| format!("compacting {table}"))?;
+                let (files_before, files_after, rows, bytes_before, bytes_after) =
+                    report.days.iter().fold((0, 0, 0, 0, 0), |t, d| {
+                        (
+                            t.0 + d.files_before,
+                            t.1 + d.files_after,
+                            t.2 + d.rows,
+                            t.3 + d.bytes_before,
+                            t.4 + d.bytes_after,
+                        )
+                    });
+                let mib = |bytes: u64| bytes as f64 / f64::from(1 << 20);
+                writeln!(
+                    out,
+                    "{:<10} {} days compacted: {files_before} files ({:.1} MiB) -> {files_after} ({:.1} MiB), {rows} rows, {:.1} s",
+                    table.name(),
+                    report.days.len(),
+                    mib(bytes_before),
+                    mib(bytes_after),
+                    started.elapsed().as_secs_f64()
+                )?;
+                for (date, error) in &report.failed {
+                    writeln!(out, "{:<10} {date} not compacted: {error}", table.name())?;
+                }
+                failed += report.failed.len();
+            }
+            if failed > 0 {
+                bail!("{failed} days could not be compacted (left as they were; see above)");
+            }
+        }
         Command::Rules { action: RulesAction::List { rules } } => {
             let rules = load_rules(rules.as_deref(), true).await?;
             let mut out = std::io::stdout().lock();
@@ -666,6 +729,13 @@ fn parse_day(text: &str) -> Result<chrono::NaiveDate, String> {
     }
     chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
         .map_err(|_| format!("{text}: expected YYYY-MM-DD or Nd (days ago)"))
+}
+
+fn parse_log_table(text: &str) -> Result<LogTable, String> {
+    LogTable::from_name(text).ok_or_else(|| {
+        let names: Vec<&str> = LogTable::ALL.iter().map(|t| t.name()).collect();
+        format!("{text}: not a log table (one of {})", names.join(", "))
+    })
 }
 
 fn date_range(

@@ -77,6 +77,15 @@ pub enum IngestError {
         /// What the store said.
         source: Box<deltalake::ObjectStoreError>,
     },
+    /// A data file of the lake could not be read back (compaction): names the file.
+    #[cfg(feature = "lake")]
+    #[error("reading {location}: {reason}")]
+    LakeRead {
+        /// The file: a local path or an `s3://` URL.
+        location: String,
+        /// What went wrong.
+        reason: String,
+    },
     /// Writing Parquet failed.
     #[cfg(feature = "lake")]
     #[error("writing parquet for {table}: {source}")]
@@ -165,6 +174,8 @@ impl IngestError {
             IngestError::Lake { .. } => "lake",
             #[cfg(feature = "lake")]
             IngestError::LakeWrite { .. } => "lake",
+            #[cfg(feature = "lake")]
+            IngestError::LakeRead { .. } => "lake",
             #[cfg(feature = "lake")]
             IngestError::Parquet { .. } => "parquet",
             IngestError::Arrow(_) => "internal",

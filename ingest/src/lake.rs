@@ -50,13 +50,13 @@ use crate::timestamp::micros_to_days;
 use crate::{IngestError, Result};
 
 /// Key of the `commitInfo` entry in which bunker records what a commit contains.
-const COMMIT_INFO_KEY: &str = "bunker";
+pub(crate) const COMMIT_INFO_KEY: &str = "bunker";
 
 /// Key, inside [`COMMIT_INFO_KEY`], of the id of the commit attempt (written as `"attempt"`).
-const ATTEMPT_KEY: &str = "attempt";
+pub(crate) const ATTEMPT_KEY: &str = "attempt";
 
 /// How many times a commit is re-attempted after losing a race with another writer.
-const MAX_COMMIT_ATTEMPTS: usize = 20;
+pub(crate) const MAX_COMMIT_ATTEMPTS: usize = 20;
 
 /// How the lake writes its files.
 #[derive(Debug, Clone)]
@@ -218,6 +218,18 @@ impl Lake {
         .await?;
         let root = root.clone();
         Ok(Lake { root, config, tables, log, alerts, sightings, baseline, folded: None })
+    }
+
+    /// How the lake writes its files.
+    pub fn config(&self) -> &LakeConfig {
+        &self.config
+    }
+
+    /// The Delta table of `table`, brought up to date (ledger included).
+    pub(crate) async fn delta_mut(&mut self, table: LogTable) -> Result<&mut DeltaTable> {
+        let lake_table = self.tables.get_mut(&table).ok_or_else(|| IngestError::Config(format!("no table {table}")))?;
+        lake_table.refresh().await?;
+        Ok(&mut lake_table.delta)
     }
 
     /// The URL of the lake's root.
@@ -620,7 +632,7 @@ async fn append(
 }
 
 /// Stores encoded data files under the table; returns the actions that add them.
-async fn store_files(table: &DeltaTable, files: Vec<DataFile>) -> Result<Vec<Action>> {
+pub(crate) async fn store_files(table: &DeltaTable, files: Vec<DataFile>) -> Result<Vec<Action>> {
     let store = table.object_store();
     let mut adds = Vec::with_capacity(files.len());
     for file in files {
@@ -684,7 +696,7 @@ async fn find_attempt(table: &mut DeltaTable, read_version: u64, id: &str) -> Re
 }
 
 /// The attempt id a commit file carries under `commitInfo.bunker.attempt`.
-fn attempt_of_commit(bytes: &[u8]) -> Option<String> {
+pub(crate) fn attempt_of_commit(bytes: &[u8]) -> Option<String> {
     bytes.split(|b| *b == b'\n').filter(|l| !l.is_empty()).find_map(|line| {
         let action = serde_json::from_slice::<serde_json::Value>(line).ok()?;
         action.pointer(&format!("/commitInfo/{COMMIT_INFO_KEY}/{ATTEMPT_KEY}"))?.as_str().map(str::to_owned)
@@ -692,7 +704,7 @@ fn attempt_of_commit(bytes: &[u8]) -> Option<String> {
 }
 
 /// Whether a failed commit lost a race with another writer (and is worth retrying).
-fn lost_race(e: &DeltaTableError) -> bool {
+pub(crate) fn lost_race(e: &DeltaTableError) -> bool {
     matches!(
         e,
         DeltaTableError::VersionAlreadyExists(_)
@@ -780,7 +792,7 @@ fn sort_keys(table: LogTable, batch: &RecordBatch) -> Result<[SortColumn; 3]> {
     ])
 }
 
-fn writer_properties(config: &LakeConfig, table: Option<LogTable>) -> Result<WriterProperties> {
+pub(crate) fn writer_properties(config: &LakeConfig, table: Option<LogTable>) -> Result<WriterProperties> {
     let level = ZstdLevel::try_new(config.zstd_level).map_err(|e| IngestError::Config(format!("zstd level: {e}")))?;
     let mut builder = WriterProperties::builder()
         .set_compression(Compression::ZSTD(level))
@@ -874,7 +886,7 @@ fn unique_columns(table: LogTable) -> &'static [&'static str] {
 /// Columns whose min/max go into the Delta log for file skipping: time, account, and what
 /// responders filter on most. (By default Delta only indexes the first 32 leaf columns, and the
 /// `useridentity` struct alone has more.)
-fn stats_columns(table: LogTable) -> Vec<&'static str> {
+pub(crate) fn stats_columns(table: LogTable) -> Vec<&'static str> {
     let mut columns = vec![table.time_column(), table.account_column()];
     columns.extend(match table {
         LogTable::CloudTrail => &["eventname", "eventsource", "awsregion", "sourceipaddress"][..],
@@ -941,7 +953,7 @@ fn display_url(url: &Url) -> String {
 }
 
 /// Where a table's file (`path` relative to the table) is, for error messages.
-fn file_location(table: &Url, path: &str) -> String {
+pub(crate) fn file_location(table: &Url, path: &str) -> String {
     // Joined onto a URL without a trailing slash, the path would replace the table's own name.
     let mut base = table.clone();
     if !base.path().ends_with('/') {
@@ -953,7 +965,7 @@ fn file_location(table: &Url, path: &str) -> String {
     }
 }
 
-fn lake_error(table: &str, source: DeltaTableError) -> IngestError {
+pub(crate) fn lake_error(table: &str, source: DeltaTableError) -> IngestError {
     IngestError::Lake { table: table.to_owned(), source: Box::new(source) }
 }
 

@@ -17,6 +17,8 @@ pub mod baseline;
 pub mod classify;
 pub mod cloudtrail;
 #[cfg(feature = "lake")]
+pub mod compact;
+#[cfg(feature = "lake")]
 mod datafile;
 pub mod decode;
 pub mod dns;

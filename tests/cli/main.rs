@@ -67,6 +67,76 @@ fn gen_ingest_query_in_every_format() {
     assert!(lines.iter().all(|l| l["eventname"].is_string() && l["t"].is_string()), "{json}");
 }
 
+/// `bunker compact` rewrites the many files of small commits as few, and every query answers as
+/// before; a second run has nothing to do; a wrong table name is refused.
+#[test]
+fn compact_rewrites_small_files_and_queries_answer_the_same() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let archive = dir.path().join("archive");
+    let lake = dir.path().join("lake");
+    ok(&["gen", "--out", path(&archive), "--events", "4000", "--seed", "5"]);
+    ok(&["ingest", "--from", path(&archive), "--lake", path(&lake), "--commit-mib", "1", "--no-detect"]);
+    let files = |table: &str| -> usize {
+        walkdir(&lake.join(table)).iter().filter(|p| p.extension().is_some_and(|e| e == "parquet")).count()
+    };
+    let queries = [
+        "SELECT count(*) AS n, count(DISTINCT eventid) AS ids FROM cloudtrail",
+        "SELECT useridentity.arn AS arn, count(*) AS n, min(eventtime) AS first FROM cloudtrail \
+         GROUP BY 1 ORDER BY n DESC, arn LIMIT 5",
+        "SELECT count(*) AS n, sum(bytes) AS b FROM vpcflow",
+        "SELECT count(*) AS n, count(DISTINCT query_name) AS names FROM dns",
+    ];
+    let answers = |lake: &Path| -> Vec<String> {
+        queries.iter().map(|q| ok(&["query", "--lake", path(lake), "--format", "csv", q])).collect()
+    };
+    let before = answers(&lake);
+    let one = ok(&["query", "--lake", path(&lake), "--format", "csv", "SELECT max(useridentity.arn) FROM cloudtrail"]);
+    let principal = one.lines().nth(1).expect("a principal").to_owned();
+    let follow = format!(
+        "SELECT eventid, eventname FROM cloudtrail WHERE useridentity.arn = '{principal}' ORDER BY eventtime, eventid"
+    );
+    let followed = ok(&["query", "--lake", path(&lake), "--format", "csv", &follow]);
+    let files_before = files("cloudtrail");
+
+    let report = ok(&["compact", "--lake", path(&lake)]);
+    assert!(report.contains("cloudtrail") && report.contains("days compacted"), "{report}");
+    assert_eq!(answers(&lake), before, "{report}");
+    assert_eq!(ok(&["query", "--lake", path(&lake), "--format", "csv", &follow]), followed);
+    let listed = ok(&["query", "--lake", path(&lake), "--explain", "SELECT count(*) FROM cloudtrail"]);
+    assert!(listed.contains("reads "), "{listed}");
+    let read_now: usize = listed
+        .split_whitespace()
+        .skip_while(|w| *w != "reads")
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .expect("file count");
+    assert!(read_now < files_before, "{files_before} files before, {read_now} after\n{report}");
+
+    let again = ok(&["compact", "--lake", path(&lake)]);
+    assert!(again.contains("cloudtrail 0 days compacted"), "{again}");
+
+    let output = bunker(&["compact", "--lake", path(&lake), "--table", "nosuch"]);
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output).contains("nosuch: not a log table (one of cloudtrail, vpcflow, dns)"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+/// Every file under a directory.
+fn walkdir(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    let mut pending = vec![dir.to_owned()];
+    while let Some(at) = pending.pop() {
+        for entry in std::fs::read_dir(&at).expect("read dir").flatten() {
+            let path = entry.path();
+            if path.is_dir() { pending.push(path) } else { found.push(path) }
+        }
+    }
+    found
+}
+
 #[test]
 fn errors_are_clear_and_fail_the_command() {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -1,0 +1,662 @@
+//! Compaction: a day's files as ingestion wrote them — one small file per commit — rewritten as a
+//! few large files whose rows are clustered for pruning.
+//!
+//! Ingestion commits every few seconds (the worker) or every 48 MiB of rows (`bunker ingest`), so
+//! a month of a busy organisation is tens of thousands of small files, each holding every account
+//! and every principal of its few minutes: a query for one principal opens and decodes all of
+//! them. Compaction reads a day's uncompacted files, sorts their rows by a key per table — for
+//! CloudTrail the account, then `useridentity.arn`, then time — and writes them back as files of
+//! row groups in which each principal's rows sit together, so row-group and page statistics skip
+//! nearly everything a responder's query does not want (see `bunker-query`'s pruning of struct
+//! fields). The swap is one Delta commit per day that removes the old files and adds the new ones
+//! with `dataChange: false`: readers see the day before or after, never half, and rows are neither
+//! lost nor doubled. Commits that land meanwhile (the worker appending to the same day) are kept:
+//! the compaction only removes files it read.
+//!
+//! Memory is bounded: a day is rewritten in groups of files holding at most
+//! [`CompactOptions::memory_bytes`] of rows (each group one sorted output file), so the peak is
+//! about twice that, whatever the size of the day. Removed files stay on storage, as Delta keeps
+//! them for time travel, until a vacuum deletes them.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
+use arrow::compute::{SortColumn, SortOptions, concat, interleave_record_batch, lexsort_to_indices};
+use arrow::datatypes::SchemaRef;
+use bunker_schemas::{DATE_COLUMN, LogTable};
+use chrono::NaiveDate;
+use deltalake::DeltaTable;
+use deltalake::kernel::Action;
+use deltalake::kernel::transaction::{CommitBuilder, CommitProperties, TableReference};
+use deltalake::logstore::object_store::ObjectStoreExt as _;
+use deltalake::protocol::DeltaOperation;
+use deltalake::table::state::DeltaTableState;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use serde_json::json;
+
+use crate::datafile::{self, DataFile};
+use crate::lake::{self, Lake};
+use crate::{IngestError, Result};
+
+/// File names of compacted files start with this: a compacted file is never compacted again.
+pub const COMPACTED_PREFIX: &str = "compacted-";
+
+/// What to compact and with how much memory.
+#[derive(Debug, Clone)]
+pub struct CompactOptions {
+    /// Only days on or after this one.
+    pub since: Option<NaiveDate>,
+    /// Only days on or before this one.
+    pub until: Option<NaiveDate>,
+    /// Rows (in memory, as Arrow) sorted into one output file at most; the peak memory of a
+    /// compaction is about twice this.
+    pub memory_bytes: usize,
+    /// zstd level of the rewritten files: they are written once and read for months, so a
+    /// stronger level than ingestion's pays.
+    pub zstd_level: i32,
+}
+
+impl Default for CompactOptions {
+    fn default() -> Self {
+        CompactOptions { since: None, until: None, memory_bytes: 512 << 20, zstd_level: 3 }
+    }
+}
+
+/// What compacting one day of one table did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DayCompaction {
+    /// The table.
+    pub table: LogTable,
+    /// The day (`date` partition).
+    pub date: NaiveDate,
+    /// Files read and removed.
+    pub files_before: usize,
+    /// Files written.
+    pub files_after: usize,
+    /// Rows rewritten.
+    pub rows: u64,
+    /// Bytes of the files removed.
+    pub bytes_before: u64,
+    /// Bytes of the files written.
+    pub bytes_after: u64,
+    /// Version of the commit that swapped them.
+    pub version: u64,
+}
+
+/// The columns a table's compacted rows are sorted by (a struct field as `struct.field`): the
+/// account first, as ingestion sorts, then what responders look for, then time.
+pub fn cluster_columns(table: LogTable) -> &'static [&'static str] {
+    match table {
+        LogTable::CloudTrail => &["recipientaccountid", "useridentity.arn", "eventtime"],
+        LogTable::VpcFlow => &["account_id", "srcaddr", "start"],
+        LogTable::Dns => &["account_id", "srcaddr", "query_timestamp"],
+    }
+}
+
+/// One file of the table as the snapshot lists it.
+struct ListedFile {
+    path: String,
+    size: u64,
+    remove: Action,
+}
+
+/// What a compaction of one table did.
+#[derive(Debug, Default)]
+pub struct CompactReport {
+    /// The days compacted, in date order.
+    pub days: Vec<DayCompaction>,
+    /// The days that could not be compacted (left as they were), with the reason.
+    pub failed: Vec<(NaiveDate, IngestError)>,
+}
+
+impl Lake {
+    /// Compacts every day of `table` in the options' range that has files no compaction wrote
+    /// yet, one commit per day. A day that fails (an unreadable file, a concurrent compaction)
+    /// is left as it was and reported; the other days go on.
+    pub async fn compact(&mut self, table: LogTable, options: &CompactOptions) -> Result<CompactReport> {
+        let mut config = self.config().clone();
+        config.zstd_level = options.zstd_level;
+        let props = lake::writer_properties(&config, Some(table))?;
+        let rows_per_group = config.max_row_group_rows;
+        let delta = self.delta_mut(table).await?;
+        let (read, days) = uncompacted_days(delta, table, options)?;
+        let mut report = CompactReport::default();
+        for (date, files) in days {
+            let started = std::time::Instant::now();
+            let rewrite = DayRewrite { table, date, files, memory_bytes: options.memory_bytes, rows_per_group };
+            match rewrite.run(delta, &read, &props).await {
+                Ok(day) => {
+                    tracing::info!(
+                        table = table.name(),
+                        %date,
+                        files_before = day.files_before,
+                        files_after = day.files_after,
+                        rows = day.rows,
+                        version = day.version,
+                        seconds = started.elapsed().as_secs_f64(),
+                        "compacted a day"
+                    );
+                    report.days.push(day);
+                }
+                Err(error) => {
+                    tracing::warn!(table = table.name(), %date, %error, "day not compacted");
+                    report.failed.push((date, error));
+                }
+            }
+        }
+        Ok(report)
+    }
+}
+
+/// The snapshot read, and the days in range with files no compaction wrote, with those files.
+fn uncompacted_days(
+    delta: &DeltaTable,
+    table: LogTable,
+    options: &CompactOptions,
+) -> Result<(DeltaTableState, BTreeMap<NaiveDate, Vec<ListedFile>>)> {
+    let snapshot = delta.snapshot().map_err(|e| lake::lake_error(table.name(), e))?;
+    let mut days: BTreeMap<NaiveDate, Vec<ListedFile>> = BTreeMap::new();
+    for view in snapshot.log_data().iter() {
+        let path = view.path().to_string();
+        let name = path.rsplit('/').next().unwrap_or(&path);
+        if name.starts_with(COMPACTED_PREFIX) {
+            continue;
+        }
+        let partition = view.partition_values_map();
+        let Some(Some(day)) = partition.get(DATE_COLUMN) else { continue };
+        let date = NaiveDate::parse_from_str(day, "%Y-%m-%d")
+            .map_err(|e| IngestError::Config(format!("{table}: file {path} has date partition {day:?}: {e}")))?;
+        if options.since.is_some_and(|since| date < since) || options.until.is_some_and(|until| date > until) {
+            continue;
+        }
+        let size = u64::try_from(view.size()).unwrap_or(0);
+        days.entry(date).or_default().push(ListedFile {
+            path,
+            size,
+            remove: Action::Remove(view.remove_action(false)),
+        });
+    }
+    for files in days.values_mut() {
+        // Oldest first (ingestion's file names are random; sizes tie rarely): the order only
+        // decides which files share an output file.
+        files.sort_by(|a, b| a.path.cmp(&b.path));
+    }
+    Ok((snapshot.clone(), days))
+}
+
+/// One day's files to rewrite.
+struct DayRewrite {
+    table: LogTable,
+    date: NaiveDate,
+    files: Vec<ListedFile>,
+    memory_bytes: usize,
+    rows_per_group: usize,
+}
+
+impl DayRewrite {
+    /// Rewrites the files in sorted groups and swaps them in one commit made against `read`, the
+    /// snapshot they were listed from: a concurrent commit that removed one of them (another
+    /// compaction) then makes this one fail instead of bringing its rows back twice, while
+    /// concurrent appends are kept.
+    async fn run(
+        self,
+        delta: &mut DeltaTable,
+        read: &DeltaTableState,
+        props: &parquet::file::properties::WriterProperties,
+    ) -> Result<DayCompaction> {
+        let DayRewrite { table, date, files, memory_bytes, rows_per_group } = self;
+        let expected = file_schema(table);
+        let store = delta.object_store();
+        let (mut written, mut group, mut held, mut rows) = (Vec::new(), Vec::new(), 0usize, 0u64);
+        for file in &files {
+            let batches = read_file(&store, delta, table, file, &expected).await?;
+            held += batches.iter().map(RecordBatch::get_array_memory_size).sum::<usize>();
+            rows += batches.iter().map(|b| b.num_rows() as u64).sum::<u64>();
+            group.extend(batches);
+            if held >= memory_bytes {
+                written.push(sort_and_encode(table, date, std::mem::take(&mut group), props, rows_per_group).await?);
+                held = 0;
+            }
+        }
+        if group.iter().any(|b| b.num_rows() > 0) {
+            written.push(sort_and_encode(table, date, group, props, rows_per_group).await?);
+        }
+        let bytes_after = written.iter().map(|f| f.bytes.len() as u64).sum();
+        let files_after = written.len();
+        let mut actions = lake::store_files(delta, written).await?;
+        actions.extend(files.iter().map(|f| f.remove.clone()));
+        let removed: HashSet<&str> = files.iter().map(|f| f.path.as_str()).collect();
+        let version = commit_swap(delta, table, date, read, actions, &removed, rows, memory_bytes).await?;
+        Ok(DayCompaction {
+            table,
+            date,
+            files_before: files.len(),
+            files_after,
+            rows,
+            bytes_before: files.iter().map(|f| f.size).sum(),
+            bytes_after,
+            version,
+        })
+    }
+}
+
+/// Commits a day's swap at the next version of the table, after checking that no commit since
+/// `read` (the snapshot the files were listed from) removed any of them.
+///
+/// delta-rs's own conflict check ignores removals marked `dataChange: false`, which is how every
+/// compaction marks them, so two compactions of the same files would both land and the rows
+/// would be there twice. The check is made here instead, and each attempt commits exactly at the
+/// version after the one checked; an attempt whose answer was lost is recognised by its id.
+#[allow(clippy::too_many_arguments)]
+async fn commit_swap(
+    delta: &mut DeltaTable,
+    table: LogTable,
+    date: NaiveDate,
+    read: &DeltaTableState,
+    actions: Vec<Action>,
+    removed: &HashSet<&str>,
+    rows: u64,
+    memory_bytes: usize,
+) -> Result<u64> {
+    let name = table.name();
+    let id = uuid::Uuid::new_v4().to_string();
+    let mut checked = read.version();
+    for attempt in 1..=lake::MAX_COMMIT_ATTEMPTS {
+        delta.update_state().await.map_err(|e| lake::lake_error(name, e))?;
+        let latest = delta.version().unwrap_or(checked);
+        let log_store = delta.log_store();
+        for version in checked + 1..=latest {
+            let Some(bytes) = log_store.read_commit_entry(version).await.map_err(|e| lake::lake_error(name, e))? else {
+                continue;
+            };
+            if lake::attempt_of_commit(&bytes).as_deref() == Some(id.as_str()) {
+                return Ok(version); // An earlier attempt landed; its answer was lost.
+            }
+            if let Some(path) = removed_paths(&bytes).into_iter().find(|p| removed.contains(p.as_str())) {
+                return Err(IngestError::Config(format!(
+                    "{name} {date}: version {version} (another compaction) already removed {path}; \
+                     this compaction is abandoned"
+                )));
+            }
+        }
+        checked = latest;
+        let operation = DeltaOperation::Optimize {
+            predicate: Some(format!("{DATE_COLUMN} = '{date}'")),
+            target_size: i64::try_from(memory_bytes).unwrap_or(i64::MAX),
+        };
+        let commit = CommitProperties::default()
+            .with_metadata([(
+                lake::COMMIT_INFO_KEY.to_owned(),
+                json!({ lake::ATTEMPT_KEY: id, "compacted": { "date": date.to_string(), "rows": rows } }),
+            )])
+            .with_max_retries(0);
+        let snapshot = delta.snapshot().map_err(|e| lake::lake_error(name, e))?;
+        let result = CommitBuilder::from(commit)
+            .with_actions(actions.clone())
+            .build(Some(snapshot as &dyn TableReference), delta.log_store(), operation)
+            .await;
+        match result {
+            Ok(committed) => {
+                let version = committed.version();
+                delta.state = Some(committed.snapshot());
+                return Ok(version);
+            }
+            // Another writer took the version: check the commits again and retry.
+            Err(e) if lake::lost_race(&e) => {
+                tracing::debug!(table = name, %date, attempt, error = %e, "compaction commit lost a race");
+            }
+            // The answer may be lost: the next round looks for the attempt's id.
+            Err(e) if attempt < lake::MAX_COMMIT_ATTEMPTS => {
+                tracing::info!(table = name, %date, attempt, error = %e, "compaction commit failed; checking the log");
+                tokio::time::sleep(std::time::Duration::from_millis(100 * attempt as u64)).await;
+            }
+            Err(e) => return Err(lake::lake_error(name, e)),
+        }
+    }
+    Err(IngestError::Config(format!(
+        "{name} {date}: the compaction lost {} races in a row; try again",
+        lake::MAX_COMMIT_ATTEMPTS
+    )))
+}
+
+/// The paths a commit file removes.
+fn removed_paths(bytes: &[u8]) -> Vec<String> {
+    bytes
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .filter_map(|line| {
+            let action = serde_json::from_slice::<serde_json::Value>(line).ok()?;
+            let path = action.pointer("/remove/path")?.as_str()?;
+            // The log keeps paths percent-encoded, as the snapshot's listing does not.
+            Some(percent_encoding::percent_decode_str(path).decode_utf8_lossy().into_owned())
+        })
+        .collect()
+}
+
+/// The columns of a table's data files: the table's without its partition column.
+fn file_schema(table: LogTable) -> SchemaRef {
+    let schema = table.schema();
+    let fields: Vec<_> = schema.fields().iter().filter(|f| f.name() != DATE_COLUMN).cloned().collect();
+    Arc::new(arrow::datatypes::Schema::new_with_metadata(fields, schema.metadata().clone()))
+}
+
+/// Reads one data file whole, checking it has the table's columns.
+async fn read_file(
+    store: &Arc<dyn deltalake::ObjectStore>,
+    delta: &DeltaTable,
+    table: LogTable,
+    file: &ListedFile,
+    expected: &SchemaRef,
+) -> Result<Vec<RecordBatch>> {
+    let location = lake::file_location(delta.table_url(), &file.path);
+    let failed = |reason: String| IngestError::LakeRead { location: location.clone(), reason };
+    let path = deltalake::Path::from(file.path.as_str());
+    // Ingestion's files are a few MiB: fetched whole, then decoded off the async runtime.
+    let bytes = async { store.get(&path).await?.bytes().await }.await.map_err(|e| failed(e.to_string()))?;
+    let expected = expected.clone();
+    let decoded = tokio::task::spawn_blocking(move || -> std::result::Result<Vec<RecordBatch>, String> {
+        let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
+            .map_err(|e| e.to_string())?
+            .with_batch_size(64 * 1024)
+            .build()
+            .map_err(|e| e.to_string())?;
+        let batches: Vec<RecordBatch> = reader.collect::<std::result::Result<_, _>>().map_err(|e| e.to_string())?;
+        if let Some(batch) = batches.first() {
+            let given = batch.schema();
+            let same = given.fields().len() == expected.fields().len()
+                && given
+                    .fields()
+                    .iter()
+                    .zip(expected.fields())
+                    .all(|(g, e)| g.name() == e.name() && g.data_type().equals_datatype(e.data_type()));
+            if !same {
+                return Err(format!("its columns are not those of {table}; the day is left as it is"));
+            }
+        }
+        // The table's own schema (field metadata, nullability) on the rows, so that every
+        // group's batches agree exactly.
+        batches
+            .into_iter()
+            .map(|b| RecordBatch::try_new(expected.clone(), b.columns().to_vec()).map_err(|e| e.to_string()))
+            .collect()
+    })
+    .await
+    .map_err(|e| failed(e.to_string()))?;
+    decoded.map_err(failed)
+}
+
+/// Sorts a group's rows by the table's cluster columns and encodes them as one file, off the
+/// async runtime.
+async fn sort_and_encode(
+    table: LogTable,
+    date: NaiveDate,
+    group: Vec<RecordBatch>,
+    props: &parquet::file::properties::WriterProperties,
+    rows_per_group: usize,
+) -> Result<DataFile> {
+    let props = props.clone();
+    tokio::task::spawn_blocking(move || {
+        let sorted = sort_rows(table, &group, rows_per_group)?;
+        drop(group);
+        let mut file =
+            datafile::encode_day(table.name(), date, &sorted, &lake::stats_columns(table), props, rows_per_group)?;
+        file.path = format!("{DATE_COLUMN}={date}/{COMPACTED_PREFIX}{}.zstd.parquet", uuid::Uuid::new_v4());
+        file.add.path.clone_from(&file.path);
+        file.add.data_change = false;
+        Ok(file)
+    })
+    .await
+    .map_err(|e| IngestError::Config(format!("compacting {table} {date}: {e}")))?
+}
+
+/// The rows of `batches` in cluster order, as batches of at most `chunk` rows. Only the sort
+/// columns are gathered into one array; the rows themselves are copied once, into the output.
+fn sort_rows(table: LogTable, batches: &[RecordBatch], chunk: usize) -> Result<Vec<RecordBatch>> {
+    let batches: Vec<&RecordBatch> = batches.iter().filter(|b| b.num_rows() > 0).collect();
+    if batches.is_empty() {
+        return Ok(Vec::new());
+    }
+    let options = Some(SortOptions { descending: false, nulls_first: false });
+    let mut keys = Vec::new();
+    for dotted in cluster_columns(table) {
+        let parts: Vec<ArrayRef> = batches.iter().map(|b| column_at(b, dotted)).collect::<Result<_>>()?;
+        let parts: Vec<&dyn Array> = parts.iter().map(AsRef::as_ref).collect();
+        keys.push(SortColumn { values: concat(&parts)?, options });
+    }
+    let order = lexsort_to_indices(&keys, None)?;
+    drop(keys);
+    // Row `i` of the concatenation is row `i - starts[b]` of batch `b`.
+    let mut starts = Vec::with_capacity(batches.len());
+    let mut at = 0usize;
+    for batch in &batches {
+        starts.push(at);
+        at += batch.num_rows();
+    }
+    let located: Vec<(usize, usize)> = order
+        .values()
+        .iter()
+        .map(|&i| {
+            let i = i as usize;
+            let b = starts.partition_point(|&s| s <= i) - 1;
+            (b, i - starts[b])
+        })
+        .collect();
+    located
+        .chunks(chunk.max(1))
+        .map(|rows| interleave_record_batch(&batches, rows).map_err(IngestError::from))
+        .collect()
+}
+
+/// The column `dotted` (`name` or `struct.field`) of a batch.
+fn column_at(batch: &RecordBatch, dotted: &str) -> Result<ArrayRef> {
+    let mut parts = dotted.split('.');
+    let missing = || IngestError::Config(format!("the rows have no column {dotted}"));
+    let mut column = batch.column_by_name(parts.next().unwrap_or_default()).cloned().ok_or_else(missing)?;
+    for part in parts {
+        column = column.as_struct_opt().and_then(|s| s.column_by_name(part)).cloned().ok_or_else(missing)?;
+    }
+    Ok(column)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use arrow::array::StringArray;
+    use arrow::compute::cast;
+    use arrow::datatypes::DataType;
+
+    use super::*;
+    use crate::lake::LakeConfig;
+    use crate::pipeline::{IngestOptions, NoProgress, ingest_directory};
+    use crate::synth::{SynthConfig, generate};
+
+    /// A lake of a generated archive (two days, every table) committed in small pieces, so each
+    /// day has many files, as a worker's lake has.
+    async fn small_commit_lake(archive: &std::path::Path, lake_dir: &std::path::Path, seed: u64) -> Lake {
+        let config = SynthConfig { days: 2, accounts: 4, ..SynthConfig::new(6_000, seed) };
+        generate(archive, &config).expect("archive");
+        let mut lake = Lake::open(lake_dir, LakeConfig { max_row_group_rows: 1_000, ..LakeConfig::default() })
+            .await
+            .expect("lake");
+        let options = IngestOptions { commit_bytes: 256 << 10, chunk_bytes: 64 << 10, ..IngestOptions::default() };
+        ingest_directory(archive, &mut lake, &options, &NoProgress).await.expect("ingest");
+        lake
+    }
+
+    /// Every row of a table, read from the files its current snapshot lists, with the file
+    /// names, keyed by date.
+    async fn table_rows(lake: &mut Lake, table: LogTable) -> BTreeMap<NaiveDate, Vec<(String, Vec<RecordBatch>)>> {
+        let delta = lake.delta_mut(table).await.expect("table");
+        let snapshot = delta.snapshot().expect("snapshot").clone();
+        let store = delta.object_store();
+        let mut days: BTreeMap<NaiveDate, Vec<(String, Vec<RecordBatch>)>> = BTreeMap::new();
+        for view in snapshot.log_data().iter() {
+            let path = view.path().to_string();
+            let day = view.partition_values_map()[DATE_COLUMN].clone().expect("date");
+            let date = NaiveDate::parse_from_str(&day, "%Y-%m-%d").expect("date");
+            let file = ListedFile {
+                path: path.clone(),
+                size: u64::try_from(view.size()).expect("size"),
+                remove: Action::Remove(view.remove_action(false)),
+            };
+            let batches = read_file(&store, delta, table, &file, &file_schema(table)).await.expect("read");
+            days.entry(date).or_default().push((path, batches));
+        }
+        days
+    }
+
+    /// Each row as text (every column), sorted: equal for two sets of batches exactly when they
+    /// hold the same rows the same number of times.
+    fn row_texts(batches: &[RecordBatch]) -> Vec<String> {
+        let mut rows = Vec::new();
+        for batch in batches {
+            for row in 0..batch.num_rows() {
+                let text: Vec<String> = batch
+                    .columns()
+                    .iter()
+                    .map(|c| arrow::util::display::array_value_to_string(c, row).expect("text"))
+                    .collect();
+                rows.push(text.join("|"));
+            }
+        }
+        rows.sort();
+        rows
+    }
+
+    fn sort_key_texts(table: LogTable, batch: &RecordBatch) -> Vec<Vec<Option<String>>> {
+        let columns: Vec<StringArray> = cluster_columns(table)
+            .iter()
+            .map(|c| {
+                let column = column_at(batch, c).expect("cluster column");
+                // Timestamps and text compare in the same order as their UTC text.
+                cast(&column, &DataType::Utf8).expect("as text").as_string::<i32>().clone()
+            })
+            .collect();
+        (0..batch.num_rows())
+            .map(|row| columns.iter().map(|c| c.is_valid(row).then(|| c.value(row).to_owned())).collect())
+            .collect()
+    }
+
+    /// Compaction rewrites each day's many files as few, keeps exactly the rows they held (none
+    /// lost, none doubled), orders every file by the table's cluster columns, marks the swap as
+    /// no data change, is a no-op the second time, and leaves the exactly-once ledger working.
+    #[tokio::test]
+    async fn compaction_keeps_every_row_and_clusters_each_file() {
+        let (archive, lake_dir) = (tempfile::tempdir().expect("tmp"), tempfile::tempdir().expect("tmp"));
+        let mut lake = small_commit_lake(archive.path(), lake_dir.path(), 7).await;
+        // Small groups: a day becomes several sorted files.
+        let options = CompactOptions { memory_bytes: 4 << 20, ..CompactOptions::default() };
+        for table in LogTable::ALL {
+            let before = table_rows(&mut lake, table).await;
+            assert!(before.values().all(|files| files.len() > 2), "{table}: many files per day to begin with");
+            let report = lake.compact(table, &options).await.expect("compact");
+            assert!(report.failed.is_empty(), "{table}: {:?}", report.failed);
+            assert_eq!(report.days.len(), before.len(), "{table}: every day compacted");
+            let after = table_rows(&mut lake, table).await;
+            for (date, files) in &after {
+                let old = &before[date];
+                assert!(files.len() < old.len(), "{table} {date}: {} files -> {}", old.len(), files.len());
+                assert!(files.iter().all(|(path, _)| path.contains(&format!("/{COMPACTED_PREFIX}"))));
+                let old_rows: Vec<RecordBatch> = old.iter().flat_map(|(_, b)| b.clone()).collect();
+                let new_rows: Vec<RecordBatch> = files.iter().flat_map(|(_, b)| b.clone()).collect();
+                assert_eq!(row_texts(&old_rows), row_texts(&new_rows), "{table} {date}: the same rows");
+                let day = report.days.iter().find(|d| d.date == *date).expect("reported");
+                assert_eq!(day.rows as usize, new_rows.iter().map(RecordBatch::num_rows).sum::<usize>());
+                assert_eq!((day.files_before, day.files_after), (old.len(), files.len()));
+                for (path, batches) in files {
+                    let keys: Vec<_> = batches.iter().flat_map(|b| sort_key_texts(table, b)).collect();
+                    // `None` (null) sorts last, as the compaction puts nulls.
+                    let ordered = keys.windows(2).all(|w| {
+                        w[0].iter()
+                            .zip(&w[1])
+                            .map(|(a, b)| match (a, b) {
+                                (Some(a), Some(b)) => a.cmp(b),
+                                (None, None) => std::cmp::Ordering::Equal,
+                                (None, Some(_)) => std::cmp::Ordering::Greater,
+                                (Some(_), None) => std::cmp::Ordering::Less,
+                            })
+                            .find(|o| o.is_ne())
+                            .is_none_or(std::cmp::Ordering::is_lt)
+                    });
+                    assert!(ordered, "{table}: {path} is not in cluster order");
+                }
+            }
+            // The commit says it changed no data.
+            let delta = lake.delta_mut(table).await.expect("table");
+            let version = delta.version().expect("version");
+            let entry = delta.log_store().read_commit_entry(version).await.expect("read").expect("commit");
+            let text = String::from_utf8(entry.to_vec()).expect("utf-8");
+            assert!(text.contains("\"OPTIMIZE\"") && !text.contains("\"dataChange\":true"), "{text}");
+            let again = lake.compact(table, &options).await.expect("compact again");
+            assert!(again.days.is_empty() && again.failed.is_empty(), "{table}: nothing left to compact");
+        }
+        // Ingesting the same archive again still adds nothing: the ledger is the commit history,
+        // which compaction only extends.
+        let counts = |days: &BTreeMap<NaiveDate, Vec<(String, Vec<RecordBatch>)>>| -> usize {
+            days.values().flatten().flat_map(|(_, b)| b).map(RecordBatch::num_rows).sum()
+        };
+        let before = counts(&table_rows(&mut lake, LogTable::CloudTrail).await);
+        ingest_directory(archive.path(), &mut lake, &IngestOptions::default(), &NoProgress).await.expect("again");
+        assert_eq!(counts(&table_rows(&mut lake, LogTable::CloudTrail).await), before);
+    }
+
+    /// Rows appended to a day while it is being compacted stay; a second compaction of the same
+    /// files, racing the first, fails and brings nothing back twice; a file that cannot be read
+    /// fails its day, named, and the other days are compacted.
+    #[tokio::test]
+    async fn concurrent_appends_stay_racing_compactions_fail_and_bad_files_are_named() {
+        let (archive, lake_dir) = (tempfile::tempdir().expect("tmp"), tempfile::tempdir().expect("tmp"));
+        let mut lake = small_commit_lake(archive.path(), lake_dir.path(), 11).await;
+        let table = LogTable::CloudTrail;
+        let count = |days: &BTreeMap<NaiveDate, Vec<(String, Vec<RecordBatch>)>>| -> HashMap<NaiveDate, usize> {
+            days.iter()
+                .map(|(d, files)| (*d, files.iter().flat_map(|(_, b)| b).map(RecordBatch::num_rows).sum()))
+                .collect()
+        };
+        let options = CompactOptions { memory_bytes: 4 << 20, ..CompactOptions::default() };
+        let props = lake::writer_properties(lake.config(), Some(table)).expect("props");
+        let (read, days) =
+            uncompacted_days(lake.delta_mut(table).await.expect("table"), table, &options).expect("list");
+        let (date, files) = days.into_iter().next().expect("a day");
+        let stale_files: Vec<ListedFile> =
+            files.iter().map(|f| ListedFile { path: f.path.clone(), size: f.size, remove: f.remove.clone() }).collect();
+
+        // Another archive's rows land on the same days after the listing.
+        let more = tempfile::tempdir().expect("tmp");
+        let extra = SynthConfig { days: 2, accounts: 4, ..SynthConfig::new(1_000, 12) };
+        generate(more.path(), &extra).expect("archive");
+        ingest_directory(more.path(), &mut lake, &IngestOptions::default(), &NoProgress).await.expect("ingest");
+        let with_appends = count(&table_rows(&mut lake, table).await);
+
+        let rewrite = DayRewrite { table, date, files, memory_bytes: options.memory_bytes, rows_per_group: 1_000 };
+        let delta = lake.delta_mut(table).await.expect("table");
+        rewrite.run(delta, &read, &props).await.expect("compaction over concurrent appends");
+        assert_eq!(count(&table_rows(&mut lake, table).await), with_appends, "appended rows kept, none doubled");
+
+        let racing =
+            DayRewrite { table, date, files: stale_files, memory_bytes: options.memory_bytes, rows_per_group: 1_000 };
+        let delta = lake.delta_mut(table).await.expect("table");
+        let raced = racing.run(delta, &read, &props).await;
+        assert!(raced.is_err(), "a compaction of files already compacted must fail");
+        assert_eq!(count(&table_rows(&mut lake, table).await), with_appends, "nothing brought back twice");
+
+        // Break one uncompacted file of the other day.
+        let (read, days) =
+            uncompacted_days(lake.delta_mut(table).await.expect("table"), table, &options).expect("list");
+        drop(read);
+        let broken_day = *days.keys().find(|d| **d != date).expect("the other day");
+        let broken = &days[&broken_day][0].path;
+        let on_disk = lake_dir.path().join(table.name()).join(broken);
+        std::fs::write(&on_disk, b"PAR1 this is not parquet PAR1").expect("break");
+        let report = lake.compact(table, &options).await.expect("compact");
+        assert_eq!(report.failed.len(), 1, "{:?}", report.failed);
+        let (day, error) = &report.failed[0];
+        assert_eq!(*day, broken_day);
+        let message = error.to_string();
+        assert!(message.contains(broken.as_str()) && message.starts_with("reading "), "{message}");
+        // The day that was compacted before has only its newly appended files left to compact.
+        assert!(report.days.iter().all(|d| d.date == date), "{:?}", report.days);
+    }
+}
