@@ -100,7 +100,7 @@ enum Command {
     /// Serve the lake read-only over Arrow Flight SQL (ADBC, JDBC, BI tools) on 127.0.0.1.
     Serve(analyst::ServeArgs),
     /// Rewrite each day's small files (one per ingest commit) as a few large files clustered by
-    /// account, principal or address, and time, so that selective queries skip most of the lake.
+    /// principal or address, account and time, so that selective queries skip most of the lake.
     Compact {
         /// Lake: a directory or s3://bucket/prefix.
         #[arg(long)]

@@ -136,6 +136,46 @@ pub async fn cached_lake(cache: &Path, config: &SynthConfig) -> anyhow::Result<(
     Ok((name, lake))
 }
 
+/// The lake of [`cached_lake`] after `bunker compact` (every table, default options), built once
+/// next to it: its data files are hard links to the ingested lake's (compaction adds files and log
+/// entries, it never changes one), so the two share the disk they can.
+pub async fn cached_compacted_lake(cache: &Path, config: &SynthConfig) -> anyhow::Result<(String, std::path::PathBuf)> {
+    let (name, ingested) = cached_lake(cache, config).await?;
+    let lake = cache.join(format!("{name}-lake-compacted"));
+    let complete = cache.join(format!("{name}-lake-compacted.complete"));
+    if !complete.exists() {
+        let _ = std::fs::remove_dir_all(&lake);
+        for entry in walkdir::WalkDir::new(&ingested) {
+            let entry = entry?;
+            let to = lake.join(entry.path().strip_prefix(&ingested)?);
+            if entry.file_type().is_dir() {
+                std::fs::create_dir_all(&to)?;
+            } else if entry.path().extension().is_some_and(|e| e == "parquet") {
+                std::fs::hard_link(entry.path(), &to)?;
+            } else {
+                std::fs::copy(entry.path(), &to)?;
+            }
+        }
+        let mut writer = bunker_ingest::lake::Lake::open(&lake, bunker_ingest::lake::LakeConfig::default()).await?;
+        let options = bunker_ingest::compact::CompactOptions::default();
+        for table in bunker_schemas::LogTable::ALL {
+            let started = std::time::Instant::now();
+            let report = writer.compact(table, &options).await?;
+            anyhow::ensure!(report.failed.is_empty(), "compacting {table}: {:?}", report.failed);
+            let rows: u64 = report.days.iter().map(|d| d.rows).sum();
+            let (before, after): (usize, usize) =
+                report.days.iter().fold((0, 0), |(b, a), d| (b + d.files_before, a + d.files_after));
+            let secs = started.elapsed().as_secs_f64();
+            eprintln!(
+                "compacted {table}: {before} files -> {after}, {rows} rows in {secs:.1} s ({:.0} rows/s)",
+                rows as f64 / secs
+            );
+        }
+        std::fs::write(&complete, b"")?;
+    }
+    Ok((name, lake))
+}
+
 /// The median of `values` (sorted in place); 0 when empty.
 pub fn median(values: &mut [f64]) -> f64 {
     if values.is_empty() {

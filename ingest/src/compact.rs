@@ -5,7 +5,7 @@
 //! a month of a busy organisation is tens of thousands of small files, each holding every account
 //! and every principal of its few minutes: a query for one principal opens and decodes all of
 //! them. Compaction reads a day's uncompacted files, sorts their rows by a key per table — for
-//! CloudTrail the account, then `useridentity.arn`, then time — and writes them back as files of
+//! CloudTrail `useridentity.arn`, then the account, then time — and writes them back as files of
 //! row groups in which each principal's rows sit together, so row-group and page statistics skip
 //! nearly everything a responder's query does not want (see `bunker-query`'s pruning of struct
 //! fields). The swap is one Delta commit per day that removes the old files and adds the new ones
@@ -84,13 +84,21 @@ pub struct DayCompaction {
     pub version: u64,
 }
 
-/// The columns a table's compacted rows are sorted by (a struct field as `struct.field`): the
-/// account first, as ingestion sorts, then what responders look for, then time.
+/// The columns a table's compacted rows are sorted by (a struct field as `struct.field`): what
+/// responders look for first, then the account, then time.
+///
+/// What responders look for comes first, not the account as in ingestion's files: a row group's
+/// minimum and maximum are then a narrow range of principals (or addresses) that no other row
+/// group of the file overlaps. Sorted by account first, each row group spans the end of one
+/// account's principals and the start of the next's — `arn:aws:iam::1111…` to
+/// `arn:aws:sts::2222…` — a range holding most principals of both; on the benchmark lake the
+/// filter then still met 3 of its 10 million rows, against a few thousand this way. ARNs begin
+/// with their account, so each row group still covers few accounts.
 pub fn cluster_columns(table: LogTable) -> &'static [&'static str] {
     match table {
-        LogTable::CloudTrail => &["recipientaccountid", "useridentity.arn", "eventtime"],
-        LogTable::VpcFlow => &["account_id", "srcaddr", "start"],
-        LogTable::Dns => &["account_id", "srcaddr", "query_timestamp"],
+        LogTable::CloudTrail => &["useridentity.arn", "recipientaccountid", "eventtime"],
+        LogTable::VpcFlow => &["srcaddr", "account_id", "start"],
+        LogTable::Dns => &["srcaddr", "account_id", "query_timestamp"],
     }
 }
 

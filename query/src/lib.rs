@@ -13,6 +13,7 @@ pub mod flight;
 pub mod hint;
 pub mod memory;
 pub mod progress;
+pub mod prune;
 pub mod scan;
 pub mod shell;
 pub mod span;
@@ -225,7 +226,14 @@ impl LakeSession {
             let provider: Arc<dyn TableProvider> = if let Some(table) = table {
                 check_table_files(name, &table)?;
                 table.update_datafusion_session(&ctx.state()).map_err(|e| table_error(name, e))?;
-                table.table_provider().await?
+                let provider = table.table_provider().await?;
+                // The log tables are queried by identity (`useridentity.arn = '…'`), a struct
+                // field, whose row groups DataFusion does not prune by itself.
+                if LogTable::from_name(name).is_some() {
+                    prune::FieldPruningTable::for_delta(&table, provider)
+                } else {
+                    provider
+                }
             } else {
                 Arc::new(MemTable::try_new(schema, vec![vec![]])?)
             };

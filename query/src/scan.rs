@@ -80,10 +80,14 @@ fn collect(plan: &Arc<dyn ExecutionPlan>, report: &mut ScanReport) {
     if let Some(exec) = plan.downcast_ref::<DataSourceExec>()
         && let Some(config) = exec.data_source().downcast_ref::<FileScanConfig>()
     {
+        // DataFusion splits a large file into byte ranges read in parallel: the same file then
+        // sits in several groups, and is one file read once.
+        let mut seen = std::collections::HashSet::new();
         let files = config
             .file_groups
             .iter()
             .flat_map(|group| group.files())
+            .filter(|file| seen.insert(file.object_meta.location.clone()))
             .map(|file| ScannedFile { path: file.object_meta.location.to_string(), bytes: file.object_meta.size })
             .collect();
         let columns: Vec<String> = config
@@ -113,4 +117,42 @@ fn table_of(config: &FileScanConfig) -> String {
         }
     }
     url.to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow::datatypes::{DataType, Field, Schema};
+    use datafusion::datasource::listing::PartitionedFile;
+    use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder, ParquetSource};
+    use datafusion::execution::object_store::ObjectStoreUrl;
+
+    use super::*;
+
+    /// A file split into byte ranges read in parallel is one file, counted and sized once.
+    #[test]
+    fn a_file_split_into_ranges_is_read_once() {
+        let schema = Arc::new(Schema::new(vec![Field::new("a", DataType::Int64, true)]));
+        let (path, size) = ("cloudtrail/date=2025-03-03/big.parquet".to_owned(), 1000);
+        let groups = vec![
+            FileGroup::new(vec![
+                PartitionedFile::new_with_range(path.clone(), size, 0, 500),
+                PartitionedFile::new("cloudtrail/date=2025-03-04/small.parquet", 10),
+            ]),
+            FileGroup::new(vec![PartitionedFile::new_with_range(path, size, 500, 1000)]),
+        ];
+        let config =
+            FileScanConfigBuilder::new(ObjectStoreUrl::local_filesystem(), Arc::new(ParquetSource::new(schema)))
+                .with_file_groups(groups)
+                .build();
+        let plan: Arc<dyn ExecutionPlan> = DataSourceExec::from_data_source(config);
+        let report = ScanReport::of(&plan);
+        assert_eq!(report.files().count(), 2);
+        assert_eq!(report.bytes(), 1010);
+        assert_eq!(
+            report.partitions().into_iter().collect::<Vec<_>>(),
+            [("2025-03-03".to_owned(), 1), ("2025-03-04".to_owned(), 1)]
+        );
+    }
 }

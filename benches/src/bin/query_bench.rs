@@ -18,7 +18,7 @@ use std::process::Command;
 use std::time::Instant;
 
 use anyhow::{Context, bail};
-use bunker_benches::{cached_lake, median, peak_rss_bytes, reset_peak_rss, tree_bytes};
+use bunker_benches::{cached_compacted_lake, cached_lake, median, peak_rss_bytes, reset_peak_rss};
 use bunker_ingest::synth::SynthConfig;
 use bunker_query::LakeSession;
 use clap::Parser;
@@ -53,6 +53,10 @@ struct Args {
     /// time goes).
     #[arg(long)]
     print: bool,
+    /// Query the lake after `bunker compact` (built once from the ingested one and kept beside it)
+    /// instead of the lake as ingestion left it.
+    #[arg(long)]
+    compacted: bool,
     /// Time only the queries with these labels (repeatable), e.g. to profile one alone.
     #[arg(long)]
     only: Vec<String>,
@@ -94,7 +98,11 @@ fn main() -> anyhow::Result<()> {
 
 async fn run(args: Args) -> anyhow::Result<()> {
     let config = SynthConfig { days: args.days, ..SynthConfig::new(args.events, args.seed) };
-    let (name, lake) = cached_lake(&args.cache, &config).await.context("building the lake")?;
+    let (name, lake) = if args.compacted {
+        cached_compacted_lake(&args.cache, &config).await.context("building the compacted lake")?
+    } else {
+        cached_lake(&args.cache, &config).await.context("building the lake")?
+    };
     let session = LakeSession::open(&lake).await?;
     let scalar = |sql: String| {
         let session = &session;
@@ -120,9 +128,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let week_start = first_day + chrono::Days::new(u64::from(args.days.saturating_sub(7)));
     let week_end = week_start + chrono::Days::new(7);
     println!(
-        "lake:        {name}, {} days ({rows} cloudtrail rows, {:.0} MiB on disk)",
+        "lake:        {name}{}, {} days ({rows} cloudtrail rows, {:.0} MiB of Parquet)",
+        if args.compacted { " compacted" } else { "" },
         args.days,
-        tree_bytes(&lake.join("cloudtrail")) as f64 / 1048576.0
+        session.scan_report("SELECT * FROM cloudtrail").await?.bytes() as f64 / 1048576.0
     );
     // The same text for both engines; `date` is the partition column in both.
     let mut queries = vec![
