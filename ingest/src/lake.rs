@@ -55,6 +55,9 @@ pub(crate) const COMMIT_INFO_KEY: &str = "bunker";
 /// Key, inside [`COMMIT_INFO_KEY`], of the id of the commit attempt (written as `"attempt"`).
 pub(crate) const ATTEMPT_KEY: &str = "attempt";
 
+/// Commits between two checkpoints of a table's Delta log.
+const CHECKPOINT_INTERVAL: &str = "10";
+
 /// How many times a commit is re-attempted after losing a race with another writer.
 pub(crate) const MAX_COMMIT_ATTEMPTS: usize = 20;
 
@@ -923,6 +926,10 @@ async fn open_or_create(
         .with_configuration_property(TableProperty::DataSkippingStatsColumns, Some(stats.join(",")))
         // The commit history is the ledger of which objects the table holds: never expire it.
         .with_configuration_property(TableProperty::EnableExpiredLogCleanup, Some("false"))
+        // A reader opening a table replays the commits since its last checkpoint: every ten
+        // commits (Delta's own default; delta-rs's is a hundred), so opening stays quick for a
+        // worker committing every few seconds.
+        .with_configuration_property(TableProperty::CheckpointInterval, Some(CHECKPOINT_INTERVAL))
         .with_save_mode(SaveMode::Ignore)
         .await;
     match created {
@@ -1020,6 +1027,38 @@ mod tests {
         assert!(!folded.holds(&[b, a.clone()]), "another order");
         let fewer_columns = a.project(&[0]).expect("projected");
         assert!(!Folded { batches: vec![a], ..folded }.holds(&[fewer_columns]));
+    }
+
+    /// Tables are checkpointed every ten commits, so a reader replays at most ten.
+    #[tokio::test]
+    async fn tables_are_checkpointed_every_ten_commits() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut lake = Lake::open(dir.path(), LakeConfig::default()).await.expect("lake");
+        let entry = LogEntry {
+            object: ObjectRef { bucket: "archive".into(), key: "k".into(), size: 1 },
+            format: LogFormat::CloudTrail,
+            table: Some(LogTable::CloudTrail),
+            status: ingest_log::status::COMMITTED,
+            rows: 1,
+            rejected_records: 0,
+            error_kind: None,
+            reason: None,
+            lake_version: None,
+        };
+        let pointer = dir.path().join(ingest_log::TABLE_NAME).join("_delta_log").join("_last_checkpoint");
+        let checkpointed = || -> Option<u64> {
+            let text = std::fs::read(&pointer).ok()?;
+            serde_json::from_slice::<serde_json::Value>(&text).ok()?["version"].as_u64()
+        };
+        let mut seen = vec![(lake.log.version().expect("version"), checkpointed())];
+        while lake.log.version().expect("version") < 25 {
+            lake.append_log(std::slice::from_ref(&entry)).await.expect("append");
+            seen.push((lake.log.version().expect("version"), checkpointed()));
+        }
+        // Commits a reader replays: those after the checkpoint, or all of them without one.
+        let replayed = |(version, checkpoint): &(u64, Option<u64>)| checkpoint.map_or(version + 1, |c| version - c);
+        assert!(seen.iter().all(|s| replayed(s) <= 10), "{seen:?}");
+        assert_eq!(checkpointed(), Some(19), "{seen:?}");
     }
 
     /// Appended rows land in one file per day whatever their order, each file holding its day's
