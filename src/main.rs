@@ -299,6 +299,12 @@ struct WorkerFile {
     max_ratio: Option<u64>,
     retry_backoff_secs: Option<i32>,
     request_timeout_secs: Option<f64>,
+    /// Hours between compactions of the finished days (0: never).
+    compact_every_hours: Option<f64>,
+    /// How many days back each compaction looks.
+    compact_lookback_days: Option<u32>,
+    /// Memory a compaction sorts at a time, in MiB (its peak is about twice this).
+    compact_memory_mib: Option<usize>,
 }
 
 /// `bunker.toml`: the worker's settings, the detections' tuning, and where alerts go.
@@ -758,6 +764,36 @@ fn date_range(
     }
 }
 
+/// Hours between the worker's compactions of finished days, unless the config says otherwise.
+const DEFAULT_COMPACT_EVERY_HOURS: f64 = 6.0;
+
+/// The worker's compaction of the days ingestion has finished with, every `every` (the first
+/// after one period: a worker restarted in a crash loop does not rewrite the lake each time).
+async fn compact_on_schedule(
+    location: LakeLocation,
+    storage_options: std::collections::HashMap<String, String>,
+    every: Duration,
+    lookback_days: u32,
+    memory_bytes: usize,
+) {
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        let started = std::time::Instant::now();
+        let mut lake = match Lake::open_at(&location, storage_options.clone(), LakeConfig::default()).await {
+            Ok(lake) => lake,
+            Err(error) => {
+                tracing::warn!(%error, "could not open the lake to compact it; trying again next time");
+                continue;
+            }
+        };
+        let today = chrono::Utc::now().date_naive();
+        let days = bunker_ingest::compact::compact_past_days(&mut lake, today, lookback_days, memory_bytes).await;
+        tracing::info!(days, seconds = started.elapsed().as_secs_f64(), "scheduled compaction done");
+    }
+}
+
 /// `bunker worker`: runs until SIGTERM/SIGINT, then drains and exits 0.
 async fn worker(args: WorkerArgs) -> Result<()> {
     // First, so that a stop request during start-up is a clean stop.
@@ -822,9 +858,18 @@ async fn worker(args: WorkerArgs) -> Result<()> {
         .await?
         .with_window_rules(location.clone(), storage_options.clone());
     options.hook = Some(Arc::new(detector));
-    let mut lake = Lake::open_at(&location, storage_options, LakeConfig::default())
+    let mut lake = Lake::open_at(&location, storage_options.clone(), LakeConfig::default())
         .await
         .with_context(|| format!("opening lake {location}"))?;
+    let every = file.compact_every_hours.unwrap_or(DEFAULT_COMPACT_EVERY_HOURS);
+    if every > 0.0 {
+        let every = Duration::try_from_secs_f64(every * 3600.0).context("compact_every_hours must be a number")?;
+        let lookback = file.compact_lookback_days.unwrap_or(7);
+        let memory = file.compact_memory_mib.unwrap_or(256) << 20;
+        // Its own handle on the lake, so the day's messages keep flowing while a day is rewritten;
+        // stopped with the process (a compaction cut short leaves only unreferenced files).
+        tokio::spawn(compact_on_schedule(location.clone(), storage_options, every, lookback, memory));
+    }
     tracing::warn!(queue = %options.queue_url, lake = %location, metrics = %bound, "worker started");
     let summary = run_worker(sqs, source, &mut lake, options, heartbeat, shutdown).await?;
     tracing::warn!(

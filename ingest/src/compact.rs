@@ -166,6 +166,38 @@ impl Lake {
     }
 }
 
+/// Compacts, in every log table, the days before `today` and no further back than `lookback_days`
+/// — the days ingestion has finished with (late events still reach them; their files are
+/// compacted on a later run). The worker runs this on a schedule. A table that fails is logged
+/// and the others go on; returns the days compacted.
+pub async fn compact_past_days(lake: &mut Lake, today: NaiveDate, lookback_days: u32, memory_bytes: usize) -> usize {
+    let options = CompactOptions {
+        since: today.checked_sub_days(chrono::Days::new(u64::from(lookback_days.max(1)))),
+        until: today.pred_opt(),
+        memory_bytes,
+        ..CompactOptions::default()
+    };
+    let mut compacted = 0;
+    for table in LogTable::ALL {
+        match lake.compact(table, &options).await {
+            Ok(report) => {
+                compacted += report.days.len();
+                metrics::counter!("bunker_compacted_days_total", "table" => table.name())
+                    .increment(report.days.len() as u64);
+                for (date, error) in report.failed {
+                    tracing::warn!(table = table.name(), %date, %error, "day not compacted; tried again next time");
+                    metrics::counter!("bunker_errors_total", "kind" => "compaction").increment(1);
+                }
+            }
+            Err(error) => {
+                tracing::warn!(table = table.name(), %error, "compaction failed; tried again next time");
+                metrics::counter!("bunker_errors_total", "kind" => "compaction").increment(1);
+            }
+        }
+    }
+    compacted
+}
+
 /// The snapshot read, and the days in range with files no compaction wrote, with those files.
 fn uncompacted_days(
     delta: &DeltaTable,
@@ -622,6 +654,33 @@ mod tests {
         let before = counts(&table_rows(&mut lake, LogTable::CloudTrail).await);
         ingest_directory(archive.path(), &mut lake, &IngestOptions::default(), &NoProgress).await.expect("again");
         assert_eq!(counts(&table_rows(&mut lake, LogTable::CloudTrail).await), before);
+    }
+
+    /// The worker's scheduled run compacts the finished days only: not `today`, nor days before
+    /// the look-back.
+    #[tokio::test]
+    async fn scheduled_runs_compact_finished_days_only() {
+        let (archive, lake_dir) = (tempfile::tempdir().expect("tmp"), tempfile::tempdir().expect("tmp"));
+        let mut lake = small_commit_lake(archive.path(), lake_dir.path(), 13).await;
+        let days: Vec<NaiveDate> = table_rows(&mut lake, LogTable::Dns).await.into_keys().collect();
+        let [first, second] = days[..] else { panic!("two days: {days:?}") };
+        let compacted_days = |days: &BTreeMap<NaiveDate, Vec<(String, Vec<RecordBatch>)>>| -> Vec<NaiveDate> {
+            days.iter()
+                .filter(|(_, files)| files.iter().all(|(path, _)| path.contains(COMPACTED_PREFIX)))
+                .map(|(d, _)| *d)
+                .collect()
+        };
+        // "Today" is the second day: the first is finished.
+        assert_eq!(compact_past_days(&mut lake, second, 7, 4 << 20).await, LogTable::ALL.len());
+        for table in LogTable::ALL {
+            assert_eq!(compacted_days(&table_rows(&mut lake, table).await), [first], "{table}");
+        }
+        // Two days later, with a look-back of one day, the second day is not reached yet... and
+        // with two it is.
+        let later = second.succ_opt().and_then(|d| d.succ_opt()).expect("date");
+        assert_eq!(compact_past_days(&mut lake, later, 1, 4 << 20).await, 0);
+        assert_eq!(compact_past_days(&mut lake, later, 2, 4 << 20).await, LogTable::ALL.len());
+        assert_eq!(compacted_days(&table_rows(&mut lake, LogTable::CloudTrail).await), [first, second]);
     }
 
     /// Rows appended to a day while it is being compacted stay; a second compaction of the same
