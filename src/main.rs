@@ -89,6 +89,10 @@ enum Command {
         /// Do not run the row detections on the ingested rows.
         #[arg(long)]
         no_detect: bool,
+        /// Compact the lake afterwards (as `bunker compact` does): for an archive of past days,
+        /// which selective queries then read a fraction of.
+        #[arg(long)]
+        compact: bool,
     },
     /// Run one SQL statement over a lake (tables: cloudtrail, vpcflow, dns, alerts, ingest_log, ...).
     Query(analyst::QueryArgs),
@@ -409,6 +413,7 @@ async fn run(command: Command) -> Result<()> {
             commit_mib,
             config,
             no_detect,
+            compact: then_compact,
         } => {
             let config = read_config(config.as_deref())?;
             // The SDK reads the archive and feeds SQS sinks; an s3:// lake goes through deltalake's own client.
@@ -446,6 +451,10 @@ async fn run(command: Command) -> Result<()> {
             if let Some(detector) = detector {
                 print_tally(&detector.tally(), &mut out)?;
             }
+            if then_compact {
+                let mut lake = open_lake(&lake, endpoint_url.as_deref()).await?;
+                compact(&mut lake, &LogTable::ALL, &CompactOptions::default(), &mut out).await?;
+            }
         }
         Command::Worker(args) => worker(args).await?,
         Command::Detect { lake, endpoint_url, since, until, rules, format, config, no_record } => {
@@ -476,39 +485,7 @@ async fn run(command: Command) -> Result<()> {
             let mut lake = open_lake(&location, endpoint_url.as_deref()).await?;
             let options = CompactOptions { since, until, memory_bytes: memory_mib << 20, ..CompactOptions::default() };
             let tables = if tables.is_empty() { LogTable::ALL.to_vec() } else { tables };
-            let mut failed = 0;
-            let mut out = std::io::stdout().lock();
-            for table in tables {
-                let started = std::time::Instant::now();
-                let report = lake.compact(table, &options).await.with_context(|| format!("compacting {table}"))?;
-                let (files_before, files_after, rows, bytes_before, bytes_after) =
-                    report.days.iter().fold((0, 0, 0, 0, 0), |t, d| {
-                        (
-                            t.0 + d.files_before,
-                            t.1 + d.files_after,
-                            t.2 + d.rows,
-                            t.3 + d.bytes_before,
-                            t.4 + d.bytes_after,
-                        )
-                    });
-                let mib = |bytes: u64| bytes as f64 / f64::from(1 << 20);
-                writeln!(
-                    out,
-                    "{:<10} {} days compacted: {files_before} files ({:.1} MiB) -> {files_after} ({:.1} MiB), {rows} rows, {:.1} s",
-                    table.name(),
-                    report.days.len(),
-                    mib(bytes_before),
-                    mib(bytes_after),
-                    started.elapsed().as_secs_f64()
-                )?;
-                for (date, error) in &report.failed {
-                    writeln!(out, "{:<10} {date} not compacted: {error}", table.name())?;
-                }
-                failed += report.failed.len();
-            }
-            if failed > 0 {
-                bail!("{failed} days could not be compacted (left as they were; see above)");
-            }
+            compact(&mut lake, &tables, &options, &mut std::io::stdout().lock()).await?;
         }
         Command::Rules { action: RulesAction::List { rules } } => {
             let rules = load_rules(rules.as_deref(), true).await?;
@@ -735,6 +712,37 @@ fn parse_day(text: &str) -> Result<chrono::NaiveDate, String> {
     }
     chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
         .map_err(|_| format!("{text}: expected YYYY-MM-DD or Nd (days ago)"))
+}
+
+/// Compacts the tables and prints a line per table (and per day that failed); fails when a day did.
+async fn compact(lake: &mut Lake, tables: &[LogTable], options: &CompactOptions, out: &mut dyn Write) -> Result<()> {
+    let mut failed = 0;
+    for &table in tables {
+        let started = std::time::Instant::now();
+        let report = lake.compact(table, options).await.with_context(|| format!("compacting {table}"))?;
+        let (files_before, files_after, rows, bytes_before, bytes_after) =
+            report.days.iter().fold((0, 0, 0, 0, 0), |t, d| {
+                (t.0 + d.files_before, t.1 + d.files_after, t.2 + d.rows, t.3 + d.bytes_before, t.4 + d.bytes_after)
+            });
+        let mib = |bytes: u64| bytes as f64 / f64::from(1 << 20);
+        writeln!(
+            out,
+            "{:<10} {} days compacted: {files_before} files ({:.1} MiB) -> {files_after} ({:.1} MiB), {rows} rows, {:.1} s",
+            table.name(),
+            report.days.len(),
+            mib(bytes_before),
+            mib(bytes_after),
+            started.elapsed().as_secs_f64()
+        )?;
+        for (date, error) in &report.failed {
+            writeln!(out, "{:<10} {date} not compacted: {error}", table.name())?;
+        }
+        failed += report.failed.len();
+    }
+    if failed > 0 {
+        bail!("{failed} days could not be compacted (left as they were; see above)");
+    }
+    Ok(())
 }
 
 fn parse_log_table(text: &str) -> Result<LogTable, String> {

@@ -115,6 +115,24 @@ fn compact_rewrites_small_files_and_queries_answer_the_same() {
     let again = ok(&["compact", "--lake", path(&lake)]);
     assert!(again.contains("cloudtrail 0 days compacted"), "{again}");
 
+    // `ingest --compact` leaves nothing for `compact` to do, and the same answers.
+    let other = dir.path().join("other");
+    let ingested = ok(&[
+        "ingest",
+        "--from",
+        path(&archive),
+        "--lake",
+        path(&other),
+        "--commit-mib",
+        "1",
+        "--no-detect",
+        "--compact",
+    ]);
+    assert!(ingested.contains("cloudtrail          4000 events") && ingested.contains("days compacted"), "{ingested}");
+    assert_eq!(answers(&other), before);
+    let nothing = ok(&["compact", "--lake", path(&other)]);
+    assert!(["cloudtrail", "vpcflow", "dns"].iter().all(|t| nothing.contains(&format!("{t:<10} 0 days"))), "{nothing}");
+
     let output = bunker(&["compact", "--lake", path(&lake), "--table", "nosuch"]);
     assert!(!output.status.success());
     assert!(
