@@ -1029,13 +1029,10 @@ mod tests {
         assert!(!Folded { batches: vec![a], ..folded }.holds(&[fewer_columns]));
     }
 
-    /// Tables are checkpointed every ten commits, so a reader replays at most ten.
-    #[tokio::test]
-    async fn tables_are_checkpointed_every_ten_commits() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let mut lake = Lake::open(dir.path(), LakeConfig::default()).await.expect("lake");
-        let entry = LogEntry {
-            object: ObjectRef { bucket: "archive".into(), key: "k".into(), size: 1 },
+    /// The `ingest_log` entry of a CloudTrail object `key` committed with one row.
+    fn committed_entry(key: &str) -> LogEntry {
+        LogEntry {
+            object: ObjectRef { bucket: "archive".into(), key: key.into(), size: 1 },
             format: LogFormat::CloudTrail,
             table: Some(LogTable::CloudTrail),
             status: ingest_log::status::COMMITTED,
@@ -1044,7 +1041,15 @@ mod tests {
             error_kind: None,
             reason: None,
             lake_version: None,
-        };
+        }
+    }
+
+    /// Tables are checkpointed every ten commits, so a reader replays at most ten.
+    #[tokio::test]
+    async fn tables_are_checkpointed_every_ten_commits() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut lake = Lake::open(dir.path(), LakeConfig::default()).await.expect("lake");
+        let entry = committed_entry("k");
         let pointer = dir.path().join(ingest_log::TABLE_NAME).join("_delta_log").join("_last_checkpoint");
         let checkpointed = || -> Option<u64> {
             let text = std::fs::read(&pointer).ok()?;
@@ -1072,20 +1077,7 @@ mod tests {
 
         let dir = tempfile::tempdir().expect("tempdir");
         let mut lake = Lake::open(dir.path(), LakeConfig::default()).await.expect("lake");
-        let entries: Vec<LogEntry> = ["a", "b", "c"]
-            .iter()
-            .map(|key| LogEntry {
-                object: ObjectRef { bucket: "archive".into(), key: (*key).into(), size: 1 },
-                format: LogFormat::CloudTrail,
-                table: Some(LogTable::CloudTrail),
-                status: ingest_log::status::COMMITTED,
-                rows: 1,
-                rejected_records: 0,
-                error_kind: None,
-                reason: None,
-                lake_version: None,
-            })
-            .collect();
+        let entries: Vec<LogEntry> = ["a", "b", "c"].into_iter().map(committed_entry).collect();
         let batch = log_batch(&entries, chrono::Utc::now()).expect("batch");
         // Two days, out of order.
         let (day_one, day_two) = (20_150, 20_151);
