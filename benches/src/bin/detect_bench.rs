@@ -14,7 +14,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context;
-use bunker_benches::{cached_archive, cached_lake, cpu_seconds, median, peak_rss_bytes, reset_peak_rss, tree_bytes};
+use bunker_benches::{
+    cached_archive, cached_compacted_lake, cached_lake, cpu_seconds, median, peak_rss_bytes, reset_peak_rss, tree_bytes,
+};
 use bunker_detect::engine::run_over_lake;
 use bunker_detect::live::Detector;
 use bunker_detect::pack::builtin_validated;
@@ -55,6 +57,10 @@ struct Args {
     /// Also time each rule on its own over the big lake (before the whole pack), with its peak RSS.
     #[arg(long)]
     per_rule: bool,
+    /// Run the pack over the big lake after `bunker compact` (built once beside it, as query_bench
+    /// does) instead of the lake as ingestion left it.
+    #[arg(long)]
+    compacted: bool,
     /// Where generated archives and the big lake are kept between runs.
     #[arg(long, default_value = "target/bench-archives")]
     cache: PathBuf,
@@ -88,7 +94,11 @@ fn detect_config(config: &SynthConfig) -> DetectConfig {
 
 async fn pack_over_lake(args: &Args, pack: &[Rule]) -> anyhow::Result<()> {
     let config = SynthConfig::new(args.events, args.seed);
-    let (name, lake) = cached_lake(&args.cache, &config).await.context("building the lake")?;
+    let (name, lake) = if args.compacted {
+        cached_compacted_lake(&args.cache, &config).await.context("building the compacted lake")?
+    } else {
+        cached_lake(&args.cache, &config).await.context("building the lake")?
+    };
     let session = LakeSession::open(&lake).await?;
     let count = |table: &'static str| {
         let session = &session;
