@@ -77,7 +77,11 @@ fn compact_rewrites_small_files_and_queries_answer_the_same() {
     ok(&["gen", "--out", path(&archive), "--events", "4000", "--seed", "5"]);
     ok(&["ingest", "--from", path(&archive), "--lake", path(&lake), "--commit-mib", "1", "--no-detect"]);
     let files = |table: &str| -> usize {
-        walkdir(&lake.join(table)).iter().filter(|p| p.extension().is_some_and(|e| e == "parquet")).count()
+        walkdir::WalkDir::new(lake.join(table))
+            .into_iter()
+            .flatten()
+            .filter(|e| e.path().extension().is_some_and(|x| x == "parquet"))
+            .count()
     };
     let queries = [
         "SELECT count(*) AS n, count(DISTINCT eventid) AS ids FROM cloudtrail",
@@ -140,19 +144,6 @@ fn compact_rewrites_small_files_and_queries_answer_the_same() {
         "{}",
         stderr(&output)
     );
-}
-
-/// Every file under a directory.
-fn walkdir(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut found = Vec::new();
-    let mut pending = vec![dir.to_owned()];
-    while let Some(at) = pending.pop() {
-        for entry in std::fs::read_dir(&at).expect("read dir").flatten() {
-            let path = entry.path();
-            if path.is_dir() { pending.push(path) } else { found.push(path) }
-        }
-    }
-    found
 }
 
 #[test]
