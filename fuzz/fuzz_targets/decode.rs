@@ -1,6 +1,9 @@
 //! Stored bytes through `decode::decompress` (gunzip with size and ratio caps), then content sniffing, as
-//! `process_object` does for an object whose key does not say what it holds.
+//! `process_object` does for an object whose key does not say what it holds. Gzip that decodes is
+//! checked against flate2's streaming decoder: libdeflate's fast path must give the same bytes.
 #![no_main]
+
+use std::io::Read;
 
 use bunker_ingest::IngestError;
 use bunker_ingest::classify::sniff;
@@ -21,6 +24,12 @@ fuzz_target!(|data: &[u8]| {
             assert!(content.len() as u64 <= CAP_BYTES, "{} bytes out of a cap of {CAP_BYTES}", content.len());
             if !is_gzip(data) {
                 assert_eq!(content, data, "bytes that are not gzip pass through unchanged");
+            } else {
+                let mut reference = Vec::new();
+                let streamed = flate2::read::MultiGzDecoder::new(data).take(CAP_BYTES + 1).read_to_end(&mut reference);
+                if streamed.is_ok() {
+                    assert_eq!(content, reference, "libdeflate and the streaming decoder disagree");
+                }
             }
             let _ = sniff(&content);
         }

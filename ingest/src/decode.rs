@@ -2,7 +2,13 @@
 //! (every member of a multi-member stream, as CloudTrail and Firehose write them), pass-through
 //! otherwise, with caps on the decompressed size and on the compression ratio so that a gzip bomb
 //! is an error, not an outage.
+//!
+//! Gzip goes through libdeflate first: whole-buffer inflation, member by member, about twice as
+//! fast as a streaming inflater here (and gunzip is a fifth of an ingest's CPU). Anything it
+//! refuses — corrupt, truncated, trailing bytes — is decoded again by flate2's streaming
+//! `MultiGzDecoder`, which accepts exactly what it always accepted and names what is wrong.
 
+use std::cell::RefCell;
 use std::io::Read;
 
 use flate2::read::MultiGzDecoder;
@@ -71,10 +77,32 @@ pub fn decompress(key: &str, data: Vec<u8>, limits: Limits) -> Result<Vec<u8>> {
         return Ok(data);
     }
     let stored_bytes = data.len() as u64;
-    // Reading stops one byte past what is allowed: a bomb costs at most that much memory and time.
     let allowed = limits.allowed(stored_bytes);
-    let mut out = Vec::with_capacity(initial_capacity(&data, allowed));
-    let mut decoder = MultiGzDecoder::new(data.as_slice()).take(allowed + 1);
+    let over_limit = || {
+        if allowed == limit_bytes {
+            IngestError::TooLarge { key: key.to_owned(), limit_bytes }
+        } else {
+            IngestError::TooCompressed { key: key.to_owned(), stored_bytes, max_ratio: limits.max_ratio }
+        }
+    };
+    match inflate_members(&data, allowed) {
+        Inflated::Whole(out) => Ok(out),
+        Inflated::OverLimit => Err(over_limit()),
+        Inflated::Refused => {
+            let out = stream(key, &data, allowed)?;
+            if out.len() as u64 > allowed {
+                return Err(over_limit());
+            }
+            Ok(out)
+        }
+    }
+}
+
+/// Gunzips with flate2's streaming decoder, reading at most one byte past `allowed` (so a bomb
+/// costs at most that much memory and time), with the reason of any failure.
+fn stream(key: &str, data: &[u8], allowed: u64) -> Result<Vec<u8>> {
+    let mut out = Vec::with_capacity(initial_capacity(data, allowed));
+    let mut decoder = MultiGzDecoder::new(data).take(allowed + 1);
     decoder.read_to_end(&mut out).map_err(|e| IngestError::Gzip {
         key: key.to_owned(),
         reason: match e.kind() {
@@ -82,14 +110,133 @@ pub fn decompress(key: &str, data: Vec<u8>, limits: Limits) -> Result<Vec<u8>> {
             _ => e.to_string(),
         },
     })?;
-    if out.len() as u64 > allowed {
-        return Err(if allowed == limit_bytes {
-            IngestError::TooLarge { key: key.to_owned(), limit_bytes }
-        } else {
-            IngestError::TooCompressed { key: key.to_owned(), stored_bytes, max_ratio: limits.max_ratio }
-        });
-    }
     Ok(out)
+}
+
+/// What libdeflate made of a gzip object.
+enum Inflated {
+    /// Every member, concatenated.
+    Whole(Vec<u8>),
+    /// The content is longer than allowed.
+    OverLimit,
+    /// Not well-formed gzip as libdeflate reads it (or no decompressor): the streaming decoder
+    /// decides.
+    Refused,
+}
+
+/// Room given to a member whose size nothing hints at, before it is doubled.
+const MIN_MEMBER_ROOM: usize = 64 << 10;
+
+thread_local! {
+    // One decompressor per thread, reused across objects (it holds ~10 KB of tables).
+    static INFLATER: RefCell<Option<libdeflate::Inflater>> = const { RefCell::new(None) };
+}
+
+/// Inflates every gzip member of `data` with libdeflate, into at most `allowed` bytes.
+///
+/// libdeflate needs room for a member's whole output up front. The room starts at the size the
+/// trailer hints (exact for one-member files, the common case) and doubles when a member needs
+/// more, inflating that member again: at most twice the work, and never past `allowed`.
+fn inflate_members(data: &[u8], allowed: u64) -> Inflated {
+    INFLATER.with_borrow_mut(|slot| {
+        let inflater = match slot {
+            Some(inflater) => inflater,
+            None => match libdeflate::Inflater::new() {
+                Some(inflater) => slot.insert(inflater),
+                None => return Inflated::Refused,
+            },
+        };
+        let allowed = usize::try_from(allowed).unwrap_or(usize::MAX);
+        let mut out = Vec::with_capacity(initial_capacity(data, allowed as u64));
+        let mut rest = data;
+        while !rest.is_empty() {
+            let left = allowed - out.len();
+            let mut room = (out.capacity() - out.len()).max(MIN_MEMBER_ROOM).min(left);
+            loop {
+                match inflater.member(rest, &mut out, room) {
+                    Ok(consumed) if consumed > 0 => {
+                        rest = &rest[consumed..];
+                        break;
+                    }
+                    Ok(_) | Err(libdeflate::Failure::Bad) => return Inflated::Refused,
+                    Err(libdeflate::Failure::NoRoom) if room < left => room = room.saturating_mul(2).min(left),
+                    Err(libdeflate::Failure::NoRoom) => return Inflated::OverLimit,
+                }
+            }
+        }
+        Inflated::Whole(out)
+    })
+}
+
+/// The one place bunker calls C: libdeflate's gzip decompressor, which is the only API that
+/// reports how much input a member consumed (the safe `libdeflater` wrapper does not, so it
+/// cannot read multi-member files).
+#[allow(unsafe_code)]
+mod libdeflate {
+    use std::ptr::NonNull;
+
+    use libdeflate_sys as sys;
+
+    /// Why a member did not inflate.
+    pub(super) enum Failure {
+        /// Its content is longer than the room given.
+        NoRoom,
+        /// Not valid gzip (corrupt, truncated, a bad checksum or size).
+        Bad,
+    }
+
+    /// An owned libdeflate decompressor.
+    pub(super) struct Inflater(NonNull<sys::libdeflate_decompressor>);
+
+    // SAFETY: a decompressor is plain memory with no tie to the thread that made it, and it is
+    // only ever used through `&mut self`.
+    unsafe impl Send for Inflater {}
+
+    impl Inflater {
+        /// A new decompressor; `None` if libdeflate could not allocate one.
+        pub(super) fn new() -> Option<Inflater> {
+            // SAFETY: no preconditions; it returns NULL when out of memory.
+            NonNull::new(unsafe { sys::libdeflate_alloc_decompressor() }).map(Inflater)
+        }
+
+        /// Inflates the gzip member at the start of `input`, appending at most `room` bytes to
+        /// `out`; returns how many bytes of `input` the member took. On failure `out` is as it was.
+        pub(super) fn member(&mut self, input: &[u8], out: &mut Vec<u8>, room: usize) -> Result<usize, Failure> {
+            out.reserve(room);
+            let spare = out.spare_capacity_mut();
+            let (mut consumed, mut written) = (0usize, 0usize);
+            // SAFETY: `input` is readable for `input.len()` bytes and `spare` writable for at least
+            // `room` bytes (reserved above); libdeflate writes no more than the room it is given
+            // and reports how much it wrote and read through the two pointers.
+            let result = unsafe {
+                sys::libdeflate_gzip_decompress_ex(
+                    self.0.as_ptr(),
+                    input.as_ptr().cast(),
+                    input.len(),
+                    spare.as_mut_ptr().cast(),
+                    room,
+                    &mut consumed,
+                    &mut written,
+                )
+            };
+            match result {
+                sys::libdeflate_result_LIBDEFLATE_SUCCESS if written <= room && consumed <= input.len() => {
+                    // SAFETY: libdeflate initialised `written` bytes right after the old length.
+                    unsafe { out.set_len(out.len() + written) };
+                    Ok(consumed)
+                }
+                sys::libdeflate_result_LIBDEFLATE_INSUFFICIENT_SPACE => Err(Failure::NoRoom),
+                _ => Err(Failure::Bad),
+            }
+        }
+    }
+
+    impl Drop for Inflater {
+        fn drop(&mut self) {
+            // SAFETY: the pointer came from `libdeflate_alloc_decompressor` and is freed once.
+            unsafe { sys::libdeflate_free_decompressor(self.0.as_ptr()) }
+        }
+    }
 }
 
 /// Deflate cannot expand input more than about 1032 to 1 (258-byte matches coded in 2 bits).
@@ -171,6 +318,55 @@ mod tests {
         let honest = gz(&b"y".repeat(100_000));
         assert_eq!(initial_capacity(&honest, DEFAULT_MAX_OBJECT_BYTES), 100_001);
         assert_eq!(initial_capacity(&honest, 1000), 1001);
+    }
+
+    /// libdeflate inflates into room sized from the trailer, which for a multi-member object only
+    /// tells the last member's size: a big first member must still come out whole, and the size
+    /// cap must hold exactly at its boundary.
+    #[test]
+    fn members_bigger_than_the_trailer_hint_and_the_exact_cap() {
+        let big: Vec<u8> = (0..3_000_000u32).flat_map(|i| (i % 251).to_le_bytes()).collect();
+        let mut two = gz(&big);
+        two.extend(gz(b"tail"));
+        // The fast path itself takes it (the room doubles), not the streaming fallback.
+        assert!(matches!(inflate_members(&two, 1 << 30), Inflated::Whole(ref out) if out.len() == big.len() + 4));
+        assert!(matches!(inflate_members(&two, big.len() as u64), Inflated::OverLimit));
+        let out = decompress("k", two.clone(), Limits::bytes(1 << 30)).expect("multi");
+        assert_eq!(out.len(), big.len() + 4);
+        assert!(out.starts_with(&big) && out.ends_with(b"tail"));
+
+        let exact = big.len() as u64 + 4;
+        assert_eq!(decompress("k", two.clone(), Limits::bytes(exact)).expect("exactly at the cap").len(), out.len());
+        let err = decompress("k", two, Limits::bytes(exact - 1)).expect_err("one byte over");
+        assert!(matches!(err, IngestError::TooLarge { .. }), "{err}");
+    }
+
+    /// What libdeflate refuses goes to the streaming decoder, which decides as it always did: an
+    /// empty member in the middle is fine, garbage after the last member is named.
+    #[test]
+    fn odd_but_valid_and_trailing_bytes_decide_as_the_streaming_decoder_does() {
+        let mut with_empty = gz(b"first,");
+        with_empty.extend(gz(b""));
+        with_empty.extend(gz(b"second"));
+        assert_eq!(decompress("k", with_empty, Limits::bytes(100)).expect("empty member"), b"first,second");
+
+        let mut trailing = gz(b"data");
+        trailing.extend(b"not gzip at all");
+        let fast = decompress("k", trailing.clone(), Limits::bytes(100));
+        let mut reference = Vec::new();
+        let streamed = MultiGzDecoder::new(trailing.as_slice()).read_to_end(&mut reference);
+        match (fast, streamed) {
+            (Ok(out), Ok(_)) => assert_eq!(out, reference),
+            (Err(err), Err(_)) => assert!(matches!(err, IngestError::Gzip { .. }), "{err}"),
+            (fast, streamed) => panic!("decoders disagree: {fast:?} vs {streamed:?}"),
+        }
+
+        // A wrong CRC32 in the trailer: libdeflate refuses it, and so does the streaming decoder.
+        let mut bad_crc = gz(b"checked content");
+        let at = bad_crc.len() - 8;
+        bad_crc[at] ^= 0xff;
+        let err = decompress("AWSLogs/crc.json.gz", bad_crc, Limits::bytes(100)).expect_err("bad crc");
+        assert!(matches!(err, IngestError::Gzip { .. }) && err.to_string().contains("AWSLogs/crc.json.gz"), "{err}");
     }
 
     #[test]
