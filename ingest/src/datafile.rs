@@ -60,7 +60,9 @@ pub(crate) fn runs_by_day(batches: &[RecordBatch]) -> Result<BTreeMap<NaiveDate,
             // The batch is sorted by date: this day's rows end where a later day begins.
             let len = dates.values()[start..].partition_point(|d| *d == day);
             let date = days_to_date(day)?;
-            days.entry(date).or_default().push(batch.slice(start, len));
+            // A whole batch is kept as it is: a slice recounts the nulls of every column.
+            let run = if len == batch.num_rows() { batch.clone() } else { batch.slice(start, len) };
+            days.entry(date).or_default().push(run);
             start += len;
         }
     }
@@ -196,7 +198,7 @@ fn row_groups(runs: &[RecordBatch], limit: usize) -> Vec<Vec<RecordBatch>> {
         let mut offset = 0;
         while offset < run.num_rows() {
             let take = (limit - rows).min(run.num_rows() - offset);
-            group.push(run.slice(offset, take));
+            group.push(if take == run.num_rows() { run.clone() } else { run.slice(offset, take) });
             (offset, rows) = (offset + take, rows + take);
             if rows == limit {
                 groups.push(std::mem::take(&mut group));

@@ -388,7 +388,7 @@ impl DnsRows {
             columns.push(next_text()?);
         }
         columns.push(Arc::new(self.additional.finish()));
-        columns.extend(ctx.lineage_columns(self.len));
+        columns.extend(ctx.lineage_columns(self.len)?);
         columns.push(Arc::new(self.date.finish()));
         Ok(RecordBatch::try_new(schema.clone(), columns)?)
     }

@@ -487,6 +487,9 @@ impl LakeTable {
             },
         };
         tracing::debug!(table = %self.table, rows, objects = ids.len(), ?encoded_in, ?stored_in, total = ?started.elapsed(), "committed");
+        // Freeing a commit's worth of Arrow buffers takes a few milliseconds that the next
+        // commit need not wait for.
+        drop(tokio::task::spawn_blocking(move || drop(fresh)));
         // `self.delta` is not reloaded here: every commit begins with a refresh, which reads
         // this version along with any others (on S3, one listing less per commit).
         for id in &ids {
@@ -748,8 +751,16 @@ fn ordered_runs(table: LogTable, objects: &[PendingObject]) -> Result<Vec<Record
         let keys = sort_keys(table, &batch)?;
         let order = lexsort_to_indices(&keys, None)?;
         let in_order = order.values().iter().enumerate().all(|(i, &v)| v as usize == i);
-        let batch = if in_order { batch } else { take_record_batch(&batch, &order)? };
-        let first = sort_keys(table, &batch.slice(0, 1))?;
+        let (batch, keys) = if in_order {
+            (batch, keys)
+        } else {
+            let sorted = take_record_batch(&batch, &order)?;
+            let keys = sort_keys(table, &sorted)?;
+            (sorted, keys)
+        };
+        // Only the key columns of the first row: slicing the whole batch would recount the
+        // nulls of every column.
+        let first = keys.map(|key| SortColumn { values: key.values.slice(0, 1), options: key.options });
         keyed.push((first, batch));
     }
     let compare_first_rows = |a: &[SortColumn], b: &[SortColumn]| -> Result<std::cmp::Ordering> {

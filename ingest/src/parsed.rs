@@ -3,6 +3,8 @@
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, RecordBatch, StringArray};
+use arrow::buffer::OffsetBuffer;
+use arrow::error::ArrowError;
 use chrono::NaiveDate;
 
 /// The object a parser is reading: where it came from, for lineage columns and error messages.
@@ -17,18 +19,29 @@ pub struct ObjectContext<'a> {
 }
 
 impl ObjectContext<'_> {
-    /// The `source_bucket` and `source_key` columns for `rows` rows.
-    pub fn lineage_columns(&self, rows: usize) -> [ArrayRef; 2] {
-        [
-            Arc::new(StringArray::from_iter_values(std::iter::repeat_n(self.bucket, rows))),
-            Arc::new(StringArray::from_iter_values(std::iter::repeat_n(self.key, rows))),
-        ]
+    /// The `source_bucket` and `source_key` columns for `rows` rows; an error if a column would
+    /// pass Arrow's 2 GiB of text (a 1 KiB key on millions of rows).
+    pub fn lineage_columns(&self, rows: usize) -> Result<[ArrayRef; 2], ArrowError> {
+        Ok([repeated(self.bucket, rows)?, repeated(self.key, rows)?])
     }
 
     /// The key date as days since the epoch (Arrow `Date32`), if the key names one.
     pub fn key_date_days(&self) -> Option<i32> {
         self.key_date.map(crate::timestamp::days_since_epoch)
     }
+}
+
+/// A text column holding `value` in each of `rows` rows, built in one pass.
+fn repeated(value: &str, rows: usize) -> Result<ArrayRef, ArrowError> {
+    let total = value.len().checked_mul(rows).filter(|&bytes| bytes <= i32::MAX as usize).ok_or_else(|| {
+        ArrowError::ComputeError(format!("{rows} copies of a {}-byte lineage value pass 2 GiB", value.len()))
+    })?;
+    let mut values = Vec::with_capacity(total);
+    for _ in 0..rows {
+        values.extend_from_slice(value.as_bytes());
+    }
+    let offsets = OffsetBuffer::from_lengths(std::iter::repeat_n(value.len(), rows));
+    Ok(Arc::new(StringArray::try_new(offsets, values.into(), None)?))
 }
 
 /// Where in an object a rejected record was.

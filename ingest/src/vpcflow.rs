@@ -503,7 +503,7 @@ impl FlowRows {
                 }
             })
             .collect();
-        arrays.extend(ctx.lineage_columns(self.len));
+        arrays.extend(ctx.lineage_columns(self.len)?);
         arrays.push(Arc::new(self.date.finish()));
         Ok(RecordBatch::try_new(schema.clone(), arrays)?)
     }

@@ -22,7 +22,7 @@ mod json_text;
 
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, Date32Array, RecordBatch, StringBuilder};
+use arrow::array::{ArrayBuilder, ArrayRef, Date32Array, RecordBatch, StringBuilder};
 use arrow::datatypes::SchemaRef;
 use simd_json::{ErrorType, Node, StaticNode, Tape};
 
@@ -30,7 +30,7 @@ use crate::classify::LogFormat;
 use crate::error::{IngestError, Result};
 use crate::parsed::{ObjectContext, Parsed, Position, Rejected, Rejections};
 use crate::timestamp::{micros_to_days, parse_rfc3339_micros};
-use columns::{Column, Kind, RECORD, StructColumn};
+use columns::{Column, Kind, RECORD, Sizing, StructColumn};
 use json_text::{elements, entries, type_name, write_escaped, write_static, write_value};
 
 /// Keys of which at least one marks a root object without `Records` as a single CloudTrail event
@@ -61,6 +61,7 @@ pub struct CloudTrailParser {
     tape: Tape<'static>,
     record: StructColumn,
     additional_fields: StringBuilder,
+    additional_sizing: Sizing,
     dates: Vec<i32>,
     rejected: Rejections,
     scratch: Scratch,
@@ -155,6 +156,7 @@ impl CloudTrailParser {
             tape: Tape(Vec::new()),
             record: StructColumn::new(&RECORD),
             additional_fields: StringBuilder::new(),
+            additional_sizing: Sizing::default(),
             dates: Vec::new(),
             rejected: Rejections::default(),
             scratch: Scratch::default(),
@@ -201,16 +203,30 @@ impl CloudTrailParser {
         }
         crate::tape::check_tape_budget(body)?;
         if is_json_lines(body) {
+            self.reserve(memchr::memchr_iter(b'\n', body).count() + 1);
             self.parse_lines(body)
         } else {
             let mut tape = std::mem::replace(&mut self.tape, Tape(Vec::new())).reset();
             let outcome = match simd_json::fill_tape(body, &mut self.buffers, &mut tape) {
-                Ok(()) => self.push_document(&tape.0, Locator::Document),
+                Ok(()) => {
+                    self.reserve(record_count(&tape.0));
+                    self.push_document(&tape.0, Locator::Document)
+                }
                 Err(e) => Err(not_json_reason(&e)),
             };
             self.tape = crate::tape::trim(tape.reset());
             outcome
         }
+    }
+
+    /// Sizes the (empty) column buffers for an object of about `records` records.
+    fn reserve(&mut self, records: usize) {
+        self.record.reserve(records);
+        if self.additional_fields.is_empty() {
+            let sizing = self.additional_sizing;
+            self.additional_fields = StringBuilder::with_capacity(sizing.items(records), sizing.bytes(records));
+        }
+        self.dates.reserve(records);
     }
 
     /// One JSON document per line; bad lines are rejected one by one.
@@ -347,16 +363,17 @@ impl CloudTrailParser {
         let rows = self.dates.len();
         let fields = self.schema.fields();
         let record_fields = fields.get(..RECORD.fields.len()).unwrap_or_default();
-        let mut columns = self.record.finish_children(record_fields)?;
+        let mut columns = self.record.finish_children(record_fields, rows)?;
+        self.additional_sizing.learn(rows, self.additional_fields.len(), self.additional_fields.values_slice().len());
         columns.push(Arc::new(self.additional_fields.finish()) as ArrayRef);
-        columns.extend(ctx.lineage_columns(rows));
+        columns.extend(ctx.lineage_columns(rows)?);
         columns.push(Arc::new(Date32Array::from(std::mem::take(&mut self.dates))));
         Ok(RecordBatch::try_new(self.schema.clone(), columns)?)
     }
 
     /// Drops whatever a failed object left in the buffers.
     fn reset(&mut self) {
-        self.record = StructColumn::new(&RECORD);
+        self.record.clear();
         self.additional_fields = StringBuilder::new();
         self.dates.clear();
         self.rejected.clear();
@@ -522,6 +539,17 @@ fn record_extra(scratch: &mut Scratch, nodes: &[Node<'_>], at: usize, path: &Pat
     path.write(&mut scratch.extras);
     scratch.extras.push_str("\":");
     write_value(nodes, at, &mut scratch.extras);
+}
+
+/// How many records a parsed document holds: the length of its `Records` array, or one event.
+fn record_count(nodes: &[Node<'_>]) -> usize {
+    if !matches!(nodes.first(), Some(Node::Object { .. })) {
+        return 0;
+    }
+    match entries(nodes, 0).find(|(key, _)| *key == "Records").and_then(|(_, at)| nodes.get(at)) {
+        Some(Node::Array { len, .. }) => *len,
+        _ => 1,
+    }
 }
 
 /// Appends `text`, unless the column would pass Arrow's 32-bit offset limit (which panics): then a
