@@ -195,30 +195,32 @@ impl Lake {
         };
         let attempts = if root.scheme() == "file" { 1 } else { OPEN_ATTEMPTS };
         let (root, storage_options) = (&root, &storage_options);
-        let mut tables = BTreeMap::new();
-        for table in LogTable::ALL {
-            let lake_table = retrying(table.name(), attempts, move || async move {
+        // The six tables are opened (or created) at once: on S3 each is a few round trips.
+        let data_tables = futures::future::try_join_all(LogTable::ALL.into_iter().map(|table| {
+            retrying(table.name(), attempts, move || async move {
                 let stats = stats_columns(table);
                 let delta = open_or_create(root, storage_options, table.name(), table.schema(), &stats).await?;
                 let mut lake_table = LakeTable { table, delta, committed: HashMap::new(), ledger_version: None };
                 lake_table.read_ledger().await?;
                 Ok(lake_table)
             })
-            .await?;
-            tables.insert(table, lake_table);
-        }
+        }));
         let open = |name: &'static str, schema: fn() -> arrow::datatypes::SchemaRef, stats: &'static [&'static str]| {
             retrying(name, attempts, move || open_or_create(root, storage_options, name, schema(), stats))
         };
-        let log = open(ingest_log::TABLE_NAME, ingest_log::schema, LOG_STATS).await?;
-        let alerts = open(alerts::TABLE_NAME, alerts::schema, ALERT_STATS).await?;
-        let (sightings, baseline) = retrying(baseline::TABLE_NAME, attempts, move || async move {
+        let sightings = retrying(baseline::TABLE_NAME, attempts, move || async move {
             let sightings =
                 open_or_create(root, storage_options, baseline::TABLE_NAME, baseline::schema(), SIGHTING_STATS).await?;
             let baseline = Sightings::load(&sightings).await?;
             Ok((sightings, baseline))
-        })
-        .await?;
+        });
+        let (data_tables, log, alerts, (sightings, baseline)) = futures::try_join!(
+            data_tables,
+            open(ingest_log::TABLE_NAME, ingest_log::schema, LOG_STATS),
+            open(alerts::TABLE_NAME, alerts::schema, ALERT_STATS),
+            sightings
+        )?;
+        let tables: BTreeMap<LogTable, LakeTable> = data_tables.into_iter().map(|t| (t.table, t)).collect();
         let root = root.clone();
         Ok(Lake { root, config, tables, log, alerts, sightings, baseline, folded: None })
     }

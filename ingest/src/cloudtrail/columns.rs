@@ -63,8 +63,9 @@ impl StructLayout {
     /// AWS writes the keys of a record in a nearly fixed order that is close to the column order, so
     /// starting where the previous key matched usually finds the next one at the first comparison.
     pub fn find(&self, key: &str, hint: usize) -> Option<usize> {
-        let n = self.fields.len();
-        (0..n).map(|k| (hint + k) % n).find(|&i| self.fields[i].key == key)
+        let (ahead, from_hint) = self.fields.split_at(hint.min(self.fields.len()));
+        let is_key = |field: &FieldLayout| field.key == key;
+        from_hint.iter().position(is_key).map(|i| hint + i).or_else(|| ahead.iter().position(is_key))
     }
 }
 

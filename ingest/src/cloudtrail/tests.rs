@@ -513,7 +513,11 @@ fn layout_names_are_the_schema_columns() {
         for (known, field) in layout.fields.iter().zip(fields) {
             let here = format!("{path}.{}", known.key);
             assert_eq!(known.key.to_lowercase(), *field.name(), "{here}");
-            assert_eq!(layout.find(known.key, 5), layout.fields.iter().position(|f| f.key == known.key), "{here}");
+            let position = layout.fields.iter().position(|f| f.key == known.key);
+            for hint in [0, 1, 5, layout.fields.len() - 1, layout.fields.len(), 1000] {
+                assert_eq!(layout.find(known.key, hint), position, "{here} from {hint}");
+            }
+            assert_eq!(layout.find("notAKey", 3), None, "{here}");
             match (known.kind, field.data_type()) {
                 (Kind::Struct(inner), DataType::Struct(children)) => check(inner, children, &here),
                 (Kind::List(inner), DataType::List(item)) => match item.data_type() {
