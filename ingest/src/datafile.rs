@@ -18,7 +18,7 @@ use bunker_schemas::DATE_COLUMN;
 use chrono::NaiveDate;
 use deltalake::kernel::Add;
 use parquet::arrow::ArrowWriter;
-use parquet::arrow::arrow_writer::{ArrowColumnChunk, ArrowLeafColumn, compute_leaves};
+use parquet::arrow::arrow_writer::{ArrowColumnChunk, ArrowColumnWriter, compute_leaves};
 use parquet::errors::ParquetError;
 use parquet::file::properties::WriterProperties;
 use rayon::prelude::*;
@@ -144,50 +144,73 @@ fn encode(
     let writer = ArrowWriter::try_new(Vec::with_capacity(estimate), schema.clone(), Some(props))?;
     let (mut file, factory) = writer.into_serialized_writer()?;
     for (index, group) in row_groups(runs, rows_per_group).into_iter().enumerate() {
-        let writers = factory.create_column_writers(index)?;
-        // Each column's runs are joined into one array first, in parallel: a commit holds
-        // hundreds of objects of a few dozen rows each, and feeding a column writer one small
-        // run at a time cost more (level computation, page bookkeeping, statistics per call)
-        // than copying the column once.
-        let leaves: Vec<ArrowLeafColumn> = schema
+        // The writers of each top-level column: a struct column has one per leaf field.
+        let mut writers = factory.create_column_writers(index)?.into_iter();
+        let per_column: Vec<Vec<ArrowColumnWriter>> = schema
             .fields()
-            .par_iter()
+            .iter()
+            .map(|field| writers.by_ref().take(leaf_count(field.data_type())).collect())
+            .collect();
+        if writers.next().is_some()
+            || per_column.iter().zip(schema.fields()).any(|(w, f)| w.len() != leaf_count(f.data_type()))
+        {
+            return Err(ParquetError::General("the column writers do not match the schema's leaves".into()));
+        }
+        // Each column's runs are joined into one array, its leaves computed and written, all in
+        // one task per column (its leaves in parallel again): a commit holds hundreds of objects
+        // of a few dozen rows each, and feeding a column writer one small run at a time cost more
+        // (level computation, page bookkeeping, statistics per call) than copying the column
+        // once. One task per column, not a step for all columns and then another, so that no
+        // core waits at a barrier for the slowest column while the parsers are held back.
+        let chunks: Vec<Vec<ArrowColumnChunk>> = per_column
+            .into_par_iter()
+            .zip(schema.fields().par_iter())
             .enumerate()
-            .map(|(at, field)| {
+            .map(|(at, (writers, field))| {
                 let parts: Vec<&dyn Array> = group.iter().map(|run| run.column(at).as_ref()).collect();
                 let column = match parts.as_slice() {
                     [_] => group[0].column(at).clone(),
                     _ => arrow::compute::concat(&parts)?,
                 };
-                compute_leaves(field, &column)
-            })
-            .collect::<std::result::Result<Vec<_>, ParquetError>>()?
-            .into_iter()
-            .flatten()
-            .collect();
-        if leaves.len() != writers.len() {
-            return Err(ParquetError::General(format!(
-                "{} leaf columns for {} column writers",
-                leaves.len(),
-                writers.len()
-            )));
-        }
-        let chunks: Vec<ArrowColumnChunk> = writers
-            .into_par_iter()
-            .zip(leaves)
-            .map(|(mut writer, leaf)| {
-                writer.write(&leaf)?;
-                writer.close()
+                let leaves = compute_leaves(field, &column)?;
+                if leaves.len() != writers.len() {
+                    return Err(ParquetError::General(format!(
+                        "{} has {} leaves for {} column writers",
+                        field.name(),
+                        leaves.len(),
+                        writers.len()
+                    )));
+                }
+                writers
+                    .into_par_iter()
+                    .zip(leaves)
+                    .map(|(mut writer, leaf)| {
+                        writer.write(&leaf)?;
+                        writer.close()
+                    })
+                    .collect()
             })
             .collect::<std::result::Result<_, ParquetError>>()?;
         let mut row_group = file.next_row_group()?;
-        for chunk in chunks {
+        for chunk in chunks.into_iter().flatten() {
             chunk.append_to_row_group(&mut row_group)?;
         }
         row_group.close()?;
     }
     file.finish()?;
     Ok(std::mem::take(file.inner_mut()))
+}
+
+/// How many Parquet leaf columns an Arrow column of this type has.
+fn leaf_count(data_type: &DataType) -> usize {
+    match data_type {
+        DataType::Struct(fields) => fields.iter().map(|f| leaf_count(f.data_type())).sum(),
+        DataType::List(item) | DataType::LargeList(item) | DataType::FixedSizeList(item, _) => {
+            leaf_count(item.data_type())
+        }
+        DataType::Map(entries, _) => leaf_count(entries.data_type()),
+        _ => 1,
+    }
 }
 
 /// Groups the runs into row groups of at most `limit` rows, slicing a run that straddles two.
