@@ -36,21 +36,6 @@ use indicatif::{ProgressBar, ProgressStyle};
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// Makes mimalloc give freed memory back to the kernel lazily (`MADV_FREE`, taken back only under
-/// memory pressure) instead of at once (`MADV_DONTNEED`). Ingestion frees and allocates a
-/// commit's worth of Arrow buffers over and over; given back at once, every reuse page-faulted
-/// and was zeroed again by the kernel: 6% of an ingest's CPU, and 4-7% of its events/s.
-#[allow(unsafe_code)]
-fn release_memory_lazily() {
-    // SAFETY: sets a process-wide option of the allocator; mimalloc reads it at every purge, and
-    // setting it is valid at any time, from any thread.
-    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DECOMMITS, 0) };
-}
-
-/// `mi_option_purge_decommits` of `mi_option_e` in mimalloc.h (the same in its v2 and v3), which
-/// libmimalloc-sys does not name.
-const MI_OPTION_PURGE_DECOMMITS: libmimalloc_sys::mi_option_t = 5;
-
 #[derive(Debug, Parser)]
 #[command(
     name = "bunker",
@@ -362,7 +347,6 @@ async fn detector(
 }
 
 fn main() -> std::process::ExitCode {
-    release_memory_lazily();
     let cli = Cli::parse();
     init_logging(cli.log_json);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {

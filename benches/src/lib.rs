@@ -9,21 +9,6 @@ use bunker_ingest::decode::{Limits, decompress};
 use bunker_ingest::synth::{SynthConfig, generate};
 use bunker_schemas::LogTable;
 
-/// Makes mimalloc give freed memory back to the kernel lazily (`MADV_FREE`, taken back only under
-/// memory pressure) instead of at once (`MADV_DONTNEED`). Ingestion frees and allocates a
-/// commit's worth of Arrow buffers over and over; given back at once, every reuse page-faulted
-/// and was zeroed again by the kernel: 6% of an ingest's CPU, and 4-7% of its events/s.
-#[allow(unsafe_code)]
-pub fn release_memory_lazily() {
-    // SAFETY: sets a process-wide option of the allocator; mimalloc reads it at every purge, and
-    // setting it is valid at any time, from any thread.
-    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DECOMMITS, 0) };
-}
-
-/// `mi_option_purge_decommits` of `mi_option_e` in mimalloc.h (the same in its v2 and v3), which
-/// libmimalloc-sys does not name.
-const MI_OPTION_PURGE_DECOMMITS: libmimalloc_sys::mi_option_t = 5;
-
 /// Decompressed contents of a generated archive's objects, grouped by table, with their keys.
 #[derive(Debug, Default)]
 pub struct Inputs {

@@ -68,7 +68,6 @@ struct Args {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    bunker_benches::release_memory_lazily();
     if let Ok(filter) = tracing_subscriber::EnvFilter::try_from_env("BUNKER_LOG") {
         tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
     }

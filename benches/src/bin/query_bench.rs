@@ -92,7 +92,6 @@ print(json.dumps(out))
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    bunker_benches::release_memory_lazily();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(run(args))
 }
