@@ -202,14 +202,15 @@ impl CloudTrailParser {
             return Err("the object is empty".to_owned());
         }
         crate::tape::check_tape_budget(body)?;
+        let body_len = body.len();
         if is_json_lines(body) {
-            self.reserve(memchr::memchr_iter(b'\n', body).count() + 1);
+            self.reserve(memchr::memchr_iter(b'\n', body).count() + 1, body_len);
             self.parse_lines(body)
         } else {
             let mut tape = std::mem::replace(&mut self.tape, Tape(Vec::new())).reset();
             let outcome = match simd_json::fill_tape(body, &mut self.buffers, &mut tape) {
                 Ok(()) => {
-                    self.reserve(record_count(&tape.0));
+                    self.reserve(record_count(&tape.0), body_len);
                     self.push_document(&tape.0, Locator::Document)
                 }
                 Err(e) => Err(not_json_reason(&e)),
@@ -219,8 +220,11 @@ impl CloudTrailParser {
         }
     }
 
-    /// Sizes the (empty) column buffers for an object of about `records` records.
-    fn reserve(&mut self, records: usize) {
+    /// Sizes the (empty) column buffers for an object of about `records` records in `body_len`
+    /// bytes. The records are counted as if each took at least [`MIN_SIZED_RECORD_BYTES`]: an
+    /// object of millions of `{}` must not reserve what millions of real events would need.
+    fn reserve(&mut self, records: usize, body_len: usize) {
+        let records = records.min(body_len / MIN_SIZED_RECORD_BYTES + 1);
         self.record.reserve(records);
         if self.additional_fields.is_empty() {
             let sizing = self.additional_sizing;
@@ -540,6 +544,9 @@ fn record_extra(scratch: &mut Scratch, nodes: &[Node<'_>], at: usize, path: &Pat
     scratch.extras.push_str("\":");
     write_value(nodes, at, &mut scratch.extras);
 }
+
+/// The smallest record size buffers are reserved for; real CloudTrail events are 600 bytes and up.
+const MIN_SIZED_RECORD_BYTES: usize = 512;
 
 /// How many records a parsed document holds: the length of its `Records` array, or one event.
 fn record_count(nodes: &[Node<'_>]) -> usize {

@@ -733,6 +733,21 @@ fn empty_records(n: usize) -> Vec<u8> {
 /// Millions of tiny records: every bad one is counted, only the first few are kept with a reason,
 /// so the rejections of a 6 MB object do not take hundreds of MB.
 #[test]
+fn tiny_records_after_real_ones_do_not_reserve_for_real_ones() {
+    // A parser that has learnt how much real events hold per column, then an object of a million
+    // `{}`: reserving for a million real events would be gigabytes.
+    let mut parser = CloudTrailParser::new();
+    for _ in 0..3 {
+        parse_bytes(&mut parser, TWO_RECORDS.as_bytes()).expect("real records");
+    }
+    let mut data = empty_records(1_000_000);
+    let parsed = parser.parse(&mut data, &ctx()).expect("parses");
+    assert_eq!((parsed.batch.num_rows(), parsed.rejected.len()), (0, 1_000_000));
+    let held = parsed.batch.get_array_memory_size();
+    assert!(held < 16 * data.len(), "{held} bytes of buffers for a {}-byte object", data.len());
+}
+
+#[test]
 fn millions_of_tiny_records_are_counted_not_kept() {
     let n = 2_000_000;
     let mut data = empty_records(n);
