@@ -154,7 +154,7 @@ fn inflate_members(data: &[u8], allowed: u64) -> Inflated {
             // The room reserved from the trailer's hint when it is there (growing it would copy);
             // otherwise a start that doubles.
             let spare = out.capacity() - out.len();
-            let mut room = if spare >= MIN_MEMBER_ROOM / 16 { spare } else { MIN_MEMBER_ROOM }.min(left);
+            let mut room = (if spare >= MIN_MEMBER_ROOM / 16 { spare } else { MIN_MEMBER_ROOM }).min(left);
             loop {
                 match inflater.member(rest, &mut out, room) {
                     Ok(consumed) if consumed > 0 => {
