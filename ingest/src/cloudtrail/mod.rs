@@ -44,8 +44,9 @@ const SHIPPER_TIMESTAMP: &str = "@timestamp";
 /// Position of `eventTime` in [`RECORD`] (checked by a test).
 const EVENT_TIME_SLOT: usize = 2;
 
-/// Objects larger than this release simd-json's buffers afterwards instead of keeping them.
-const RETAINED_BUFFER_BYTES: usize = 64 << 20;
+/// Objects larger than this release simd-json's buffers afterwards instead of keeping them (kept
+/// per parser thread; see [`crate::tape::RETAINED_TAPE_NODES`] for why not more).
+const RETAINED_BUFFER_BYTES: usize = 16 << 20;
 
 /// How long a value may be when quoted in a rejection reason.
 const PREVIEW_CHARS: usize = 80;
