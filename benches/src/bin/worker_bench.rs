@@ -48,7 +48,7 @@ struct Args {
     /// Put the worker's lake on local disk instead of on S3 (the emulator), to see what the S3 lake costs.
     #[arg(long)]
     local_lake: bool,
-    /// Run `benches/moto_server_fast.py`: moto with its quadratic SQS receive fixed (see that file),
+    /// Run `benches/moto_server_fast.py`: moto with its quadratic SQS receive and send fixed (see that file),
     /// so that the drain measures the worker rather than the emulator's backlog walks.
     #[arg(long)]
     moto_fix: bool,
