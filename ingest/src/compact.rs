@@ -35,7 +35,7 @@ use deltalake::table::state::DeltaTableState;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde_json::json;
 
-use crate::datafile::{self, DataFile};
+use crate::datafile::{self, DataFile, Threads};
 use crate::lake::{self, Lake};
 use crate::{IngestError, Result};
 
@@ -448,8 +448,15 @@ async fn sort_and_encode(
     tokio::task::spawn_blocking(move || {
         let sorted = sort_rows(table, &group, rows_per_group)?;
         drop(group);
-        let mut file =
-            datafile::encode_day(table.name(), date, &sorted, &lake::stats_columns(table), props, rows_per_group)?;
+        let mut file = datafile::encode_day(
+            table.name(),
+            date,
+            &sorted,
+            &lake::stats_columns(table),
+            props,
+            rows_per_group,
+            Threads::Pool,
+        )?;
         file.path = format!("{DATE_COLUMN}={date}/{COMPACTED_PREFIX}{}.zstd.parquet", uuid::Uuid::new_v4());
         file.add.path.clone_from(&file.path);
         file.add.data_change = false;

@@ -13,7 +13,9 @@ use std::collections::{BTreeMap, HashMap};
 
 use arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
 use arrow::compute::{max_string, min_string};
-use arrow::datatypes::{DataType, Date32Type, Int32Type, Int64Type, SchemaRef, TimeUnit, TimestampMicrosecondType};
+use arrow::datatypes::{
+    DataType, Date32Type, FieldRef, Int32Type, Int64Type, SchemaRef, TimeUnit, TimestampMicrosecondType,
+};
 use bunker_schemas::DATE_COLUMN;
 use chrono::NaiveDate;
 use deltalake::kernel::Add;
@@ -69,6 +71,17 @@ pub(crate) fn runs_by_day(batches: &[RecordBatch]) -> Result<BTreeMap<NaiveDate,
     Ok(days)
 }
 
+/// Where a file's columns are encoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Threads {
+    /// In parallel on the rayon pool: for a commit's data files, encoded there anyway.
+    Pool,
+    /// One after another on the calling thread: for the few rows of an append. Handed to the
+    /// pool from outside it, they would queue behind the parsers' chunks — 20 to 500 ms for a
+    /// few hundred alerts, on the path of every commit — for work of a few milliseconds.
+    Caller,
+}
+
 /// Encodes one day's rows, in the order given, into a Parquet file of the table's schema without
 /// its partition column, `rows_per_group` rows per row group; `stats_columns` are the columns
 /// whose statistics go into the `add` action.
@@ -79,6 +92,7 @@ pub(crate) fn encode_day(
     stats_columns: &[&str],
     props: WriterProperties,
     rows_per_group: usize,
+    threads: Threads,
 ) -> Result<DataFile> {
     let date_column = DATE_COLUMN;
     let Some(first) = runs.first() else {
@@ -90,7 +104,7 @@ pub(crate) fn encode_day(
     let runs: Vec<RecordBatch> = runs.iter().map(|b| b.project(&keep)).collect::<std::result::Result<_, _>>()?;
     let schema: SchemaRef = runs[0].schema();
     let rows: usize = runs.iter().map(RecordBatch::num_rows).sum();
-    let bytes = encode(&schema, &runs, props, rows_per_group.max(1))
+    let bytes = encode(&schema, &runs, props, rows_per_group.max(1), threads)
         .map_err(|source| IngestError::Parquet { table: table.to_owned(), source })?;
 
     let path = format!("{date_column}={date}/part-00000-{}-c000.zstd.parquet", uuid::Uuid::new_v4());
@@ -113,7 +127,7 @@ pub(crate) fn encode_day(
 
 /// Encodes rows in any order into one file per `date`, for the small tables bunker appends to
 /// (ingest log, alerts, region sightings): the rows are put in date order first, each file is one
-/// row group.
+/// row group, encoded on the calling thread.
 pub(crate) fn encode_rows(
     table: &str,
     batch: &RecordBatch,
@@ -128,17 +142,18 @@ pub(crate) fn encode_rows(
     let sorted = if in_order { batch.clone() } else { arrow::compute::take_record_batch(batch, &order)? };
     runs_by_day(&[sorted])?
         .into_iter()
-        .map(|(date, day)| encode_day(table, date, &day, stats_columns, props.clone(), usize::MAX))
+        .map(|(date, day)| encode_day(table, date, &day, stats_columns, props.clone(), usize::MAX, Threads::Caller))
         .collect()
 }
 
 /// Writes the runs as consecutive rows of one Parquet file, each row group's columns encoded in
-/// parallel.
+/// parallel on the rayon pool or one after another on the calling thread, as `threads` says.
 fn encode(
     schema: &SchemaRef,
     runs: &[RecordBatch],
     props: WriterProperties,
     rows_per_group: usize,
+    threads: Threads,
 ) -> std::result::Result<Vec<u8>, ParquetError> {
     let estimate: usize = runs.iter().map(RecordBatch::get_array_memory_size).sum::<usize>() / 8;
     let writer = ArrowWriter::try_new(Vec::with_capacity(estimate), schema.clone(), Some(props))?;
@@ -162,35 +177,20 @@ fn encode(
         // (level computation, page bookkeeping, statistics per call) than copying the column
         // once. One task per column, not a step for all columns and then another, so that no
         // core waits at a barrier for the slowest column while the parsers are held back.
-        let chunks: Vec<Vec<ArrowColumnChunk>> = per_column
-            .into_par_iter()
-            .zip(schema.fields().par_iter())
-            .enumerate()
-            .map(|(at, (writers, field))| {
-                let parts: Vec<&dyn Array> = group.iter().map(|run| run.column(at).as_ref()).collect();
-                let column = match parts.as_slice() {
-                    [_] => group[0].column(at).clone(),
-                    _ => arrow::compute::concat(&parts)?,
-                };
-                let leaves = compute_leaves(field, &column)?;
-                if leaves.len() != writers.len() {
-                    return Err(ParquetError::General(format!(
-                        "{} has {} leaves for {} column writers",
-                        field.name(),
-                        leaves.len(),
-                        writers.len()
-                    )));
-                }
-                writers
-                    .into_par_iter()
-                    .zip(leaves)
-                    .map(|(mut writer, leaf)| {
-                        writer.write(&leaf)?;
-                        writer.close()
-                    })
-                    .collect()
-            })
-            .collect::<std::result::Result<_, ParquetError>>()?;
+        let chunks: Vec<Vec<ArrowColumnChunk>> = match threads {
+            Threads::Pool => per_column
+                .into_par_iter()
+                .zip(schema.fields().par_iter())
+                .enumerate()
+                .map(|(at, (writers, field))| encode_column(&group, at, field, writers, threads))
+                .collect::<std::result::Result<_, ParquetError>>()?,
+            Threads::Caller => per_column
+                .into_iter()
+                .zip(schema.fields().iter())
+                .enumerate()
+                .map(|(at, (writers, field))| encode_column(&group, at, field, writers, threads))
+                .collect::<std::result::Result<_, ParquetError>>()?,
+        };
         let mut row_group = file.next_row_group()?;
         for chunk in chunks.into_iter().flatten() {
             chunk.append_to_row_group(&mut row_group)?;
@@ -199,6 +199,38 @@ fn encode(
     }
     file.finish()?;
     Ok(std::mem::take(file.inner_mut()))
+}
+
+/// Joins column `at` of a row group's runs into one array and writes its leaves.
+fn encode_column(
+    group: &[RecordBatch],
+    at: usize,
+    field: &FieldRef,
+    writers: Vec<ArrowColumnWriter>,
+    threads: Threads,
+) -> std::result::Result<Vec<ArrowColumnChunk>, ParquetError> {
+    let parts: Vec<&dyn Array> = group.iter().map(|run| run.column(at).as_ref()).collect();
+    let column = match parts.as_slice() {
+        [_] => group[0].column(at).clone(),
+        _ => arrow::compute::concat(&parts)?,
+    };
+    let leaves = compute_leaves(field, &column)?;
+    if leaves.len() != writers.len() {
+        return Err(ParquetError::General(format!(
+            "{} has {} leaves for {} column writers",
+            field.name(),
+            leaves.len(),
+            writers.len()
+        )));
+    }
+    let write = |(mut writer, leaf): (ArrowColumnWriter, _)| {
+        writer.write(&leaf)?;
+        writer.close()
+    };
+    match threads {
+        Threads::Pool => writers.into_par_iter().zip(leaves).map(write).collect(),
+        Threads::Caller => writers.into_iter().zip(leaves).map(write).collect(),
+    }
 }
 
 /// How many Parquet leaf columns an Arrow column of this type has.
@@ -394,6 +426,7 @@ mod tests {
             &["eventtime", "recipientaccountid", "port", "identity"],
             WriterProperties::default(),
             8,
+            Threads::Pool,
         )
         .expect("encoded");
         assert!(
@@ -427,6 +460,55 @@ mod tests {
     }
 
     #[test]
+    fn the_calling_thread_writes_the_same_file_as_the_pool() {
+        let times: Vec<String> = (0..25).map(|i| format!("2024-03-02T00:00:{i:02}.123456Z")).collect();
+        let times: Vec<&str> = times.iter().map(String::as_str).collect();
+        let rows = batch(&times, &[Some("111111111111"), None, Some("222222222222"), None, None].repeat(5));
+        let date = NaiveDate::from_ymd_opt(2024, 3, 2).expect("a date");
+        let encode = |threads| {
+            encode_day("alerts", date, std::slice::from_ref(&rows), &["port"], WriterProperties::default(), 8, threads)
+                .expect("encoded")
+        };
+        let (pool, caller) = (encode(Threads::Pool), encode(Threads::Caller));
+        assert_eq!(pool.bytes, caller.bytes);
+        assert_eq!(pool.add.stats, caller.add.stats);
+    }
+
+    /// An append's few rows are encoded even while every thread of the rayon pool is busy (with
+    /// the parsers' chunks, in an ingest): they do not wait for the pool.
+    #[test]
+    fn appended_rows_do_not_wait_for_a_busy_pool() {
+        let threads = rayon::current_num_threads();
+        let (release, held) = std::sync::mpsc::channel::<()>();
+        let held = std::sync::Arc::new(std::sync::Mutex::new(held));
+        let (started_tx, started) = std::sync::mpsc::channel();
+        for _ in 0..threads {
+            let (held, started_tx) = (held.clone(), started_tx.clone());
+            rayon::spawn(move || {
+                started_tx.send(()).expect("test alive");
+                // Each pool thread stays here until the test lets it go.
+                let _ = held.lock().expect("lock").recv();
+            });
+        }
+        // Only one pool thread can hold the lock and wait on the channel; the others wait on the
+        // lock: either way, every pool thread is busy once each has started.
+        for _ in 0..threads {
+            started.recv_timeout(std::time::Duration::from_secs(30)).expect("pool threads started");
+        }
+        let (done_tx, done) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let rows = batch(&["2024-03-02T00:00:00Z", "2024-03-01T00:00:00Z"], &[Some("1"), Some("2")]);
+            let files = encode_rows("alerts", &rows, &["recipientaccountid"], WriterProperties::default());
+            let _ = done_tx.send(files.map(|f| f.len()));
+        });
+        let encoded = done.recv_timeout(std::time::Duration::from_secs(30));
+        for _ in 0..threads {
+            let _ = release.send(());
+        }
+        assert_eq!(encoded.expect("encoded while the pool was busy").expect("encoded"), 2, "one file per day");
+    }
+
+    #[test]
     fn long_strings_give_a_short_minimum_and_no_maximum() {
         let long = "é".repeat(100);
         let rows = batch(&["2024-03-02T00:00:00Z", "2024-03-02T00:00:01Z"], &[Some(&long), Some("a")]);
@@ -438,6 +520,7 @@ mod tests {
             &["recipientaccountid"],
             WriterProperties::default(),
             10,
+            Threads::Pool,
         )
         .expect("encoded");
         let stats: Value = serde_json::from_str(file.add.stats.as_deref().expect("stats")).expect("json");
@@ -451,6 +534,7 @@ mod tests {
             &["recipientaccountid"],
             WriterProperties::default(),
             10,
+            Threads::Pool,
         )
         .expect("encoded");
         let stats: Value = serde_json::from_str(file.add.stats.as_deref().expect("stats")).expect("json");

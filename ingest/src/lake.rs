@@ -45,7 +45,7 @@ use url::Url;
 
 use crate::baseline::Sightings;
 use crate::classify::{LogFormat, ObjectRef};
-use crate::datafile::{self, DataFile};
+use crate::datafile::{self, DataFile, Threads};
 use crate::timestamp::micros_to_days;
 use crate::{IngestError, Result};
 
@@ -813,7 +813,9 @@ fn encode_files(
     let stats = stats_columns(table);
     datafile::runs_by_day(runs)?
         .into_iter()
-        .map(|(date, day)| datafile::encode_day(table.name(), date, &day, &stats, props.clone(), rows_per_group))
+        .map(|(date, day)| {
+            datafile::encode_day(table.name(), date, &day, &stats, props.clone(), rows_per_group, Threads::Pool)
+        })
         .collect()
 }
 
