@@ -22,11 +22,11 @@
 //! The identity (`useridentity`, a struct of dozens of fields) is gathered as a struct of the
 //! fields the slot's rules read only, the others left behind without being copied.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use arrow::array::{Array, ArrayRef, AsArray, RecordBatch, StructArray};
-use arrow::compute::{BatchCoalescer, filter_record_batch};
+use arrow::compute::filter_record_batch;
 use arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef};
 use bunker_schemas::{LogTable, baseline};
 use datafusion::catalog::{Session, TableProvider};
@@ -185,11 +185,98 @@ struct Slot {
     rows: Mutex<Gathered>,
 }
 
-/// The rows in a slot: the columns read, in `schema` order, in batches of [`BATCH_ROWS`].
+/// The rows in a slot. They are put in as they come (a batch per object, of the columns read,
+/// filtered if the slot has a filter) and gathered into batches of [`BATCH_ROWS`] one column at a
+/// time, when a plan first reads that column: a column only the probe side of a join reads is not
+/// copied at all when the join's other side turns out empty (as it is for the region rules on
+/// most commits).
 #[derive(Debug, Default)]
 struct Gathered {
+    /// The columns held (indices into the slot's `schema`), in order.
     columns: Vec<usize>,
-    batches: Vec<RecordBatch>,
+    /// The rows as put in: batches of `columns`.
+    parts: Vec<RecordBatch>,
+    /// The batches to gather: for each, the (part, offset, rows) ranges it is made of.
+    layout: Vec<Vec<(usize, usize, usize)>>,
+    /// The columns gathered so far, by index into `schema`: one array per batch of `layout`.
+    gathered: BTreeMap<usize, Vec<ArrayRef>>,
+}
+
+impl Gathered {
+    fn new(columns: Vec<usize>, parts: Vec<RecordBatch>) -> Gathered {
+        // A part as big as a quarter batch is a batch of its own, sliced, not copied; smaller
+        // ones are gathered together, split at BATCH_ROWS.
+        let mut layout = Vec::new();
+        let mut current: Vec<(usize, usize, usize)> = Vec::new();
+        let mut rows = 0;
+        for (index, part) in parts.iter().enumerate() {
+            let n = part.num_rows();
+            if n == 0 {
+                continue;
+            }
+            if n >= BATCH_ROWS / 4 {
+                layout.push(vec![(index, 0, n)]);
+                continue;
+            }
+            let mut offset = 0;
+            while offset < n {
+                let take = (BATCH_ROWS - rows).min(n - offset);
+                current.push((index, offset, take));
+                (offset, rows) = (offset + take, rows + take);
+                if rows == BATCH_ROWS {
+                    layout.push(std::mem::take(&mut current));
+                    rows = 0;
+                }
+            }
+        }
+        if !current.is_empty() {
+            layout.push(current);
+        }
+        Gathered { columns, parts, layout, gathered: BTreeMap::new() }
+    }
+
+    /// The batches of the columns `wanted` (indices into `schema`, each one held), gathering
+    /// those not gathered yet.
+    fn batches(&mut self, wanted: &[usize], schema: &SchemaRef) -> Result<Vec<RecordBatch>> {
+        if self.layout.is_empty() {
+            return Ok(Vec::new());
+        }
+        for &column in wanted {
+            if self.gathered.contains_key(&column) {
+                continue;
+            }
+            let at = self.columns.binary_search(&column).map_err(|_| {
+                DetectError::Lake(format!("the row rules read {}, which was not kept", schema.field(column).name()))
+            })?;
+            let arrays = self
+                .layout
+                .iter()
+                .map(|ranges| -> Result<ArrayRef> {
+                    let pieces: Vec<ArrayRef> = ranges
+                        .iter()
+                        .map(|&(part, offset, rows)| {
+                            let array = self.parts[part].column(at);
+                            if offset == 0 && rows == array.len() { array.clone() } else { array.slice(offset, rows) }
+                        })
+                        .collect();
+                    Ok(match pieces.as_slice() {
+                        [one] => one.clone(),
+                        _ => arrow::compute::concat(&pieces.iter().map(AsRef::as_ref).collect::<Vec<&dyn Array>>())?,
+                    })
+                })
+                .collect::<Result<Vec<ArrayRef>>>()?;
+            self.gathered.insert(column, arrays);
+        }
+        let projected = Arc::new(schema.project(wanted)?);
+        let mut batches = Vec::with_capacity(self.layout.len());
+        for (index, ranges) in self.layout.iter().enumerate() {
+            let rows = ranges.iter().map(|r| r.2).sum();
+            let arrays = wanted.iter().map(|c| self.gathered[c][index].clone()).collect();
+            let options = arrow::array::RecordBatchOptions::new().with_row_count(Some(rows));
+            batches.push(RecordBatch::try_new_with_options(projected.clone(), arrays, &options)?);
+        }
+        Ok(batches)
+    }
 }
 
 impl Slot {
@@ -250,7 +337,8 @@ impl Slot {
     }
 
     /// Puts the rows of `batches` (of the slot's table, checked) that meet `filter` (all of them without
-    /// one) in the slot, in place of what it held. A slot no plan reads is left empty.
+    /// one) in the slot, in place of what it held. A slot no plan reads is left empty. Only the
+    /// columns some plan reads are kept; they are gathered when a plan reads them.
     fn fill_where(&self, batches: &[RecordBatch], filter: Option<&dyn PhysicalExpr>) -> Result<()> {
         let Some(read) = lock(&self.read).clone() else { return Ok(()) };
         let mut columns: Vec<usize> = read.into_iter().collect();
@@ -259,11 +347,10 @@ impl Slot {
             columns.push(0);
         }
         let schema = Arc::new(self.schema.project(&columns)?);
-        let mut coalescer = BatchCoalescer::new(schema.clone(), BATCH_ROWS);
-        let mut gathered = Vec::new();
+        let mut parts = Vec::with_capacity(batches.len());
         for batch in batches {
             let projected = self.project(batch, &columns, &schema)?;
-            let rows = match filter {
+            parts.push(match filter {
                 Some(filter) => {
                     let keep = filter.evaluate(batch)?.into_array(batch.num_rows())?;
                     let Some(keep) = keep.as_boolean_opt() else {
@@ -272,20 +359,15 @@ impl Slot {
                     filter_record_batch(&projected, keep)?
                 }
                 None => projected,
-            };
-            // A batch as big as those the coalescer makes is taken as it is, not copied.
-            if rows.num_rows() >= BATCH_ROWS / 4 {
-                gathered.push(rows);
-            } else {
-                coalescer.push_batch(rows)?;
-            }
+            });
         }
-        coalescer.finish_buffered_batch()?;
-        while let Some(batch) = coalescer.next_completed_batch() {
-            gathered.push(batch);
-        }
-        *lock(&self.rows) = Gathered { columns, batches: gathered };
+        *lock(&self.rows) = Gathered::new(columns, parts);
         Ok(())
+    }
+
+    /// The rows held, as batches of the columns `columns` (indices into `schema`).
+    fn batches(&self, columns: &[usize]) -> Result<Vec<RecordBatch>> {
+        lock(&self.rows).batches(columns, &self.schema)
     }
 
     fn clear(&self) {
@@ -330,30 +412,23 @@ struct SlotStream {
     schema: SchemaRef,
 }
 
-impl SlotStream {
-    fn batches(&self) -> datafusion::error::Result<Vec<RecordBatch>> {
-        let rows = lock(&self.slot.rows);
-        let positions = self
-            .columns
-            .iter()
-            .map(|c| rows.columns.binary_search(c))
-            .collect::<std::result::Result<Vec<usize>, usize>>()
-            .map_err(|_| datafusion::error::DataFusionError::Internal("a scan reads a column not gathered".into()))?;
-        Ok(rows.batches.iter().map(|b| b.project(&positions)).collect::<std::result::Result<_, _>>()?)
-    }
-}
-
 impl PartitionStream for SlotStream {
     fn schema(&self) -> &SchemaRef {
         &self.schema
     }
 
     fn execute(&self, _: Arc<TaskContext>) -> SendableRecordBatchStream {
-        let batches = match self.batches() {
-            Ok(batches) => batches.into_iter().map(Ok).collect(),
-            Err(e) => vec![Err(e)],
-        };
-        Box::pin(RecordBatchStreamAdapter::new(self.schema.clone(), futures::stream::iter(batches)))
+        // The columns are gathered on the first poll, not here: a plan executes all its scans up
+        // front, and a join whose build side is empty never polls its probe side.
+        let (slot, columns) = (self.slot.clone(), self.columns.clone());
+        let batches = futures::StreamExt::flatten(futures::stream::once(async move {
+            let batches = slot.batches(&columns).map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)));
+            futures::stream::iter(match batches {
+                Ok(batches) => batches.into_iter().map(Ok).collect(),
+                Err(e) => vec![Err(e)],
+            })
+        }));
+        Box::pin(RecordBatchStreamAdapter::new(self.schema.clone(), batches))
     }
 }
 
@@ -369,6 +444,7 @@ mod tests {
     use bunker_ingest::pipeline::parse_content;
 
     use super::*;
+    use crate::regions::RegionConfig;
     use crate::rule::{Expect, Mode};
 
     /// The rows of one labelled example of the built-in pack, with the alerts it should raise.
@@ -425,6 +501,15 @@ mod tests {
         assert!(pack.iter().any(|r| r.mode == Mode::Row && r.sql.contains("JOIN")), "a join rule is among them");
     }
 
+    /// The columns a slot holds (indices into its schema) and its rows as batches of all of them.
+    type Held = (Vec<usize>, Vec<RecordBatch>);
+
+    fn held(slot: &Slot) -> Held {
+        let columns = lock(&slot.rows).columns.clone();
+        let batches = slot.batches(&columns).expect("gathered");
+        (columns, batches)
+    }
+
     /// Rows from many small objects are gathered into few batches, of the columns read only; the
     /// rules limited to rare rows get only the rows meeting their limits, with the JSON columns
     /// they read, which the other rules' rows are gathered without.
@@ -441,31 +526,28 @@ mod tests {
             - SharedRead::plan(&row_rules(&pack, LogTable::CloudTrail)).await.expect("planned").rules.len();
         assert!((1..=4).contains(&on_their_own), "{on_their_own} rules read every row");
         let schema = LogTable::CloudTrail.schema();
-        let names =
-            |g: &Gathered| -> Vec<String> { g.columns.iter().map(|&c| schema.field(c).name().clone()).collect() };
+        let names = |g: &Held| -> Vec<String> { g.0.iter().map(|&c| schema.field(c).name().clone()).collect() };
 
         runner.rows.fill_where(&batches, None).expect("fill");
-        let gathered = lock(&runner.rows.rows);
-        assert_eq!(gathered.batches.iter().map(RecordBatch::num_rows).sum::<usize>(), rows);
-        assert_eq!(gathered.batches.len(), rows.div_ceil(BATCH_ROWS));
+        let gathered = held(&runner.rows);
+        assert_eq!(gathered.1.iter().map(RecordBatch::num_rows).sum::<usize>(), rows);
+        assert_eq!(gathered.1.len(), rows.div_ceil(BATCH_ROWS));
         let read = names(&gathered);
         assert!(read.contains(&"awsregion".to_owned()), "{read:?}");
         assert!(!read.contains(&"requestparameters".to_owned()) && !read.contains(&"requestid".to_owned()), "{read:?}");
 
         let limited = runner.limited.as_ref().expect("rules limited to rare rows");
         limited.slot.fill_where(&batches, Some(limited.filter.as_ref())).expect("fill");
-        let picked = lock(&limited.slot.rows);
-        let picked_rows = picked.batches.iter().map(RecordBatch::num_rows).sum::<usize>();
+        let picked = held(&limited.slot);
+        let picked_rows = picked.1.iter().map(RecordBatch::num_rows).sum::<usize>();
         assert!(picked_rows > 0 && picked_rows < rows, "{picked_rows} of {rows} rows");
         let read = names(&picked);
         assert!(read.contains(&"eventname".to_owned()) && read.contains(&"requestparameters".to_owned()), "{read:?}");
         assert!(!read.contains(&"requestid".to_owned()), "{read:?}");
         // Either slot holds the identity as the few fields its rules read.
-        for g in [&*gathered, &*picked] {
-            let at = g.columns.binary_search(&schema.index_of(IDENTITY).expect("identity")).expect("identity gathered");
-            let DataType::Struct(held) = g.batches[0].schema().field(at).data_type().clone() else {
-                panic!("a struct")
-            };
+        for g in [&gathered, &picked] {
+            let at = g.0.binary_search(&schema.index_of(IDENTITY).expect("identity")).expect("identity gathered");
+            let DataType::Struct(held) = g.1[0].schema().field(at).data_type().clone() else { panic!("a struct") };
             let DataType::Struct(all) = schema.field_with_name(IDENTITY).expect("identity").data_type().clone() else {
                 panic!("a struct")
             };
@@ -484,16 +566,57 @@ mod tests {
         let big = arrow::compute::concat_batches(&one.schema(), &many).expect("big batch");
         assert!(big.num_rows() >= BATCH_ROWS);
         runner.rows.fill_where(&[big.clone(), one.clone()], None).expect("fill");
-        let gathered = lock(&runner.rows.rows);
-        let sizes: Vec<usize> = gathered.batches.iter().map(RecordBatch::num_rows).collect();
+        let (columns, batches) = held(&runner.rows);
+        let sizes: Vec<usize> = batches.iter().map(RecordBatch::num_rows).collect();
         assert_eq!(sizes, [big.num_rows(), one.num_rows()]);
         let region = big.schema().index_of("awsregion").expect("awsregion");
-        let at = gathered.columns.binary_search(&region).expect("awsregion gathered");
+        let at = columns.binary_search(&region).expect("awsregion gathered");
         assert!(
-            gathered.batches[0].column(at).to_data().buffers()[0].as_ptr()
-                == big.column(region).to_data().buffers()[0].as_ptr(),
+            batches[0].column(at).to_data().buffers()[0].as_ptr() == big.column(region).to_data().buffers()[0].as_ptr(),
             "the big batch was copied"
         );
+    }
+
+    /// The columns of the slot of every row that the plans gathered, run over `batches` with
+    /// `allowed` as the organization's regions and an empty region baseline; and how many alerts
+    /// of events outside those regions they raised.
+    async fn columns_gathered(pack: &[Rule], batches: &[RecordBatch], allowed: &[&str]) -> (Vec<String>, usize) {
+        let allowed = allowed.iter().map(|r| r.to_string()).collect();
+        let regions = Regions::new(&RegionConfig { allowed, ..RegionConfig::default() }).expect("regions");
+        let runner = RowRunner::new(pack, LogTable::CloudTrail, &regions).await.expect("planned");
+        runner.rows.fill_where(batches, None).expect("fill");
+        let alerts = runner.run_plans().await.expect("run");
+        let outside = alerts.iter().filter(|a| a.rule_id == "aws-region-not-allowed").count();
+        let schema = LogTable::CloudTrail.schema();
+        let names = lock(&runner.rows.rows).gathered.keys().map(|&c| schema.field(c).name().clone()).collect();
+        (names, outside)
+    }
+
+    /// A column only the far side of a join reads is not gathered when the join's near side is
+    /// empty: with every region allowed and no first use of one, the region rules (the rules that
+    /// read every row) have two columns of the rows gathered, not a dozen.
+    #[tokio::test]
+    async fn columns_behind_an_empty_join_are_not_gathered() {
+        let pack: Vec<Rule> = crate::pack::builtin().expect("pack");
+        let batches: Vec<RecordBatch> = cloudtrail_examples(&pack).into_iter().map(|e| e.batch).collect();
+        let column = LogTable::CloudTrail.schema().index_of("awsregion").expect("awsregion");
+        let mut used: Vec<&str> =
+            batches.iter().flat_map(|b| b.column(column).as_string::<i32>().iter().flatten()).collect();
+        used.sort_unstable();
+        used.dedup();
+        assert!(used.len() > 1, "{used:?}");
+
+        let (inside, alerts) = columns_gathered(&pack, &batches, &used).await;
+        assert_eq!(alerts, 0);
+        assert!(inside.contains(&"awsregion".to_owned()), "{inside:?}");
+        assert!(
+            !inside.contains(&"sourceipaddress".to_owned()) && !inside.contains(&"eventid".to_owned()),
+            "{inside:?}"
+        );
+        // A region outside the list: its events are read whole, and alert.
+        let (outside, alerts) = columns_gathered(&pack, &batches, &used[1..]).await;
+        assert!(alerts > 0);
+        assert!(outside.contains(&"sourceipaddress".to_owned()), "{outside:?}");
     }
 
     /// A batch that is not of the table's schema is refused, not misread.
