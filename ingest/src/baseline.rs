@@ -122,6 +122,9 @@ impl Sightings {
             );
             let identity_type = identity_type(batch)?;
             let time = micros(batch, "eventtime")?;
+            // The rows of one log object share an account and a region: the pair's first sighting
+            // is looked up once per run of rows of the same pair, not once per row.
+            let mut last: Option<(&str, &str, i64)> = None;
             for row in 0..batch.num_rows() {
                 if account.is_null(row) || region.is_null(row) || time.is_null(row) {
                     continue;
@@ -132,9 +135,16 @@ impl Sightings {
                     continue;
                 }
                 let (account, region) = (account.value(row), region.value(row));
+                if let Some((a, r, first)) = last
+                    && (a, r) == (account, region)
+                    && first < time.value(row)
+                {
+                    continue;
+                }
                 if let Some(known) = self.get(account, region)
                     && known.first_seen < time.value(row)
                 {
+                    last = Some((account, region, known.first_seen));
                     continue;
                 }
                 let sighting = Sighting {
@@ -145,6 +155,7 @@ impl Sightings {
                 if self.note(account, region, sighting.clone()) {
                     changed.insert((account.to_owned(), region.to_owned()), sighting);
                 }
+                last = self.get(account, region).map(|known| (account, region, known.first_seen));
             }
         }
         let mut changed: Vec<(Pair, Sighting)> = changed.into_iter().collect();
