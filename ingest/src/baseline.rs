@@ -163,6 +163,17 @@ impl Sightings {
         Ok(changed)
     }
 
+    /// Folds in the changes [`Sightings::observe`] found in some rows against an older state of
+    /// this baseline; returns those that are still new or earlier here. The same as observing the
+    /// rows again, for a baseline that has since only gained earlier sightings: a pair the rows did
+    /// not change before cannot change it now.
+    pub fn fold(&mut self, changed: Vec<(Pair, Sighting)>) -> Vec<(Pair, Sighting)> {
+        changed
+            .into_iter()
+            .filter(|((account, region), sighting)| self.note(account, region, sighting.clone()))
+            .collect()
+    }
+
     /// Keeps `sighting` if it is the pair's first or an earlier one; says whether it did.
     fn note(&mut self, account: &str, region: &str, sighting: Sighting) -> bool {
         if self.get(account, region).is_some_and(|known| !sighting.precedes(known)) {
@@ -300,6 +311,34 @@ mod tests {
         assert_eq!(rows.schema(), baseline::view_schema());
         let table = Sightings::sightings_batch(&changed, chrono::Utc::now()).expect("rows");
         assert_eq!(table.schema(), baseline::schema());
+    }
+
+    #[test]
+    fn folding_the_changes_of_rows_equals_observing_them_again() {
+        let rows = batch(
+            &[
+                event("a", "2025-03-02T10:00:00Z", "1", "us-east-1", "IAMUser"),
+                event("b", "2025-03-03T10:00:00Z", "1", "eu-west-1", "IAMUser"),
+                event("c", "2025-03-04T10:00:00Z", "2", "eu-west-1", "IAMUser"),
+                event("d", "2025-03-04T09:00:00Z", "2", "eu-west-1", "IAMUser"),
+            ]
+            .join(","),
+        );
+        let changed = Sightings::default().observe(std::slice::from_ref(&rows)).expect("observe");
+        assert_eq!(changed.len(), 3);
+        // Meanwhile another worker saw account 1 in eu-west-1 earlier, and account 2 there later.
+        let mut newer = Sightings::default();
+        let theirs = [
+            event("x", "2025-03-01T00:00:00Z", "1", "eu-west-1", "IAMUser"),
+            event("y", "2025-03-05T00:00:00Z", "2", "eu-west-1", "IAMUser"),
+        ];
+        newer.observe(&[batch(&theirs.join(","))]).expect("observe");
+        let (mut folded, mut observed) = (newer.clone(), newer);
+        let by_folding = folded.fold(changed);
+        assert_eq!(by_folding, observed.observe(&[rows]).expect("observe"));
+        let ids: Vec<_> = by_folding.iter().map(|(p, s)| (p.0.as_str(), p.1.as_str(), s.event_id.as_deref())).collect();
+        assert_eq!(ids, [("1", "us-east-1", Some("a")), ("2", "eu-west-1", Some("d"))]);
+        assert_eq!(folded.to_batch().expect("rows"), observed.to_batch().expect("rows"));
     }
 
     #[test]

@@ -355,7 +355,9 @@ impl Lake {
             self.sightings.update_state().await.map_err(|e| lake_error(baseline::TABLE_NAME, e))?;
             self.baseline = Sightings::load(&self.sightings).await?;
             view = self.baseline.clone();
-            changed = view.observe(batches)?;
+            // The lake's baseline holds this process's sightings and perhaps earlier ones: the
+            // rows' changes are folded into it, not the rows observed again.
+            changed = view.fold(changed);
         }
         let rows = view.to_batch()?;
         self.folded = Some(Folded { batches: batches.to_vec(), view, changed });
