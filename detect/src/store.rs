@@ -20,7 +20,7 @@ use arrow::array::{
 };
 use arrow::compute::cast;
 use arrow::datatypes::{DataType, TimeUnit};
-use bunker_ingest::lake::Lake;
+use bunker_ingest::lake::{AddedFile, Lake};
 use bunker_schemas::alerts;
 use chrono::{DateTime, NaiveDate, Utc};
 use deltalake::DeltaTable;
@@ -120,18 +120,69 @@ fn merge_capped(stored: &[String], fresh: &[String]) -> Vec<String> {
 /// Each id also remembers the files holding its rows, so that reading an alert's state back
 /// reads those few files and nothing else. Going through SQL instead (a table provider built from
 /// the whole log, a plan, a window function) cost 50–170 ms per commit that re-raised an alert.
-#[derive(Debug, Default)]
+///
+/// The files this process appended are not even read: it holds the states it wrote to them
+/// (up to [`HELD_BYTES`]; past that the oldest are forgotten and read back when needed). A worker
+/// re-raising the same alerts commit after commit read back its own last write every time —
+/// about a third of what recording alerts cost ingestion.
+#[derive(Debug)]
 pub struct KnownIds {
-    /// The files read, by the number the ids refer to them with, with their date partition.
-    files: Vec<(deltalake::Path, Option<NaiveDate>)>,
+    /// The files learnt, by the number the ids refer to them with.
+    files: Vec<KnownFile>,
     read: HashSet<String>,
     ids: HashMap<String, Vec<u32>>,
+    /// The files whose states are held, oldest first, and the bytes those states take.
+    held: std::collections::VecDeque<u32>,
+    held_bytes: usize,
+    /// At most this many bytes of states are held.
+    held_limit: usize,
+}
+
+impl Default for KnownIds {
+    fn default() -> Self {
+        KnownIds {
+            files: Vec::new(),
+            read: HashSet::new(),
+            ids: HashMap::new(),
+            held: Default::default(),
+            held_bytes: 0,
+            held_limit: HELD_BYTES,
+        }
+    }
+}
+
+/// How many bytes of alert states written by this process are kept to save reading them back.
+const HELD_BYTES: usize = 16 << 20;
+
+/// One data file of the `alerts` table.
+#[derive(Debug)]
+struct KnownFile {
+    path: deltalake::Path,
+    /// Its date partition.
+    date: Option<NaiveDate>,
+    /// The state of each alert in it (its `emitted_at` and what folding needs), when this
+    /// process wrote the file and still holds them.
+    states: Option<HashMap<String, (i64, Stored)>>,
 }
 
 impl KnownIds {
     /// Whether the table held `id` when last learnt from.
     pub fn contains(&self, id: &str) -> bool {
         self.ids.contains_key(id)
+    }
+
+    /// Adds a file: the ids in it, and its states when they are held.
+    fn add(&mut self, path: deltalake::Path, date: Option<NaiveDate>, ids: impl Iterator<Item = String>) -> u32 {
+        let number = u32::try_from(self.files.len()).unwrap_or(u32::MAX);
+        for id in ids {
+            let files = self.ids.entry(id).or_default();
+            if files.last() != Some(&number) {
+                files.push(number);
+            }
+        }
+        self.read.insert(path.to_string());
+        self.files.push(KnownFile { path, date, states: None });
+        number
     }
 
     /// Reads the ids of the files of `table` (already checked to stay inside it) in the date
@@ -149,37 +200,78 @@ impl KnownIds {
             .filter(|(path, _)| !self.read.contains(path.as_ref()))
             .collect();
         for (path, date) in unread {
-            let number = u32::try_from(self.files.len()).unwrap_or(u32::MAX);
+            let mut ids = Vec::new();
             for batch in read_columns(table, &path, &["id"]).await? {
-                let ids = downcast::<StringArray>(&cast(batch.column(0), &DataType::Utf8)?)?;
-                for id in ids.iter().flatten() {
-                    let files = self.ids.entry(id.to_owned()).or_default();
-                    if files.last() != Some(&number) {
-                        files.push(number);
-                    }
-                }
+                let column = downcast::<StringArray>(&cast(batch.column(0), &DataType::Utf8)?)?;
+                ids.extend(column.iter().flatten().map(str::to_owned));
             }
-            self.read.insert(path.to_string());
-            self.files.push((path, date));
+            self.add(path, date, ids.into_iter());
         }
         Ok(())
     }
 
+    /// Remembers the files of an append of `alerts` (rows emitted at `emitted_at`, in
+    /// microseconds) and holds the states written to them: each alert is in the file of the day it
+    /// was first seen, as `alerts_batch` partitions them.
+    fn wrote(&mut self, files: Vec<AddedFile>, alerts: &[Alert], emitted_at: i64) {
+        for file in files {
+            let in_file: Vec<&Alert> =
+                alerts.iter().filter(|a| file.date.is_none_or(|date| a.first_seen.date_naive() == date)).collect();
+            let number = self.add(file.path, file.date, in_file.iter().map(|a| a.id.clone()));
+            let mut states = HashMap::with_capacity(in_file.len());
+            for alert in in_file {
+                let micros =
+                    |t: DateTime<Utc>| DateTime::from_timestamp_micros(t.timestamp_micros()).unwrap_or_default();
+                let state = Stored {
+                    first_seen: micros(alert.first_seen),
+                    last_seen: micros(alert.last_seen),
+                    count: alert.count,
+                    event_ids: alert.event_ids.clone(),
+                    source_keys: alert.source_keys.clone(),
+                };
+                // The newest row per id wins, as when the file is read back.
+                match states.entry(alert.id.clone()) {
+                    std::collections::hash_map::Entry::Occupied(mut held) => {
+                        let (_, old): &(i64, Stored) = held.get();
+                        if state.count > old.count {
+                            held.insert((emitted_at, state));
+                        }
+                    }
+                    std::collections::hash_map::Entry::Vacant(slot) => {
+                        slot.insert((emitted_at, state));
+                    }
+                }
+            }
+            if let Some(known) = self.files.get_mut(number as usize) {
+                self.held_bytes += states.iter().map(|(id, (_, s))| held_size(id, s)).sum::<usize>();
+                known.states = Some(states);
+                self.held.push_back(number);
+            }
+        }
+        while self.held_bytes > self.held_limit
+            && let Some(oldest) = self.held.pop_front()
+        {
+            if let Some(states) = self.files.get_mut(oldest as usize).and_then(|f| f.states.take()) {
+                self.held_bytes -= states.iter().map(|(id, (_, s))| held_size(id, s)).sum::<usize>();
+            }
+        }
+    }
+
     /// The files holding rows of any of `ids`, in the date partitions from `from` to `to`.
-    fn files_of<'a>(
-        &self,
-        ids: impl Iterator<Item = &'a str>,
-        from: NaiveDate,
-        to: NaiveDate,
-    ) -> Vec<&deltalake::Path> {
+    fn files_of<'a>(&self, ids: impl Iterator<Item = &'a str>, from: NaiveDate, to: NaiveDate) -> Vec<&KnownFile> {
         let numbers: BTreeSet<u32> = ids.filter_map(|id| self.ids.get(id)).flatten().copied().collect();
         numbers
             .into_iter()
             .filter_map(|n| self.files.get(n as usize))
-            .filter(|(_, date)| date.is_none_or(|date| from <= date && date <= to))
-            .map(|(path, _)| path)
+            .filter(|file| file.date.is_none_or(|date| from <= date && date <= to))
             .collect()
     }
+}
+
+/// Roughly the memory one held state takes.
+fn held_size(id: &str, state: &Stored) -> usize {
+    let strings = |v: &[String]| v.iter().map(|s| s.len() + 24).sum::<usize>();
+    id.len() + 128 + strings(&state.event_ids) + strings(&state.source_keys)
 }
 
 /// The columns `names` of one data file of `table`, read straight from its Parquet.
@@ -236,11 +328,23 @@ pub async fn stored_state(
     // Most results are of alerts never stored before: only the files of the others are read.
     let wanted: HashSet<&str> = fresh.iter().map(|a| a.id.as_str()).filter(|id| known.contains(id)).collect();
     let mut newest: HashMap<String, (i64, Stored)> = HashMap::new();
+    // The newest row per id wins: the latest `emitted_at`, then the largest count.
+    let mut keep = |id: &str, at: i64, state: Stored| {
+        if newest.get(id).is_none_or(|(a, s)| (*a, s.count) < (at, state.count)) {
+            newest.insert(id.to_owned(), (at, state));
+        }
+    };
     let micros = DataType::Timestamp(TimeUnit::Microsecond, None);
     let strings = DataType::List(list_item());
     let names = ["id", "emitted_at", "first_seen", "last_seen", "count", "event_ids", "source_keys"];
-    for path in known.files_of(wanted.iter().copied(), from, to) {
-        for batch in read_columns(&table, path, &names).await? {
+    for file in known.files_of(wanted.iter().copied(), from, to) {
+        if let Some(states) = &file.states {
+            for (id, (at, state)) in states.iter().filter(|(id, _)| wanted.contains(id.as_str())) {
+                keep(id, *at, state.clone());
+            }
+            continue;
+        }
+        for batch in read_columns(&table, &file.path, &names).await? {
             let column = |i: usize, to: &DataType| -> Result<ArrayRef> { Ok(cast(batch.column(i), to)?) };
             let id = downcast::<StringArray>(&column(0, &DataType::Utf8)?)?;
             let emitted = downcast::<TimestampMicrosecondArray>(&column(1, &micros)?)?;
@@ -253,21 +357,16 @@ pub async fn stored_state(
                 if id.is_null(row) || !wanted.contains(id.value(row)) {
                     continue;
                 }
-                let at = emitted.value(row);
-                let rows_count = count.value(row).max(0) as u64;
-                if newest.get(id.value(row)).is_some_and(|(a, s)| (*a, s.count) >= (at, rows_count)) {
-                    continue;
-                }
                 let time =
                     |a: &TimestampMicrosecondArray| DateTime::from_timestamp_micros(a.value(row)).unwrap_or_default();
                 let state = Stored {
                     first_seen: time(&first),
                     last_seen: time(&last),
-                    count: rows_count,
+                    count: count.value(row).max(0) as u64,
                     event_ids: list_values(&events, row),
                     source_keys: list_values(&keys, row),
                 };
-                newest.insert(id.value(row).to_owned(), (at, state));
+                keep(id.value(row), emitted.value(row), state);
             }
         }
     }
@@ -294,8 +393,10 @@ pub async fn record(
             fold(alert, state, run);
         }
     }
-    let batch = alerts_batch(&fresh, Utc::now(), run)?;
-    lake.append_alerts(batch).await.map_err(|e| DetectError::Lake(e.to_string()))?;
+    let emitted_at = Utc::now();
+    let batch = alerts_batch(&fresh, emitted_at, run)?;
+    let files = lake.append_alerts(batch).await.map_err(|e| DetectError::Lake(e.to_string()))?;
+    known.wrote(files, &fresh, emitted_at.timestamp_micros());
     tracing::debug!(alerts = fresh.len(), stored = stored.len(), ?read_in, total = ?started.elapsed(), "alerts recorded");
     Ok(fresh)
 }
@@ -465,5 +566,63 @@ mod tests {
         let (_, updates) = session.sql("SELECT count(*) FROM alert_updates").await.expect("query");
         let n = updates[0].column(0).as_any().downcast_ref::<Int64Array>().expect("count").value(0);
         assert_eq!(n, 3);
+    }
+
+    /// The alert files under the lake's `alert_updates` table.
+    fn alert_files(lake: &std::path::Path) -> Vec<std::path::PathBuf> {
+        let days = std::fs::read_dir(lake.join(alerts::TABLE_NAME)).expect("table folder");
+        let days = days.filter_map(|e| e.ok()).filter(|e| e.file_name().to_string_lossy().starts_with("date="));
+        days.flat_map(|day| std::fs::read_dir(day.path()).expect("day folder").filter_map(|e| e.ok()))
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "parquet"))
+            .collect()
+    }
+
+    /// A process re-raising an alert folds it with the state it wrote last, from memory: its own
+    /// files are not read back (here they are gone from disk, and recording still folds right).
+    /// Past the limit on what is held, the oldest states are read back from their files again.
+    #[tokio::test]
+    async fn states_this_process_wrote_are_not_read_back() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut lake = Lake::open(dir.path(), LakeConfig::default()).await.expect("lake");
+        let window = Duration::from_secs(3600);
+        let mut known = KnownIds::default();
+        record(&mut lake, &mut known, vec![alert("aa01", 10, &["e1", "e2"])], RunKind::Worker, window)
+            .await
+            .expect("record");
+        let written = alert_files(dir.path());
+        assert_eq!(written.len(), 1, "{written:?}");
+        std::fs::remove_file(&written[0]).expect("remove");
+        let second = record(
+            &mut lake,
+            &mut known,
+            vec![alert("aa01", 30, &["e2", "e3"]), alert("bb02", 5, &["x"])],
+            RunKind::Worker,
+            window,
+        )
+        .await
+        .expect("record");
+        assert_eq!(second.iter().map(|a| (a.id.as_str(), a.count)).collect::<Vec<_>>(), [("aa01", 3), ("bb02", 1)]);
+        assert_eq!(second[0].event_ids, ["e1", "e2", "e3"]);
+        assert_eq!(second[0].first_seen, alert("x", 10, &[]).first_seen);
+        // Another process has only the files: the one removed cannot be read.
+        let fresh = stored_state(&lake, &mut KnownIds::default(), &[alert("aa01", 50, &[])], window).await;
+        assert!(fresh.is_err(), "{fresh:?}");
+
+        // Holding nothing, the same process reads its own last write back from the file.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut lake = Lake::open(dir.path(), LakeConfig::default()).await.expect("lake");
+        let mut known = KnownIds { held_limit: 0, ..KnownIds::default() };
+        record(&mut lake, &mut known, vec![alert("aa01", 10, &["e1", "e2"])], RunKind::Worker, window)
+            .await
+            .expect("record");
+        assert!(known.held.is_empty() && known.held_bytes == 0);
+        let again = record(&mut lake, &mut known, vec![alert("aa01", 30, &["e3"])], RunKind::Worker, window)
+            .await
+            .expect("record");
+        assert_eq!(again[0].count, 3);
+        std::fs::remove_file(&alert_files(dir.path())[0]).expect("remove");
+        let lost = record(&mut lake, &mut known, vec![alert("aa01", 40, &["e4"])], RunKind::Worker, window).await;
+        assert!(lost.is_err(), "a state not held is read from its file: {lost:?}");
     }
 }

@@ -325,13 +325,16 @@ impl Lake {
         }
         let batch = log_batch(entries, chrono::Utc::now())?;
         let props = writer_properties(&self.config, None)?;
-        append(&mut self.log, ingest_log::TABLE_NAME, batch, props, LOG_STATS).await
+        append(&mut self.log, ingest_log::TABLE_NAME, batch, props, LOG_STATS).await?;
+        Ok(())
     }
 
     /// Appends rows (in the [`alerts::schema`]) to the `alert_updates` table, in one commit.
-    pub async fn append_alerts(&mut self, batch: RecordBatch) -> Result<()> {
+    /// Returns the files added — one per date partition of the rows — so that the caller can
+    /// remember what they hold instead of reading them back.
+    pub async fn append_alerts(&mut self, batch: RecordBatch) -> Result<Vec<AddedFile>> {
         if batch.num_rows() == 0 {
-            return Ok(());
+            return Ok(Vec::new());
         }
         let props = writer_properties(&self.config, None)?;
         append(&mut self.alerts, alerts::TABLE_NAME, batch, props, ALERT_STATS).await
@@ -600,9 +603,20 @@ async fn append(
     batch: RecordBatch,
     props: WriterProperties,
     stats: &[&str],
-) -> Result<()> {
+) -> Result<Vec<AddedFile>> {
+    let started = std::time::Instant::now();
     check_append_schema(table, name, &batch)?;
-    let adds = store_files(table, datafile::encode_rows(name, &batch, stats, props)?).await?;
+    let files = datafile::encode_rows(name, &batch, stats, props)?;
+    let encoded_in = started.elapsed();
+    let adds = store_files(table, files).await?;
+    let stored_in = started.elapsed();
+    let added: Vec<AddedFile> = adds
+        .iter()
+        .filter_map(|action| match action {
+            Action::Add(add) => Some(AddedFile::of(add)),
+            _ => None,
+        })
+        .collect();
     let mut attempt = 0;
     loop {
         attempt += 1;
@@ -622,14 +636,15 @@ async fn append(
                 // The state after the commit, which delta-rs has just brought up to it: the next
                 // append starts from there instead of reading the log again.
                 table.state = Some(committed.snapshot());
-                return Ok(());
+                tracing::debug!(table = name, rows = batch.num_rows(), ?encoded_in, ?stored_in, total = ?started.elapsed(), "appended");
+                return Ok(added);
             }
             Err(e) => e,
         };
         if let Some(version) = landed(table, read_version, &id).await {
             tracing::info!(table = name, version, error = %error, "the append landed although its answer was lost");
             metrics::counter!("bunker_lake_commits_recovered_total", "table" => name.to_owned()).increment(1);
-            return Ok(());
+            return Ok(added);
         }
         match error {
             e if lost_race(&e) || matches!(e, DeltaTableError::Transaction { .. }) => {
@@ -642,6 +657,25 @@ async fn append(
             }
             e => return Err(lake_error(name, e)),
         }
+    }
+}
+
+/// A data file an append added to a table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AddedFile {
+    /// Its path under the table root, as the table's snapshot names it
+    /// (`LogicalFileView::object_store_path`).
+    pub path: deltalake::Path,
+    /// Its date partition.
+    pub date: Option<chrono::NaiveDate>,
+}
+
+impl AddedFile {
+    fn of(add: &deltalake::kernel::Add) -> AddedFile {
+        let date = add.partition_values.get(DATE_COLUMN).cloned().flatten().and_then(|d| d.parse().ok());
+        // As the snapshot turns a file's path into an object-store path.
+        let path = deltalake::Path::parse(&add.path).unwrap_or_else(|_| deltalake::Path::from(add.path.as_str()));
+        AddedFile { path, date }
     }
 }
 
