@@ -60,7 +60,7 @@ pub(crate) struct SharedRead {
     columns: BTreeSet<String>,
     /// The fields of `useridentity` they read, if they only ever read fields of it by name: the
     /// identity is then read as a struct of those fields only (three of its dozens, typically).
-    identity: Identity,
+    pub identity: Identity,
 }
 
 /// How the rules use `useridentity`.
