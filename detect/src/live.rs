@@ -203,6 +203,7 @@ impl LakeHook for Detector {
             } else {
                 None
             };
+            let baseline_in = started.elapsed();
             let alerts = {
                 let mut runners = self.runners.lock().await;
                 let runner = match runners.entry(table) {
@@ -215,7 +216,7 @@ impl LakeHook for Detector {
             let ran_in = started.elapsed();
             let found = alerts.len();
             self.emit(lake, alerts, self.run).await.map_err(hook_error)?;
-            tracing::debug!(%table, rows, found, ?ran_in, total = ?started.elapsed(), "row rules ran");
+            tracing::debug!(%table, rows, found, ?baseline_in, ?ran_in, total = ?started.elapsed(), "row rules ran");
             Ok(())
         })
     }

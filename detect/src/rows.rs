@@ -146,7 +146,9 @@ impl RowRunner {
         }
         self.rows.fill_where(&batches, None)?;
         self.baseline.fill_where(&baseline, None)?;
+        let filled = std::time::Instant::now();
         let alerts = self.run_plans().await;
+        tracing::trace!(plans_in = ?filled.elapsed(), "row rules' plans ran");
         // The rows are the commit's: not kept until the next one.
         self.rows.clear();
         if let Some(limited) = &self.limited {
@@ -187,7 +189,12 @@ struct Slot {
     /// The columns (indices into `schema`) some plan reads; `None` while no plan reads the slot.
     read: Mutex<Option<BTreeSet<usize>>>,
     rows: Mutex<Gathered>,
+    /// Schemas of batches already found to be of the table (see [`Slot::check`]).
+    accepted: Mutex<Vec<SchemaRef>>,
 }
+
+/// How many accepted schemas a slot remembers: one per parser thread is enough.
+const MAX_ACCEPTED_SCHEMAS: usize = 16;
 
 /// The rows in a slot. They are put in as they come (a batch per object, of the columns read,
 /// filtered if the slot has a filter) and gathered into batches of [`BATCH_ROWS`] one column at a
@@ -303,12 +310,26 @@ impl Slot {
             }
             None => table.clone(),
         };
-        Arc::new(Slot { table, schema, narrowed, read: Mutex::default(), rows: Mutex::default() })
+        Arc::new(Slot {
+            table,
+            schema,
+            narrowed,
+            read: Mutex::default(),
+            rows: Mutex::default(),
+            accepted: Mutex::default(),
+        })
     }
 
     /// Refuses a batch that is not of the slot's table: names and types are compared (each parser's
     /// schema is its own copy, and the columns' docs need no comparing).
+    ///
+    /// Each parser makes its batches with one schema of its own: a schema once accepted is
+    /// recognised by its address, not compared field by field for every object again.
     fn check(&self, batch: &RecordBatch) -> Result<()> {
+        let mut accepted = lock(&self.accepted);
+        if accepted.iter().any(|schema| Arc::ptr_eq(schema, batch.schema_ref())) {
+            return Ok(());
+        }
         let (given, expected) = (batch.schema_ref().fields(), self.table.fields());
         let same = given.len() == expected.len()
             && given
@@ -321,6 +342,10 @@ impl Slot {
                 batch.schema()
             )));
         }
+        if accepted.len() >= MAX_ACCEPTED_SCHEMAS {
+            accepted.remove(0);
+        }
+        accepted.push(batch.schema());
         Ok(())
     }
 
@@ -353,17 +378,21 @@ impl Slot {
         let schema = Arc::new(self.schema.project(&columns)?);
         let mut parts = Vec::with_capacity(batches.len());
         for batch in batches {
-            let projected = self.project(batch, &columns, &schema)?;
-            parts.push(match filter {
-                Some(filter) => {
-                    let keep = filter.evaluate(batch)?.into_array(batch.num_rows())?;
-                    let Some(keep) = keep.as_boolean_opt() else {
-                        return Err(DetectError::Lake("the row rules' limits are not a condition".into()));
-                    };
-                    filter_record_batch(&projected, keep)?
-                }
-                None => projected,
-            });
+            let Some(filter) = filter else {
+                parts.push(self.project(batch, &columns, &schema)?);
+                continue;
+            };
+            let keep = filter.evaluate(batch)?.into_array(batch.num_rows())?;
+            let Some(keep) = keep.as_boolean_opt() else {
+                return Err(DetectError::Lake("the row rules' limits are not a condition".into()));
+            };
+            // Most objects hold no row the limited rules can match: nothing of them is kept,
+            // not even a batch of empty columns.
+            match keep.true_count() {
+                0 => {}
+                n if n == batch.num_rows() => parts.push(self.project(batch, &columns, &schema)?),
+                _ => parts.push(filter_record_batch(&self.project(batch, &columns, &schema)?, keep)?),
+            }
         }
         *lock(&self.rows) = Gathered::new(columns, parts);
         Ok(())
@@ -542,6 +571,9 @@ mod tests {
 
         let limited = runner.limited.as_ref().expect("rules limited to rare rows");
         limited.slot.fill_where(&batches, Some(limited.filter.as_ref())).expect("fill");
+        // Objects with no row to pick leave nothing behind, not a part of empty columns.
+        let parts: Vec<usize> = lock(&limited.slot.rows).parts.iter().map(RecordBatch::num_rows).collect();
+        assert!(parts.len() < batches.len() && parts.iter().all(|&n| n > 0), "{parts:?}");
         let picked = held(&limited.slot);
         let picked_rows = picked.1.iter().map(RecordBatch::num_rows).sum::<usize>();
         assert!(picked_rows > 0 && picked_rows < rows, "{picked_rows} of {rows} rows");
