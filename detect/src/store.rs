@@ -541,17 +541,7 @@ mod tests {
             .await
             .expect("record");
         assert_eq!(first[0].count, 2);
-        let second = record(
-            &mut lake,
-            &mut known,
-            vec![alert("aa01", 30, &["e2", "e3"]), alert("bb02", 5, &["x"])],
-            RunKind::Worker,
-            window,
-        )
-        .await
-        .expect("record");
-        assert_eq!(second.iter().map(|a| (a.id.as_str(), a.count)).collect::<Vec<_>>(), [("aa01", 3), ("bb02", 1)]);
-        assert_eq!(second[0].event_ids, ["e1", "e2", "e3"]);
+        record_second(&mut lake, &mut known, window).await;
         // Another process (no memory of the above) reads the same state back.
         let reopened = Lake::open(dir.path(), LakeConfig::default()).await.expect("lake");
         let stored =
@@ -566,6 +556,16 @@ mod tests {
         let (_, updates) = session.sql("SELECT count(*) FROM alert_updates").await.expect("query");
         let n = updates[0].column(0).as_any().downcast_ref::<Int64Array>().expect("count").value(0);
         assert_eq!(n, 3);
+    }
+
+    /// Records `aa01` again with one new event and a new `bb02`, after `aa01` was recorded with
+    /// two events from minute 10: `aa01` must come out folded with that first state.
+    async fn record_second(lake: &mut Lake, known: &mut KnownIds, window: Duration) {
+        let fresh = vec![alert("aa01", 30, &["e2", "e3"]), alert("bb02", 5, &["x"])];
+        let second = record(lake, known, fresh, RunKind::Worker, window).await.expect("record");
+        assert_eq!(second.iter().map(|a| (a.id.as_str(), a.count)).collect::<Vec<_>>(), [("aa01", 3), ("bb02", 1)]);
+        assert_eq!(second[0].event_ids, ["e1", "e2", "e3"]);
+        assert_eq!(second[0].first_seen, alert("x", 10, &[]).first_seen);
     }
 
     /// The alert files under the lake's `alert_updates` table.
@@ -593,18 +593,7 @@ mod tests {
         let written = alert_files(dir.path());
         assert_eq!(written.len(), 1, "{written:?}");
         std::fs::remove_file(&written[0]).expect("remove");
-        let second = record(
-            &mut lake,
-            &mut known,
-            vec![alert("aa01", 30, &["e2", "e3"]), alert("bb02", 5, &["x"])],
-            RunKind::Worker,
-            window,
-        )
-        .await
-        .expect("record");
-        assert_eq!(second.iter().map(|a| (a.id.as_str(), a.count)).collect::<Vec<_>>(), [("aa01", 3), ("bb02", 1)]);
-        assert_eq!(second[0].event_ids, ["e1", "e2", "e3"]);
-        assert_eq!(second[0].first_seen, alert("x", 10, &[]).first_seen);
+        record_second(&mut lake, &mut known, window).await;
         // Another process has only the files: the one removed cannot be read.
         let fresh = stored_state(&lake, &mut KnownIds::default(), &[alert("aa01", 50, &[])], window).await;
         assert!(fresh.is_err(), "{fresh:?}");
