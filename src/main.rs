@@ -15,7 +15,7 @@ use bunker_detect::render::RenderContext;
 use bunker_detect::sink::{SinkConfig, Sinks};
 use bunker_detect::store::RunKind;
 use bunker_detect::tuning::{DetectConfig, Tuning};
-use bunker_ingest::compact::CompactOptions;
+use bunker_ingest::compact::{CompactOptions, Compactable};
 use bunker_ingest::decode::Limits;
 use bunker_ingest::lake::{Lake, LakeConfig};
 use bunker_ingest::ops::{install_metrics, serve_ops};
@@ -112,9 +112,10 @@ enum Command {
         /// S3-compatible endpoint (also AWS_ENDPOINT_URL) for an s3:// lake.
         #[arg(long, env = "AWS_ENDPOINT_URL")]
         endpoint_url: Option<String>,
-        /// Only these tables (cloudtrail, vpcflow, dns); all three by default.
-        #[arg(long = "table", value_parser = parse_log_table)]
-        tables: Vec<LogTable>,
+        /// Only these tables (cloudtrail, vpcflow, dns, ingest_log, alert_updates,
+        /// region_sightings); all of them by default.
+        #[arg(long = "table", value_parser = parse_compactable)]
+        tables: Vec<Compactable>,
         /// Only days on or after this one (YYYY-MM-DD, or relative: 7d).
         #[arg(long, value_parser = parse_day)]
         since: Option<chrono::NaiveDate>,
@@ -453,7 +454,7 @@ async fn run(command: Command) -> Result<()> {
             }
             if then_compact {
                 let mut lake = open_lake(&lake, endpoint_url.as_deref()).await?;
-                compact(&mut lake, &LogTable::ALL, &CompactOptions::default(), &mut out).await?;
+                compact(&mut lake, &Compactable::ALL, &CompactOptions::default(), &mut out).await?;
             }
         }
         Command::Worker(args) => worker(args).await?,
@@ -484,7 +485,7 @@ async fn run(command: Command) -> Result<()> {
             let location = LakeLocation::parse(&lake).map_err(anyhow::Error::msg)?;
             let mut lake = open_lake(&location, endpoint_url.as_deref()).await?;
             let options = CompactOptions { since, until, memory_bytes: memory_mib << 20, ..CompactOptions::default() };
-            let tables = if tables.is_empty() { LogTable::ALL.to_vec() } else { tables };
+            let tables = if tables.is_empty() { Compactable::ALL.to_vec() } else { tables };
             compact(&mut lake, &tables, &options, &mut std::io::stdout().lock()).await?;
         }
         Command::Rules { action: RulesAction::List { rules } } => {
@@ -715,7 +716,7 @@ fn parse_day(text: &str) -> Result<chrono::NaiveDate, String> {
 }
 
 /// Compacts the tables and prints a line per table (and per day that failed); fails when a day did.
-async fn compact(lake: &mut Lake, tables: &[LogTable], options: &CompactOptions, out: &mut dyn Write) -> Result<()> {
+async fn compact(lake: &mut Lake, tables: &[Compactable], options: &CompactOptions, out: &mut dyn Write) -> Result<()> {
     let mut failed = 0;
     for &table in tables {
         let started = std::time::Instant::now();
@@ -727,7 +728,7 @@ async fn compact(lake: &mut Lake, tables: &[LogTable], options: &CompactOptions,
         let mib = |bytes: u64| bytes as f64 / f64::from(1 << 20);
         writeln!(
             out,
-            "{:<10} {} days compacted: {files_before} files ({:.1} MiB) -> {files_after} ({:.1} MiB), {rows} rows, {:.1} s",
+            "{:<16} {} days compacted: {files_before} files ({:.1} MiB) -> {files_after} ({:.1} MiB), {rows} rows, {:.1} s",
             table.name(),
             report.days.len(),
             mib(bytes_before),
@@ -735,7 +736,7 @@ async fn compact(lake: &mut Lake, tables: &[LogTable], options: &CompactOptions,
             started.elapsed().as_secs_f64()
         )?;
         for (date, error) in &report.failed {
-            writeln!(out, "{:<10} {date} not compacted: {error}", table.name())?;
+            writeln!(out, "{:<16} {date} not compacted: {error}", table.name())?;
         }
         failed += report.failed.len();
     }
@@ -745,10 +746,10 @@ async fn compact(lake: &mut Lake, tables: &[LogTable], options: &CompactOptions,
     Ok(())
 }
 
-fn parse_log_table(text: &str) -> Result<LogTable, String> {
-    LogTable::from_name(text).ok_or_else(|| {
-        let names: Vec<&str> = LogTable::ALL.iter().map(|t| t.name()).collect();
-        format!("{text}: not a log table (one of {})", names.join(", "))
+fn parse_compactable(text: &str) -> Result<Compactable, String> {
+    Compactable::from_name(text).ok_or_else(|| {
+        let names: Vec<&str> = Compactable::ALL.iter().map(|t| t.name()).collect();
+        format!("{text}: not a table of the lake (one of {})", names.join(", "))
     })
 }
 

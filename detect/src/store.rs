@@ -163,6 +163,10 @@ struct KnownFile {
     /// The state of each alert in it (its `emitted_at` and what folding needs), when this
     /// process wrote the file and still holds them.
     states: Option<HashMap<String, (i64, Stored)>>,
+    /// The table no longer lists it: a compaction rewrote its rows into a file that is learnt
+    /// like any other. Its held states stay right; the file itself is not read again (a vacuum
+    /// may have deleted it).
+    gone: bool,
 }
 
 impl KnownIds {
@@ -181,7 +185,7 @@ impl KnownIds {
             }
         }
         self.read.insert(path.to_string());
-        self.files.push(KnownFile { path, date, states: None });
+        self.files.push(KnownFile { path, date, states: None, gone: false });
         number
     }
 
@@ -189,16 +193,22 @@ impl KnownIds {
     /// partitions from `from` to `to` that were not read yet.
     async fn learn(&mut self, table: &DeltaTable, from: NaiveDate, to: NaiveDate) -> Result<()> {
         let snapshot = table.snapshot().map_err(lake_error)?;
-        let unread: Vec<(deltalake::Path, Option<NaiveDate>)> = snapshot
+        let in_range = |date: Option<NaiveDate>| date.is_none_or(|date| from <= date && date <= to);
+        let listed: Vec<(deltalake::Path, Option<NaiveDate>)> = snapshot
             .log_data()
             .into_iter()
             .map(|file| {
                 let date = file.partition_values_map().remove(bunker_schemas::DATE_COLUMN).flatten();
                 (file.object_store_path(), date.and_then(|d| d.parse::<NaiveDate>().ok()))
             })
-            .filter(|(_, date)| date.is_none_or(|date| from <= date && date <= to))
-            .filter(|(path, _)| !self.read.contains(path.as_ref()))
+            .filter(|(_, date)| in_range(*date))
             .collect();
+        let present: HashSet<&str> = listed.iter().map(|(path, _)| path.as_ref()).collect();
+        for file in self.files.iter_mut().filter(|f| !f.gone && in_range(f.date)) {
+            file.gone = !present.contains(file.path.as_ref());
+        }
+        let unread: Vec<(deltalake::Path, Option<NaiveDate>)> =
+            listed.iter().filter(|(path, _)| !self.read.contains(path.as_ref())).cloned().collect();
         for (path, date) in unread {
             let mut ids = Vec::new();
             for batch in read_columns(table, &path, &["id"]).await? {
@@ -264,6 +274,7 @@ impl KnownIds {
             .into_iter()
             .filter_map(|n| self.files.get(n as usize))
             .filter(|file| file.date.is_none_or(|date| from <= date && date <= to))
+            .filter(|file| !file.gone || file.states.is_some())
             .collect()
     }
 }
@@ -613,5 +624,38 @@ mod tests {
         std::fs::remove_file(&alert_files(dir.path())[0]).expect("remove");
         let lost = record(&mut lake, &mut known, vec![alert("aa01", 40, &["e4"])], RunKind::Worker, window).await;
         assert!(lost.is_err(), "a state not held is read from its file: {lost:?}");
+    }
+
+    /// After a compaction of `alert_updates` (the worker's scheduled pass), the files it replaced
+    /// may be deleted by a vacuum: a process that learnt them reads the compacted file instead,
+    /// and folds exactly as before — with or without the states it wrote held in memory.
+    #[tokio::test]
+    async fn compacted_alert_files_fold_the_same() {
+        use bunker_ingest::compact::{CompactOptions, Compactable};
+        let window = Duration::from_secs(3600);
+        for held_limit in [HELD_BYTES, 0] {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let mut lake = Lake::open(dir.path(), LakeConfig::default()).await.expect("lake");
+            let mut known = KnownIds { held_limit, ..KnownIds::default() };
+            record(&mut lake, &mut known, vec![alert("aa01", 10, &["e1", "e2"])], RunKind::Worker, window)
+                .await
+                .expect("record");
+            record_second(&mut lake, &mut known, window).await;
+            let written = alert_files(dir.path());
+            assert_eq!(written.len(), 2, "{written:?}");
+
+            let report = lake.compact(Compactable::AlertUpdates, &CompactOptions::default()).await.expect("compact");
+            assert_eq!(report.days.iter().map(|d| (d.files_before, d.files_after)).collect::<Vec<_>>(), [(2, 1)]);
+            for file in written {
+                std::fs::remove_file(file).expect("vacuum");
+            }
+            let again = record(&mut lake, &mut known, vec![alert("aa01", 40, &["e3", "e4"])], RunKind::Worker, window)
+                .await
+                .expect("record after the compaction");
+            assert_eq!((again[0].count, again[0].event_ids.len()), (4, 4), "held_limit {held_limit}");
+            let stored =
+                stored_state(&lake, &mut KnownIds::default(), &[alert("bb02", 50, &[])], window).await.expect("state");
+            assert_eq!(stored["bb02"].count, 1, "held_limit {held_limit}");
+        }
     }
 }

@@ -237,6 +237,19 @@ impl Lake {
         Ok(&mut lake_table.delta)
     }
 
+    /// A side table (`ingest_log`, `alert_updates` or `region_sightings`) by name, brought up to
+    /// date with other writers' commits.
+    pub(crate) async fn side_table_mut(&mut self, name: &str) -> Result<&mut DeltaTable> {
+        let table = match name {
+            ingest_log::TABLE_NAME => &mut self.log,
+            alerts::TABLE_NAME => &mut self.alerts,
+            baseline::TABLE_NAME => &mut self.sightings,
+            other => return Err(IngestError::Config(format!("no side table {other}"))),
+        };
+        table.update_state().await.map_err(|e| lake_error(name, e))?;
+        Ok(table)
+    }
+
     /// The URL of the lake's root.
     pub fn root(&self) -> &Url {
         &self.root
@@ -580,9 +593,9 @@ where
 
 /// The data-skipping columns of the tables bunker appends to (their `add` actions carry these
 /// columns' statistics, as the tables' configuration says).
-const LOG_STATS: &[&str] = &["ingested_at", "source_key", "status"];
-const ALERT_STATS: &[&str] = &["first_seen", "id", "rule_id", "account", "emitted_at"];
-const SIGHTING_STATS: &[&str] = &["account", "region", "first_seen"];
+pub(crate) const LOG_STATS: &[&str] = &["ingested_at", "source_key", "status"];
+pub(crate) const ALERT_STATS: &[&str] = &["first_seen", "id", "rule_id", "account", "emitted_at"];
+pub(crate) const SIGHTING_STATS: &[&str] = &["account", "region", "first_seen"];
 
 /// A blind append to a table that several writers append to (`ingest_log`, `alert_updates`,
 /// `region_sightings`).
