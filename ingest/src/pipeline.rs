@@ -31,6 +31,40 @@ use crate::{IngestError, Result};
 /// How many parsed chunks may wait for the committer.
 const PARSED_CHUNKS_AHEAD: usize = 4;
 
+/// Compressed bytes of objects being parsed or waiting, parsed, for the committer: as many as
+/// the chunks ahead and the one being parsed hold when objects are small. A chunk ends at the
+/// object that takes it past its size, so one object of 10 MB makes a chunk five times the usual,
+/// whose rows (~55 MB of Arrow) then waited with three more such chunks: counting bytes instead of
+/// chunks keeps the wait bounded on archives of busy accounts.
+struct InFlight {
+    bytes: std::sync::Mutex<u64>,
+    freed: std::sync::Condvar,
+    limit: u64,
+}
+
+impl InFlight {
+    fn new(limit: u64) -> InFlight {
+        InFlight { bytes: std::sync::Mutex::new(0), freed: std::sync::Condvar::new(), limit }
+    }
+
+    /// Waits until `n` more bytes fit (or nothing else is in flight: a chunk larger than the
+    /// limit goes alone), then counts them.
+    fn acquire(&self, n: u64) {
+        let mut bytes = self.bytes.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        while *bytes > 0 && *bytes + n > self.limit {
+            bytes = self.freed.wait(bytes).unwrap_or_else(std::sync::PoisonError::into_inner);
+        }
+        *bytes += n;
+    }
+
+    /// Counts `n` bytes out: the committer has taken their rows.
+    fn release(&self, n: u64) {
+        let mut bytes = self.bytes.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        *bytes = bytes.saturating_sub(n);
+        self.freed.notify_all();
+    }
+}
+
 /// How many rejected records are quoted in an object's `ingest_log` reason.
 const QUOTED_REJECTIONS: usize = 3;
 
@@ -378,13 +412,17 @@ pub async fn ingest_directory(
 
     // While a commit encodes Parquet, the parser threads keep going into this queue; without room
     // for a few chunks they would sit idle for most of every commit. Its size bounds the memory.
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<(ObjectOutcome, Duration)>>(PARSED_CHUNKS_AHEAD);
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<(Vec<(ObjectOutcome, Duration)>, u64)>(PARSED_CHUNKS_AHEAD);
     let limits = options.limits;
     let chunk_bytes = options.chunk_bytes.max(1);
+    let in_flight = Arc::new(InFlight::new(chunk_bytes * (PARSED_CHUNKS_AHEAD as u64 + 1)));
+    let producer_in_flight = in_flight.clone();
     let producer = std::thread::Builder::new()
         .name("bunker-parse".into())
         .spawn(move || {
             for chunk in chunks_by_bytes(&objects, chunk_bytes) {
+                let weight: u64 = chunk.iter().map(|(o, _)| o.size.max(1)).sum();
+                producer_in_flight.acquire(weight);
                 let started = Instant::now();
                 let outcomes: Vec<(ObjectOutcome, Duration)> = chunk
                     .par_iter()
@@ -407,7 +445,7 @@ pub async fn ingest_directory(
                     })
                     .collect();
                 tracing::debug!(objects = chunk.len(), wall = ?started.elapsed(), "chunk parsed");
-                if tx.blocking_send(outcomes).is_err() {
+                if tx.blocking_send((outcomes, weight)).is_err() {
                     return; // The consumer stopped (a lake error); it reports why.
                 }
             }
@@ -416,19 +454,22 @@ pub async fn ingest_directory(
 
     let mut run = Run::new(options.commit_bytes, options.hook.clone());
     let mut result = Ok(());
-    while let Some(outcomes) = rx.recv().await {
+    while let Some((outcomes, weight)) = rx.recv().await {
         for (outcome, took) in outcomes {
             run.summary.parse_time += took;
             if let Some(bytes) = run.accept(outcome) {
                 progress.object_done(bytes);
             }
         }
+        in_flight.release(weight);
         if let Err(e) = run.flush(lake, false).await {
             result = Err(e);
             break;
         }
     }
     drop(rx);
+    // A producer waiting for room must see the channel closed, not wait forever.
+    in_flight.release(u64::MAX);
     let _ = producer.join();
     result?;
     run.flush(lake, true).await?;

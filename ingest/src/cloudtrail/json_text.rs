@@ -228,7 +228,7 @@ mod tests {
                 let mut bytes = base.to_vec();
                 bytes[at] = special;
                 let clean = clean_prefix(&bytes);
-                assert!(clean <= at && clean % 8 == 0 && at - clean < 8, "{special:#x} at {at}: {clean}");
+                assert!(clean <= at && clean.is_multiple_of(8) && at - clean < 8, "{special:#x} at {at}: {clean}");
             }
         }
         // Bytes just above the specials are not mistaken for them.

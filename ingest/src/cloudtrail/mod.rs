@@ -19,6 +19,7 @@
 
 mod columns;
 mod json_text;
+mod pieces;
 
 use std::sync::Arc;
 
@@ -48,6 +49,12 @@ const EVENT_TIME_SLOT: usize = 2;
 /// per parser thread; see [`crate::tape::RETAINED_TAPE_NODES`] for why not more).
 const RETAINED_BUFFER_BYTES: usize = 16 << 20;
 
+/// Documents larger than this are parsed a piece of records at a time (see [`pieces`]).
+const PIECEWISE_FROM_BYTES: usize = 4 << 20;
+
+/// About how many bytes of records each piece holds.
+const PIECE_BYTES: usize = 1 << 20;
+
 /// How long a value may be when quoted in a rejection reason.
 const PREVIEW_CHARS: usize = 80;
 
@@ -66,6 +73,11 @@ pub struct CloudTrailParser {
     dates: Vec<i32>,
     rejected: Rejections,
     scratch: Scratch,
+    /// A piece of a large document, as a JSON array of its records.
+    piece: Vec<u8>,
+    /// Documents larger than this are parsed piece by piece, pieces of about `piece_bytes`.
+    piecewise_from: usize,
+    piece_bytes: usize,
 }
 
 impl std::fmt::Debug for CloudTrailParser {
@@ -161,6 +173,9 @@ impl CloudTrailParser {
             dates: Vec::new(),
             rejected: Rejections::default(),
             scratch: Scratch::default(),
+            piece: Vec::new(),
+            piecewise_from: PIECEWISE_FROM_BYTES,
+            piece_bytes: PIECE_BYTES,
         }
     }
 
@@ -208,6 +223,16 @@ impl CloudTrailParser {
             self.reserve(memchr::memchr_iter(b'\n', body).count() + 1, body_len);
             self.parse_lines(body)
         } else {
+            if body_len > self.piecewise_from
+                && let Some(split) = pieces::split(body, self.piece_bytes)
+            {
+                if self.parse_pieces(body, &split) {
+                    return Ok(());
+                }
+                // A piece that was not JSON left rows behind: the whole document is parsed again,
+                // and says why it is not JSON exactly as it would have.
+                self.reset();
+            }
             let mut tape = std::mem::replace(&mut self.tape, Tape(Vec::new())).reset();
             let outcome = match simd_json::fill_tape(body, &mut self.buffers, &mut tape) {
                 Ok(()) => {
@@ -219,6 +244,62 @@ impl CloudTrailParser {
             self.tape = crate::tape::trim(tape.reset());
             outcome
         }
+    }
+
+    /// Appends the records of a large document piece by piece; `false` when a piece or another
+    /// value of the root is not JSON (or not what the scan found), leaving rows to be reset.
+    fn parse_pieces(&mut self, body: &[u8], split: &pieces::Split) -> bool {
+        let mut spare = std::mem::replace(&mut self.tape, Tape(Vec::new()));
+        let mut piece = std::mem::take(&mut self.piece);
+        let mut ok = true;
+        // The other values of the root are not kept, but a document that is not JSON anywhere is
+        // malformed as a whole, as when it is parsed in one go.
+        for other in &split.others {
+            piece.clear();
+            piece.extend_from_slice(body.get(other.clone()).unwrap_or_default());
+            let mut tape = spare.reset();
+            ok = simd_json::fill_tape(&mut piece, &mut self.buffers, &mut tape).is_ok();
+            spare = tape.reset();
+            if !ok {
+                break;
+            }
+        }
+        if ok {
+            self.reserve(split.records(), body.len());
+        }
+        let mut first = 0usize;
+        for run in &split.pieces {
+            if !ok {
+                break;
+            }
+            piece.clear();
+            piece.push(b'[');
+            piece.extend_from_slice(body.get(run.range.clone()).unwrap_or_default());
+            piece.push(b']');
+            let mut tape = spare.reset();
+            ok = simd_json::fill_tape(&mut piece, &mut self.buffers, &mut tape).is_ok()
+                && matches!(tape.0.first(), Some(Node::Array { len, .. }) if *len == run.records);
+            if ok {
+                let nodes = &tape.0;
+                for (n, record) in elements(nodes, 0).enumerate() {
+                    let outcome = match nodes.get(record) {
+                        Some(Node::Object { .. }) => self.push_record(nodes, record),
+                        _ => Err(format!("the record is {}, not an object", type_name(nodes, record))),
+                    };
+                    if let Err(reason) = outcome {
+                        self.rejected.push(Rejected { position: Locator::Document.position(first + n), reason });
+                    }
+                }
+            }
+            first += run.records;
+            spare = tape.reset();
+        }
+        self.tape = crate::tape::trim(spare);
+        // One huge record makes a huge piece: its buffer is not kept.
+        if piece.capacity() <= 4 * self.piece_bytes {
+            self.piece = piece;
+        }
+        ok
     }
 
     /// Sizes the (empty) column buffers for an object of about `records` records in `body_len`

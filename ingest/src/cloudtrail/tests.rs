@@ -778,3 +778,87 @@ fn an_enormous_string_is_kept_whole() {
     let params = one(&parsed.batch, "requestparameters").expect("kept");
     assert_eq!(params.len(), (24 << 20) + r#"{"policy":""}"#.len());
 }
+
+/// A parser that parses every document piece by piece, in pieces of about `piece_bytes`.
+fn piecewise_parser(piece_bytes: usize) -> CloudTrailParser {
+    CloudTrailParser { piecewise_from: 0, piece_bytes, ..CloudTrailParser::new() }
+}
+
+/// A pretty-printed `{"Records":[...]}` document of varied records (a rejected one, one that is not
+/// an object, unknown and repeated keys, escapes), with other root keys before and after.
+fn varied_document(records: usize) -> String {
+    let mut out = String::from("{\n  \"Version\": {\"a\": [1, \"]}\"]},\n  \"Records\": [\n");
+    for n in 0..records {
+        if n > 0 {
+            out.push_str(",\n");
+        }
+        out.push_str(&match n % 5 {
+            0 => format!(
+                r#"    {{"eventVersion": "1.09", "eventTime": "2024-05-01T12:{:02}:00Z", "eventName": "GetObject",
+      "eventSource": "s3.amazonaws.com", "requestParameters": {{"key": "a \"quoted\" ]}} key {n}"}}}}"#,
+                n % 60
+            ),
+            1 => format!(r#"{{"eventTime": "2024-05-01T13:00:{:02}Z", "newField{n}": [true, null, 2.5]}}"#, n % 60),
+            2 => r#"{"eventName": "NoTime"}"#.to_owned(),
+            3 => "42".to_owned(),
+            _ => format!(
+                r#"{{"eventTime": "2024-05-02T00:00:00Z", "eventName": "A", "eventName": "B\\C {n}", "awsRegion": "eu-west-1"}}"#
+            ),
+        });
+    }
+    out.push_str("\n  ],\n  \"Trailer\": null\n}\n");
+    out
+}
+
+/// A large document parsed piece by piece gives exactly the rows and rejections it gives parsed
+/// whole, whatever the size of the pieces.
+#[test]
+fn large_documents_parse_piece_by_piece_as_they_would_whole() {
+    let document = varied_document(101);
+    let whole = parse_bytes(&mut CloudTrailParser::new(), document.as_bytes()).expect("parses whole");
+    assert_eq!(whole.batch.num_rows(), 61);
+    assert_eq!(whole.rejected.len(), 40);
+    for piece_bytes in [1, 300, 2_000, 1 << 20] {
+        let mut parser = piecewise_parser(piece_bytes);
+        let pieces = parse_bytes(&mut parser, document.as_bytes()).expect("parses in pieces");
+        assert!(!parser.piece.is_empty() || piece_bytes == 1, "{piece_bytes}: the pieces were used");
+        assert_eq!(pieces.batch, whole.batch, "{piece_bytes}");
+        assert_eq!(pieces.rejected, whole.rejected, "{piece_bytes}");
+        // The parser goes on to the next object as usual.
+        let again = parse_bytes(&mut parser, document.as_bytes()).expect("parses again");
+        assert_eq!(again.batch, whole.batch);
+    }
+}
+
+/// A large document that is not JSON somewhere — in a record, in another value of the root, after
+/// the root — fails as a whole, for the reason it fails parsed in one go, and leaves no rows behind.
+#[test]
+fn a_large_document_that_is_not_json_fails_as_it_would_whole() {
+    let document = varied_document(30);
+    let broken = [
+        document.replacen(r#""eventName": "NoTime""#, r#""eventName": NoTime"#, 1),
+        document.replacen(r#""Trailer": null"#, r#""Trailer": nul"#, 1),
+        document.replacen(r#"[1, "]}"]"#, r#"[1, "]}"}"#, 1),
+        format!("{document} {{}}"),
+        document.replacen("42", "42,", 1),
+    ];
+    let mut parser = piecewise_parser(300);
+    for input in &broken {
+        let whole = malformed_reason(input.as_bytes());
+        match parse_bytes(&mut parser, input.as_bytes()) {
+            Err(IngestError::Malformed { reason, .. }) => assert_eq!(reason, whole),
+            other => panic!("expected Malformed ({whole}), got {other:?}"),
+        }
+        let next = parse_bytes(&mut parser, document.as_bytes()).expect("the next object parses");
+        assert_eq!(next.batch.num_rows(), 18, "nothing left over from the broken object");
+    }
+    // Bytes that are not UTF-8 inside a record.
+    let mut bytes = document.into_bytes();
+    let at = bytes.windows(6).position(|w| w == b"NoTime").expect("a record");
+    bytes[at] = 0xff;
+    let whole = malformed_reason(&bytes);
+    match parse_bytes(&mut parser, &bytes) {
+        Err(IngestError::Malformed { reason, .. }) => assert_eq!(reason, whole),
+        other => panic!("expected Malformed ({whole}), got {other:?}"),
+    }
+}
