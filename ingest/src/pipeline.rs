@@ -751,6 +751,36 @@ fn newest_event_micros(table: LogTable, batch: &arrow::array::RecordBatch) -> Op
 mod tests {
     use super::*;
 
+    /// Bytes past the limit wait for the committer to take some; a chunk larger than the limit
+    /// waits until nothing else is in flight and then goes alone; the end of the consumer frees
+    /// a waiting producer.
+    #[test]
+    fn parsed_chunks_wait_by_their_bytes() {
+        let in_flight = Arc::new(InFlight::new(10));
+        in_flight.acquire(6);
+        let waits = |n: u64| {
+            let (done, taken) = std::sync::mpsc::channel();
+            let in_flight = in_flight.clone();
+            std::thread::spawn(move || {
+                in_flight.acquire(n);
+                let _ = done.send(());
+            });
+            taken
+        };
+        let second = waits(4);
+        second.recv_timeout(Duration::from_secs(5)).expect("10 bytes fit the limit");
+        let big = waits(25);
+        assert!(big.recv_timeout(Duration::from_millis(200)).is_err(), "25 bytes do not fit beside 10");
+        in_flight.release(6);
+        assert!(big.recv_timeout(Duration::from_millis(200)).is_err(), "nor beside 4");
+        in_flight.release(4);
+        big.recv_timeout(Duration::from_secs(5)).expect("alone, a chunk past the limit goes");
+        let blocked = waits(1);
+        assert!(blocked.recv_timeout(Duration::from_millis(200)).is_err());
+        in_flight.release(u64::MAX);
+        blocked.recv_timeout(Duration::from_secs(5)).expect("a stopped consumer frees the producer");
+    }
+
     fn entry(key: &str, status: &'static str, lake_version: Option<u64>) -> LogEntry {
         LogEntry {
             object: ObjectRef { bucket: "archive".into(), key: key.into(), size: 1 },
