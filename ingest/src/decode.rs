@@ -69,6 +69,14 @@ pub fn is_gzip(data: &[u8]) -> bool {
 ///
 /// `key` only names the object in errors.
 pub fn decompress(key: &str, data: Vec<u8>, limits: Limits) -> Result<Vec<u8>> {
+    decompress_into(key, data, limits, Vec::new())
+}
+
+/// [`decompress`], inflating into `spare`'s allocation (cleared first) rather than a new one: a
+/// parser thread hands back the buffer of its last object, so the pages of a large object's text
+/// are not mapped, faulted in and unmapped again object after object. Content that is not gzip is
+/// returned in `data` itself, and `spare` is dropped.
+pub fn decompress_into(key: &str, data: Vec<u8>, limits: Limits, spare: Vec<u8>) -> Result<Vec<u8>> {
     let limit_bytes = limits.max_bytes;
     if !is_gzip(&data) {
         if data.len() as u64 > limit_bytes {
@@ -85,11 +93,15 @@ pub fn decompress(key: &str, data: Vec<u8>, limits: Limits) -> Result<Vec<u8>> {
             IngestError::TooCompressed { key: key.to_owned(), stored_bytes, max_ratio: limits.max_ratio }
         }
     };
-    match inflate_members(&data, allowed) {
+    let mut out = spare;
+    out.clear();
+    out.reserve(initial_capacity(&data, allowed));
+    match inflate_members(&data, allowed, out) {
         Inflated::Whole(out) => Ok(out),
         Inflated::OverLimit => Err(over_limit()),
-        Inflated::Refused => {
-            let out = stream(key, &data, allowed)?;
+        Inflated::Refused(mut out) => {
+            out.clear();
+            stream(key, &data, allowed, &mut out)?;
             if out.len() as u64 > allowed {
                 return Err(over_limit());
             }
@@ -100,17 +112,16 @@ pub fn decompress(key: &str, data: Vec<u8>, limits: Limits) -> Result<Vec<u8>> {
 
 /// Gunzips with flate2's streaming decoder, reading at most one byte past `allowed` (so a bomb
 /// costs at most that much memory and time), with the reason of any failure.
-fn stream(key: &str, data: &[u8], allowed: u64) -> Result<Vec<u8>> {
-    let mut out = Vec::with_capacity(initial_capacity(data, allowed));
+fn stream(key: &str, data: &[u8], allowed: u64, out: &mut Vec<u8>) -> Result<()> {
     let mut decoder = MultiGzDecoder::new(data).take(allowed + 1);
-    decoder.read_to_end(&mut out).map_err(|e| IngestError::Gzip {
+    decoder.read_to_end(out).map_err(|e| IngestError::Gzip {
         key: key.to_owned(),
         reason: match e.kind() {
             std::io::ErrorKind::UnexpectedEof => "truncated gzip stream (unexpected end of data)".to_owned(),
             _ => e.to_string(),
         },
     })?;
-    Ok(out)
+    Ok(())
 }
 
 /// What libdeflate made of a gzip object.
@@ -120,8 +131,8 @@ enum Inflated {
     /// The content is longer than allowed.
     OverLimit,
     /// Not well-formed gzip as libdeflate reads it (or no decompressor): the streaming decoder
-    /// decides.
-    Refused,
+    /// decides. The buffer is handed back for it.
+    Refused(Vec<u8>),
 }
 
 /// Room given to a member whose size nothing hints at, before it is doubled.
@@ -132,22 +143,22 @@ thread_local! {
     static INFLATER: RefCell<Option<libdeflate::Inflater>> = const { RefCell::new(None) };
 }
 
-/// Inflates every gzip member of `data` with libdeflate, into at most `allowed` bytes.
+/// Inflates every gzip member of `data` with libdeflate into `out` (empty, with the room the
+/// trailer hints reserved), at most `allowed` bytes.
 ///
 /// libdeflate needs room for a member's whole output up front. The room starts at the size the
 /// trailer hints (exact for one-member files, the common case) and doubles when a member needs
 /// more, inflating that member again: at most twice the work, and never past `allowed`.
-fn inflate_members(data: &[u8], allowed: u64) -> Inflated {
+fn inflate_members(data: &[u8], allowed: u64, mut out: Vec<u8>) -> Inflated {
     INFLATER.with_borrow_mut(|slot| {
         let inflater = match slot {
             Some(inflater) => inflater,
             None => match libdeflate::Inflater::new() {
                 Some(inflater) => slot.insert(inflater),
-                None => return Inflated::Refused,
+                None => return Inflated::Refused(out),
             },
         };
         let allowed = usize::try_from(allowed).unwrap_or(usize::MAX);
-        let mut out = Vec::with_capacity(initial_capacity(data, allowed as u64));
         let mut rest = data;
         while !rest.is_empty() {
             let left = allowed - out.len();
@@ -161,7 +172,7 @@ fn inflate_members(data: &[u8], allowed: u64) -> Inflated {
                         rest = &rest[consumed..];
                         break;
                     }
-                    Ok(_) | Err(libdeflate::Failure::Bad) => return Inflated::Refused,
+                    Ok(_) | Err(libdeflate::Failure::Bad) => return Inflated::Refused(out),
                     Err(libdeflate::Failure::NoRoom) if room < left => room = room.saturating_mul(2).min(left),
                     Err(libdeflate::Failure::NoRoom) => return Inflated::OverLimit,
                 }
@@ -313,6 +324,39 @@ mod tests {
         assert!(matches!(err, IngestError::Gzip { .. }), "{err}");
     }
 
+    /// The spare buffer's allocation is what comes back, whatever it held before; the streaming
+    /// decoder writes into it just the same, and the caps and errors are unchanged.
+    #[test]
+    fn content_is_inflated_into_the_spare_buffer() {
+        let mut spare = Vec::with_capacity(1 << 20);
+        spare.extend_from_slice(b"the last object's text");
+        let at = spare.as_ptr();
+        let out = decompress_into("k", gz(b"hello"), Limits::bytes(100), spare).expect("gz");
+        assert_eq!((out.as_slice(), out.as_ptr()), (&b"hello"[..], at));
+
+        let mut with_empty = gz(b"first,");
+        with_empty.extend(gz(b""));
+        with_empty.extend(gz(b"second"));
+        let out = decompress_into("k", with_empty, Limits::bytes(100), out).expect("empty member");
+        assert_eq!((out.as_slice(), out.as_ptr()), (&b"first,second"[..], at));
+        // The streaming decoder, for what libdeflate refuses, writes into the same buffer.
+        let mut out = out;
+        out.clear();
+        stream("k", &gz(b"streamed"), 100, &mut out).expect("stream");
+        assert_eq!((out.as_slice(), out.as_ptr()), (&b"streamed"[..], at));
+
+        let whole = gz(&b"x".repeat(10_000));
+        let err = decompress_into("k", whole[..whole.len() / 2].to_vec(), Limits::default(), out).expect_err("cut");
+        assert!(matches!(err, IngestError::Gzip { .. }), "{err}");
+        let err = decompress_into("k", whole, Limits::bytes(100), Vec::with_capacity(1 << 20)).expect_err("cap");
+        assert!(matches!(err, IngestError::TooLarge { .. }), "{err}");
+        // Plain content is its own buffer.
+        let plain = b"plain text".to_vec();
+        let at = plain.as_ptr();
+        let out = decompress_into("k", plain, Limits::bytes(100), Vec::with_capacity(64)).expect("plain");
+        assert_eq!(out.as_ptr(), at);
+    }
+
     #[test]
     fn the_size_trailer_cannot_make_a_tiny_object_reserve_much() {
         // Gzip magic and a trailer claiming 4 GiB - 1 bytes.
@@ -332,8 +376,10 @@ mod tests {
         let mut two = gz(&big);
         two.extend(gz(b"tail"));
         // The fast path itself takes it (the room doubles), not the streaming fallback.
-        assert!(matches!(inflate_members(&two, 1 << 30), Inflated::Whole(ref out) if out.len() == big.len() + 4));
-        assert!(matches!(inflate_members(&two, big.len() as u64), Inflated::OverLimit));
+        assert!(
+            matches!(inflate_members(&two, 1 << 30, Vec::new()), Inflated::Whole(ref out) if out.len() == big.len() + 4)
+        );
+        assert!(matches!(inflate_members(&two, big.len() as u64, Vec::new()), Inflated::OverLimit));
         let out = decompress("k", two.clone(), Limits::bytes(1 << 30)).expect("multi");
         assert_eq!(out.len(), big.len() + 4);
         assert!(out.starts_with(&big) && out.ends_with(b"tail"));

@@ -2,11 +2,11 @@
 //!
 //! [`process_object`] is the pure CPU step the worker and the backfill share: classify, gunzip,
 //! sniff, parse — bytes in, an [`ObjectOutcome`] out, never a panic or an early return on bad input.
-//! [`ingest_directory`] walks a local archive: a producer thread reads and processes objects on the
-//! rayon pool in chunks, and sends their outcomes over a bounded channel (so memory is bounded by
-//! the channel and the commit size, not by the archive) to the async side, which groups rows per
-//! table, commits them to the lake, and appends one `ingest_log` row per object. [`ingest_s3`] does the
-//! same for an S3 prefix, fetching objects concurrently.
+//! [`ingest_directory`] walks a local archive: a producer thread hands chunks of objects to the
+//! rayon pool, which reads and processes them and sends their outcomes to the async side (memory
+//! is bounded by the bytes allowed in flight and by the commit size, not by the archive). That side
+//! groups rows per table, commits them to the lake, and appends one `ingest_log` row per object.
+//! [`ingest_s3`] does the same for an S3 prefix, fetching objects concurrently.
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -20,7 +20,7 @@ use rayon::prelude::*;
 
 use crate::classify::{LogFormat, ObjectRef, classify_key, sniff};
 use crate::cloudtrail::CloudTrailParser;
-use crate::decode::{Limits, decompress};
+use crate::decode::{Limits, decompress_into};
 use crate::dns::DnsLogParser;
 use crate::lake::{Lake, LogEntry, PendingObject};
 use crate::parsed::{ObjectContext, Parsed};
@@ -28,7 +28,7 @@ use crate::s3::S3Source;
 use crate::vpcflow::FlowLogParser;
 use crate::{IngestError, Result};
 
-/// How many parsed chunks may wait for the committer.
+/// How many chunks' worth of objects may be parsed ahead of the committer.
 const PARSED_CHUNKS_AHEAD: usize = 4;
 
 /// Compressed bytes of objects being parsed or waiting, parsed, for the committer: as many as
@@ -166,11 +166,11 @@ pub fn process_object(object: &ObjectRef, data: Vec<u8>, limits: Limits) -> Obje
             },
         );
     }
-    let mut content = match decompress(&object.key, data, limits) {
-        Ok(content) => content,
+    let mut content = match decompress_into(&object.key, data, limits, SPARE_CONTENT.take()) {
+        Ok(content) => Content(content),
         Err(error) => return fail(guessed, error),
     };
-    if content.iter().all(u8::is_ascii_whitespace) {
+    if content.0.iter().all(u8::is_ascii_whitespace) {
         return fail(
             guessed,
             IngestError::Malformed {
@@ -182,7 +182,7 @@ pub fn process_object(object: &ObjectRef, data: Vec<u8>, limits: Limits) -> Obje
     }
     let format = match class.format {
         Some(format) => format,
-        None => match sniff(&content) {
+        None => match sniff(&content.0) {
             LogFormat::Unknown => {
                 return ObjectOutcome::Skipped {
                     object: object.clone(),
@@ -207,9 +207,9 @@ pub fn process_object(object: &ObjectRef, data: Vec<u8>, limits: Limits) -> Obje
             reason: format!("{format} objects are not ingested"),
         };
     };
-    let content_bytes = content.len() as u64;
+    let content_bytes = content.0.len() as u64;
     let ctx = ObjectContext { bucket: &object.bucket, key: &object.key, key_date: class.date };
-    match parse_content(table, &mut content, &ctx) {
+    match parse_content(table, &mut content.0, &ctx) {
         Ok(parsed) => ObjectOutcome::Parsed { object: object.clone(), format, table, parsed, content_bytes },
         Err(error) => fail(format, error),
     }
@@ -225,6 +225,29 @@ pub fn parse_content(table: LogTable, content: &mut [u8], ctx: &ObjectContext<'_
 }
 
 /// The object's id and the lake version holding its rows, if some commit already holds it.
+/// Content buffers larger than this are freed after their object rather than kept for the next.
+/// Most objects are well under it; one of tens of MB is rare enough to allocate afresh, and
+/// keeping it would hold that much per thread for the rest of the run.
+const RETAINED_CONTENT_BYTES: usize = 8 << 20;
+
+thread_local! {
+    /// The buffer the last object on this thread was decompressed into, for the next one.
+    static SPARE_CONTENT: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// An object's decompressed content, whose buffer goes back to [`SPARE_CONTENT`] when dropped.
+struct Content(Vec<u8>);
+
+impl Drop for Content {
+    fn drop(&mut self) {
+        let mut buffer = std::mem::take(&mut self.0);
+        if buffer.capacity() <= RETAINED_CONTENT_BYTES {
+            buffer.clear();
+            SPARE_CONTENT.set(buffer);
+        }
+    }
+}
+
 fn committed(lake: &Lake, object: &ObjectRef) -> Option<(String, u64)> {
     let id = object.id();
     lake.committed_version(&id).map(|version| (id, version))
@@ -397,6 +420,29 @@ pub fn list_directory(root: &Path) -> Result<Vec<(ObjectRef, PathBuf)>> {
     Ok(objects)
 }
 
+/// Reads and processes one object of a local archive, unless the lake already holds it.
+fn read_and_process(
+    object: &ObjectRef,
+    path: &Path,
+    already: &HashMap<String, u64>,
+    limits: Limits,
+) -> (ObjectOutcome, Duration) {
+    let started = Instant::now();
+    if let Some(&version) = already.get(&object.id()) {
+        let duplicate = ObjectOutcome::Duplicate { object: object.clone(), lake_version: Some(version) };
+        return (duplicate, started.elapsed());
+    }
+    let outcome = match std::fs::read(path) {
+        Ok(data) => process_object(object, data, limits),
+        Err(source) => ObjectOutcome::Failed {
+            object: object.clone(),
+            format: LogFormat::Unknown,
+            error: IngestError::Io { path: path.to_owned(), source },
+        },
+    };
+    (outcome, started.elapsed())
+}
+
 /// Ingests every object under a local archive directory into the lake.
 pub async fn ingest_directory(
     root: &Path,
@@ -408,11 +454,12 @@ pub async fn ingest_directory(
     let objects = list_directory(root)?;
     progress.start(objects.len() as u64, objects.iter().map(|(o, _)| o.size).sum());
     lake.refresh().await?;
-    let already: Arc<HashMap<String, u64>> = Arc::new(objects.iter().filter_map(|(o, _)| committed(lake, o)).collect());
+    let already: HashMap<String, u64> = objects.iter().filter_map(|(o, _)| committed(lake, o)).collect();
 
     // While a commit encodes Parquet, the parser threads keep going into this queue; without room
-    // for a few chunks they would sit idle for most of every commit. Its size bounds the memory.
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<(Vec<(ObjectOutcome, Duration)>, u64)>(PARSED_CHUNKS_AHEAD);
+    // for a few chunks they would sit idle for most of every commit. The bytes in flight bound the
+    // memory (see `InFlight`), so the queue itself need not.
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(Vec<(ObjectOutcome, Duration)>, u64)>();
     let limits = options.limits;
     let chunk_bytes = options.chunk_bytes.max(1);
     let in_flight = Arc::new(InFlight::new(chunk_bytes * (PARSED_CHUNKS_AHEAD as u64 + 1)));
@@ -420,35 +467,30 @@ pub async fn ingest_directory(
     let producer = std::thread::Builder::new()
         .name("bunker-parse".into())
         .spawn(move || {
-            for chunk in chunks_by_bytes(&objects, chunk_bytes) {
-                let weight: u64 = chunk.iter().map(|(o, _)| o.size.max(1)).sum();
-                producer_in_flight.acquire(weight);
-                let started = Instant::now();
-                let outcomes: Vec<(ObjectOutcome, Duration)> = chunk
-                    .par_iter()
-                    .map(|(object, path)| {
+            // Each chunk is handed to the pool as soon as its bytes fit, without waiting for the
+            // chunk before it to finish: waiting left a core idle while the other parsed the last
+            // objects of every chunk (without it, 1M CloudTrail events ingest ~5% faster). Chunks
+            // may therefore reach the committer out of order; nothing depends on their order.
+            rayon::in_place_scope(|scope| {
+                for chunk in chunks_by_bytes(&objects, chunk_bytes) {
+                    let weight: u64 = chunk.iter().map(|(o, _)| o.size.max(1)).sum();
+                    producer_in_flight.acquire(weight);
+                    if tx.is_closed() {
+                        return; // The consumer stopped (a lake error); it reports why.
+                    }
+                    let (tx, already) = (tx.clone(), &already);
+                    scope.spawn(move |_| {
                         let started = Instant::now();
-                        if let Some(&version) = already.get(&object.id()) {
-                            let duplicate =
-                                ObjectOutcome::Duplicate { object: object.clone(), lake_version: Some(version) };
-                            return (duplicate, started.elapsed());
-                        }
-                        let outcome = match std::fs::read(path) {
-                            Ok(data) => process_object(object, data, limits),
-                            Err(source) => ObjectOutcome::Failed {
-                                object: object.clone(),
-                                format: LogFormat::Unknown,
-                                error: IngestError::Io { path: path.clone(), source },
-                            },
-                        };
-                        (outcome, started.elapsed())
-                    })
-                    .collect();
-                tracing::debug!(objects = chunk.len(), wall = ?started.elapsed(), "chunk parsed");
-                if tx.blocking_send((outcomes, weight)).is_err() {
-                    return; // The consumer stopped (a lake error); it reports why.
+                        let outcomes: Vec<(ObjectOutcome, Duration)> = chunk
+                            .par_iter()
+                            .map(|(object, path)| read_and_process(object, path, already, limits))
+                            .collect();
+                        tracing::debug!(objects = chunk.len(), wall = ?started.elapsed(), "chunk parsed");
+                        // An error means the consumer stopped; it reports why.
+                        let _ = tx.send((outcomes, weight));
+                    });
                 }
-            }
+            });
         })
         .map_err(|e| IngestError::Config(format!("cannot start parser thread: {e}")))?;
 
@@ -813,6 +855,47 @@ mod tests {
         assert_eq!(kept, ["landed"]);
         assert!(run.has_pending(), "the kept entry is written with the next flush");
         assert_eq!(run.summary.objects, 5);
+    }
+
+    /// A commit that fails ends the run with its error: the parsers, which run ahead of the
+    /// committer, stop handing out chunks instead of parsing the rest of the archive or waiting
+    /// for room forever.
+    #[tokio::test]
+    async fn a_failing_commit_stops_the_parsers_and_ends_the_run() {
+        /// Fails every commit, counting them.
+        #[derive(Debug, Default)]
+        struct Refuse(std::sync::atomic::AtomicUsize);
+        impl LakeHook for Refuse {
+            fn before_commit<'a>(
+                &'a self,
+                _: &'a mut Lake,
+                _: LogTable,
+                _: Vec<RecordBatch>,
+            ) -> futures::future::BoxFuture<'a, Result<()>> {
+                self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                Box::pin(async { Err(IngestError::Config("refused by the test".into())) })
+            }
+        }
+        let archive = tempfile::tempdir().expect("tempdir");
+        crate::synth::generate(archive.path(), &crate::synth::SynthConfig::new(20_000, 3)).expect("archive");
+        let lake_dir = tempfile::tempdir().expect("tempdir");
+        let mut lake = Lake::open(lake_dir.path(), crate::lake::LakeConfig::default()).await.expect("lake");
+        let hook = Arc::new(Refuse::default());
+        // Many small chunks, and a commit due after the first few: the parsers are far ahead of
+        // the committer when it fails, and must neither hang the run nor carry on to the end.
+        let options = IngestOptions {
+            commit_bytes: 64 << 10,
+            chunk_bytes: 16 << 10,
+            hook: Some(hook.clone()),
+            ..IngestOptions::default()
+        };
+        let run = ingest_directory(archive.path(), &mut lake, &options, &NoProgress);
+        let result = tokio::time::timeout(Duration::from_secs(120), run).await.expect("the run ends");
+        let error = result.expect_err("the commit failed");
+        assert!(error.to_string().contains("refused by the test"), "{error}");
+        assert_eq!(hook.0.load(std::sync::atomic::Ordering::SeqCst), 1, "one commit tried, then the run stopped");
+        lake.refresh().await.expect("refresh");
+        assert_eq!(lake.version(LogTable::CloudTrail), Some(0), "nothing committed");
     }
 
     /// An object whose message came twice before one commit was logged as a duplicate twice, and
