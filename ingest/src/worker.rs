@@ -188,7 +188,14 @@ pub async fn run_worker(
 
     let mut background = JoinSet::new();
     for _ in 0..options.receivers {
-        background.spawn(receive_loop(sqs.clone(), options.clone(), tx.clone(), budget.clone(), stop_rx.clone()));
+        background.spawn(receive_loop(
+            sqs.clone(),
+            options.clone(),
+            tx.clone(),
+            budget.clone(),
+            held_receipts.clone(),
+            stop_rx.clone(),
+        ));
     }
     drop(tx);
     let extender = tokio::spawn(extend_visibility(sqs.clone(), options.clone(), held_receipts.clone()));
@@ -289,6 +296,8 @@ impl Processor {
         self.summary.messages_received += 1;
         metrics::counter!("bunker_messages_received_total").increment(1);
         let Delivery { message_id, receipt, body, receive_count } = delivery;
+        // The receiver recorded it already; again here, because a copy of this message that
+        // finished while this one waited in the channel has since removed it.
         lock(&self.held_receipts).insert(message_id.clone(), receipt.clone());
         let mut held = Held { receipt, receive_count, outstanding: 0, retry: false, in_run: false };
         match parse_notification(&body) {
@@ -506,11 +515,16 @@ async fn fetch_and_parse(source: &S3Source, object: ObjectRef, limits: crate::de
 }
 
 /// One receiver: long-polls while there is room in the in-flight budget.
+///
+/// A message's receipt goes to `held` (whose visibility the extender keeps extending) as soon as
+/// it is received, not when the processor takes it: while a commit keeps the processor busy,
+/// received messages wait in the channel, and their visibility timeout runs all the same.
 async fn receive_loop(
     sqs: aws_sdk_sqs::Client,
     options: WorkerOptions,
     tx: mpsc::Sender<Delivery>,
     budget: Arc<Semaphore>,
+    held: Arc<Mutex<HashMap<String, String>>>,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut failures = 0u32;
@@ -567,6 +581,7 @@ async fn receive_loop(
                 .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
                 .and_then(|c| c.parse().ok())
                 .unwrap_or(1);
+            lock(&held).insert(message_id.clone(), receipt.clone());
             let delivery = Delivery { message_id, receipt, body: message.body.unwrap_or_default(), receive_count };
             if tx.send(delivery).await.is_err() {
                 return;
