@@ -224,7 +224,6 @@ pub fn parse_content(table: LogTable, content: &mut [u8], ctx: &ObjectContext<'_
     }
 }
 
-/// The object's id and the lake version holding its rows, if some commit already holds it.
 /// Content buffers larger than this are freed after their object rather than kept for the next.
 /// Most objects are well under it; one of tens of MB is rare enough to allocate afresh, and
 /// keeping it would hold that much per thread for the rest of the run.
@@ -248,6 +247,7 @@ impl Drop for Content {
     }
 }
 
+/// The object's id and the lake version holding its rows, if some commit already holds it.
 fn committed(lake: &Lake, object: &ObjectRef) -> Option<(String, u64)> {
     let id = object.id();
     lake.committed_version(&id).map(|version| (id, version))
