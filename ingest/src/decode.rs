@@ -93,9 +93,10 @@ pub fn decompress_into(key: &str, data: Vec<u8>, limits: Limits, spare: Vec<u8>)
             IngestError::TooCompressed { key: key.to_owned(), stored_bytes, max_ratio: limits.max_ratio }
         }
     };
-    let mut out = spare;
+    // A spare too small is dropped, not grown: growing it would copy its stale bytes.
+    let room = initial_capacity(&data, allowed);
+    let mut out = if spare.capacity() >= room { spare } else { Vec::with_capacity(room) };
     out.clear();
-    out.reserve(initial_capacity(&data, allowed));
     match inflate_members(&data, allowed, out) {
         Inflated::Whole(out) => Ok(out),
         Inflated::OverLimit => Err(over_limit()),
