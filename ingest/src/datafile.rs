@@ -10,6 +10,7 @@
 //! prune these files exactly as they would prune delta-rs's own.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
 use arrow::compute::{max_string, min_string};
@@ -22,6 +23,8 @@ use deltalake::kernel::Add;
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_writer::{ArrowColumnChunk, ArrowColumnWriter, compute_leaves};
 use parquet::errors::ParquetError;
+use parquet::arrow::ArrowSchemaConverter;
+use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
 use rayon::prelude::*;
 use serde_json::{Map, Value, json};
@@ -98,17 +101,24 @@ pub(crate) fn encode_day(
     let Some(first) = runs.first() else {
         return Err(IngestError::Config("no rows to encode".into()));
     };
-    // Delta keeps partition values in the log, not in the files.
+    // Delta keeps partition values in the log, not in the files. The runs are not projected: a
+    // commit has hundreds of them, and each projection built and checked a schema of every column.
     let keep: Vec<usize> =
         first.schema().fields().iter().enumerate().filter(|(_, f)| f.name() != date_column).map(|(i, _)| i).collect();
-    let runs: Vec<RecordBatch> = runs.iter().map(|b| b.project(&keep)).collect::<std::result::Result<_, _>>()?;
-    let schema: SchemaRef = runs[0].schema();
+    let schema: SchemaRef = Arc::new(first.schema().project(&keep)?);
+    if let Some(run) = runs.iter().find(|run| run.schema().fields() != first.schema().fields()) {
+        return Err(IngestError::Config(format!(
+            "rows of one file have different columns: {} and {}",
+            first.schema(),
+            run.schema()
+        )));
+    }
     let rows: usize = runs.iter().map(RecordBatch::num_rows).sum();
-    let bytes = encode(&schema, &runs, props, rows_per_group.max(1), threads)
+    let bytes = encode(&schema, &keep, runs, props, rows_per_group.max(1), threads)
         .map_err(|source| IngestError::Parquet { table: table.to_owned(), source })?;
 
     let path = format!("{date_column}={date}/part-00000-{}-c000.zstd.parquet", uuid::Uuid::new_v4());
-    let stats = statistics(&runs, stats_columns, rows);
+    let stats = statistics(runs, stats_columns, rows);
     let add = Add {
         path: path.clone(),
         partition_values: HashMap::from([(date_column.to_owned(), Some(date.to_string()))]),
@@ -146,16 +156,26 @@ pub(crate) fn encode_rows(
         .collect()
 }
 
-/// Writes the runs as consecutive rows of one Parquet file, each row group's columns encoded in
-/// parallel on the rayon pool or one after another on the calling thread, as `threads` says.
+/// Writes columns `columns` of the runs (the fields of `schema`, in order) as consecutive rows of
+/// one Parquet file, each row group's columns encoded in parallel on the rayon pool or one after
+/// another on the calling thread, as `threads` says.
 fn encode(
     schema: &SchemaRef,
+    columns: &[usize],
     runs: &[RecordBatch],
     props: WriterProperties,
     rows_per_group: usize,
     threads: Threads,
 ) -> std::result::Result<Vec<u8>, ParquetError> {
-    let estimate: usize = runs.iter().map(RecordBatch::get_array_memory_size).sum::<usize>() / 8;
+    let props = without_empty_leaves(schema, columns, runs, props)?;
+    // About an eighth of the rows' Arrow size, judged from the largest run: measuring every run
+    // walks every column of hundreds of small batches.
+    let rows: usize = runs.iter().map(RecordBatch::num_rows).sum();
+    let estimate = runs
+        .iter()
+        .max_by_key(|run| run.num_rows())
+        .filter(|run| run.num_rows() > 0)
+        .map_or(0, |run| run.get_array_memory_size() / run.num_rows() * rows / 8);
     let writer = ArrowWriter::try_new(Vec::with_capacity(estimate), schema.clone(), Some(props))?;
     let (mut file, factory) = writer.into_serialized_writer()?;
     for (index, group) in row_groups(runs, rows_per_group).into_iter().enumerate() {
@@ -177,7 +197,7 @@ fn encode(
         // (level computation, page bookkeeping, statistics per call) than copying the column
         // once. One task per column, not a step for all columns and then another, so that no
         // core waits at a barrier for the slowest column while the parsers are held back.
-        let column = |(at, (writers, field))| encode_column(&group, at, field, writers, threads);
+        let column = |(at, (writers, field)): (usize, _)| encode_column(&group, columns[at], field, writers, threads);
         let chunks: std::result::Result<Vec<Vec<ArrowColumnChunk>>, ParquetError> = match threads {
             Threads::Pool => {
                 per_column.into_par_iter().zip(schema.fields().par_iter()).enumerate().map(column).collect()
@@ -193,6 +213,73 @@ fn encode(
     }
     file.finish()?;
     Ok(std::mem::take(file.inner_mut()))
+}
+
+/// The writer properties for this file with compression turned off for the leaf columns that hold
+/// no value in any run. A CloudTrail file has a third of its leaves empty (fields no event of the
+/// day used): compressed, each cost a zstd compressor and decompressor, and their pages of
+/// definition levels came out larger than they went in.
+fn without_empty_leaves(
+    schema: &SchemaRef,
+    columns: &[usize],
+    runs: &[RecordBatch],
+    props: WriterProperties,
+) -> std::result::Result<WriterProperties, ParquetError> {
+    let mut empty = Vec::new();
+    for (field, &at) in schema.fields().iter().zip(columns) {
+        let arrays: Vec<&dyn Array> = runs.iter().map(|run| run.column(at).as_ref()).collect();
+        empty_leaves(field.data_type(), &arrays, &mut empty);
+    }
+    if !empty.contains(&true) {
+        return Ok(props);
+    }
+    let descriptor = ArrowSchemaConverter::new().with_coerce_types(props.coerce_types()).convert(schema)?;
+    if descriptor.num_columns() != empty.len() {
+        return Err(ParquetError::General(format!(
+            "{} leaf columns in the Parquet schema, {} counted in the rows",
+            descriptor.num_columns(),
+            empty.len()
+        )));
+    }
+    let mut builder = props.into_builder();
+    for (column, _) in descriptor.columns().iter().zip(&empty).filter(|(_, empty)| **empty) {
+        builder = builder.set_column_compression(column.path().clone(), Compression::UNCOMPRESSED);
+    }
+    Ok(builder.build())
+}
+
+/// Appends to `out`, for each Parquet leaf of a column of type `data_type` (in schema order),
+/// whether none of `arrays` holds a value there. A leaf under a struct or list that is null in
+/// every row is empty whatever its own array holds.
+fn empty_leaves(data_type: &DataType, arrays: &[&dyn Array], out: &mut Vec<bool>) {
+    let all_null = arrays.iter().all(|a| a.null_count() == a.len());
+    match data_type {
+        DataType::Struct(fields) => {
+            let structs: Option<Vec<_>> = arrays.iter().map(|a| a.as_struct_opt()).collect();
+            for (i, field) in fields.iter().enumerate() {
+                match &structs {
+                    _ if all_null => empty_leaves(field.data_type(), &[], out),
+                    Some(structs) => {
+                        let children: Vec<&dyn Array> = structs.iter().map(|s| s.column(i).as_ref()).collect();
+                        empty_leaves(field.data_type(), &children, out);
+                    }
+                    None => out.extend(std::iter::repeat_n(false, leaf_count(field.data_type()))),
+                }
+            }
+        }
+        DataType::List(item) => {
+            let values: Option<Vec<&dyn Array>> =
+                arrays.iter().map(|a| a.as_list_opt::<i32>().map(|l| l.values().as_ref())).collect();
+            match values {
+                _ if all_null => empty_leaves(item.data_type(), &[], out),
+                Some(values) => empty_leaves(item.data_type(), &values, out),
+                None => out.extend(std::iter::repeat_n(false, leaf_count(item.data_type()))),
+            }
+        }
+        other if leaf_count(other) == 1 => out.push(all_null),
+        // Other nestings bunker's tables do not have: compressed as usual.
+        other => out.extend(std::iter::repeat_n(false, leaf_count(other))),
+    }
 }
 
 /// Joins column `at` of a row group's runs into one array and writes its leaves.
@@ -451,6 +538,98 @@ mod tests {
         assert_eq!(stats["minValues"]["port"], 1000);
         assert_eq!(stats["maxValues"]["port"], 1014);
         assert!(stats["minValues"].get("identity").is_none(), "no statistics for a struct");
+    }
+
+    /// Rows of a day whose `note`, `detail` (a struct) and `tags` (a list of structs) hold a value
+    /// only where `valued` says; `detail.flag` never holds one.
+    fn sparse(valued: &[bool]) -> RecordBatch {
+        use arrow::array::{BooleanArray, ListArray};
+        use arrow::buffer::{NullBuffer, OffsetBuffer};
+        let n = valued.len();
+        let time = micros("2024-03-02T10:00:00Z");
+        let text = |v: &str| -> StringArray { valued.iter().map(|&x| x.then_some(v)).collect() };
+        let detail_fields = arrow::datatypes::Fields::from(vec![
+            Field::new("name", DataType::Utf8, true),
+            Field::new("flag", DataType::Boolean, true),
+        ]);
+        let flags: BooleanArray = vec![None; n].into_iter().collect();
+        let detail = StructArray::new(
+            detail_fields.clone(),
+            vec![Arc::new(text("d")), Arc::new(flags)],
+            Some(NullBuffer::from(valued.to_vec())),
+        );
+        let key_fields = arrow::datatypes::Fields::from(vec![Field::new("key", DataType::Utf8, true)]);
+        let items = valued.iter().filter(|&&x| x).count();
+        let keys = StructArray::new(key_fields.clone(), vec![Arc::new(StringArray::from(vec!["k"; items]))], None);
+        let item = Arc::new(Field::new("item", DataType::Struct(key_fields), true));
+        let tags = ListArray::new(
+            item.clone(),
+            OffsetBuffer::from_lengths(valued.iter().map(|&x| usize::from(x))),
+            Arc::new(keys),
+            Some(NullBuffer::from(valued.to_vec())),
+        );
+        let schema = Schema::new(vec![
+            Field::new("eventtime", DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())), true),
+            Field::new("note", DataType::Utf8, true),
+            Field::new("detail", DataType::Struct(detail_fields), true),
+            Field::new("tags", DataType::List(item), true),
+            Field::new(DATE_COLUMN, DataType::Date32, true),
+        ]);
+        RecordBatch::try_new(
+            Arc::new(schema),
+            vec![
+                Arc::new(TimestampMicrosecondArray::from(vec![time; n]).with_timezone("UTC")),
+                Arc::new(text("a note")),
+                Arc::new(detail),
+                Arc::new(tags),
+                Arc::new(Date32Array::from(vec![micros_to_days(time); n])),
+            ],
+        )
+        .expect("a batch")
+    }
+
+    #[test]
+    fn leaves_without_a_value_in_the_file_are_not_compressed() {
+        let date = NaiveDate::from_ymd_opt(2024, 3, 2).expect("a date");
+        let props = writer_props_zstd();
+        let codecs = |runs: &[RecordBatch]| -> Vec<(String, String)> {
+            let file = encode_day("t", date, runs, &[], props.clone(), 8, Threads::Pool).expect("encoded");
+            let (rows, _) = read_back(&file);
+            let rows = arrow::compute::concat_batches(&rows[0].schema(), &rows).expect("one batch");
+            let expected: Vec<RecordBatch> =
+                runs.iter().map(|r| r.project(&[0, 1, 2, 3]).expect("projected")).collect();
+            let expected = arrow::compute::concat_batches(&expected[0].schema(), &expected).expect("one batch");
+            assert_eq!(rows, expected, "the rows read back are the rows written");
+            let mut stored = tempfile::tempfile().expect("a temporary file");
+            std::io::Write::write_all(&mut stored, &file.bytes).expect("written");
+            let builder = ParquetRecordBatchReaderBuilder::try_new(stored).expect("a parquet file");
+            let group = builder.metadata().row_group(0);
+            group.columns().iter().map(|c| (c.column_path().string(), format!("{:?}", c.compression()))).collect()
+        };
+        let codec = |codecs: &[(String, String)], path: &str| -> String {
+            codecs.iter().find(|(p, _)| p == path).unwrap_or_else(|| panic!("no column {path}: {codecs:?}")).1.clone()
+        };
+
+        // Nothing but times: every other leaf is stored as it is.
+        let empty = codecs(&[sparse(&[false; 3]), sparse(&[false; 2])]);
+        assert!(codec(&empty, "eventtime").starts_with("ZSTD"), "{empty:?}");
+        for path in ["note", "detail.name", "detail.flag", "tags.list.item.key"] {
+            assert_eq!(codec(&empty, path), "UNCOMPRESSED", "{path}: {empty:?}");
+        }
+
+        // One row of the second run has values: those leaves are compressed; `detail.flag`,
+        // null in every row, is not.
+        let valued = codecs(&[sparse(&[false; 3]), sparse(&[false, true])]);
+        for path in ["eventtime", "note", "detail.name", "tags.list.item.key"] {
+            assert!(codec(&valued, path).starts_with("ZSTD"), "{path}: {valued:?}");
+        }
+        assert_eq!(codec(&valued, "detail.flag"), "UNCOMPRESSED", "{valued:?}");
+    }
+
+    fn writer_props_zstd() -> WriterProperties {
+        WriterProperties::builder()
+            .set_compression(parquet::basic::Compression::ZSTD(parquet::basic::ZstdLevel::default()))
+            .build()
     }
 
     #[test]
