@@ -20,11 +20,11 @@ use arrow::datatypes::{
 use bunker_schemas::DATE_COLUMN;
 use chrono::NaiveDate;
 use deltalake::kernel::Add;
+use parquet::arrow::ArrowSchemaConverter;
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_writer::{ArrowColumnChunk, ArrowColumnWriter, compute_leaves};
-use parquet::errors::ParquetError;
-use parquet::arrow::ArrowSchemaConverter;
 use parquet::basic::Compression;
+use parquet::errors::ParquetError;
 use parquet::file::properties::WriterProperties;
 use rayon::prelude::*;
 use serde_json::{Map, Value, json};
