@@ -1115,6 +1115,66 @@ mod tests {
         assert!(!Folded { batches: vec![a], ..folded }.holds(&[fewer_columns]));
     }
 
+    /// An object's rows come out of [`ordered_runs`] sorted by date, account and time, and a
+    /// sorted object's rows are passed on as they are.
+    #[test]
+    fn each_object_is_put_in_order_and_the_objects_by_their_first_row() {
+        use crate::cloudtrail::CloudTrailParser;
+        use arrow::array::AsArray;
+        let object = |key: &str, records: &[(&str, &str)]| {
+            let records: Vec<String> = records
+                .iter()
+                .map(|(time, account)| format!(r#"{{"eventTime":"{time}","recipientAccountId":"{account}"}}"#))
+                .collect();
+            let mut data = format!(r#"{{"Records":[{}]}}"#, records.join(",")).into_bytes();
+            let ctx = crate::parsed::ObjectContext { bucket: "", key, key_date: None };
+            let parsed = CloudTrailParser::new().parse(&mut data, &ctx).expect("parsed");
+            PendingObject { object: ObjectRef { bucket: String::new(), key: key.into(), size: 1 }, batch: parsed.batch }
+        };
+        let shuffled = object(
+            "b",
+            &[
+                ("2024-03-02T10:00:00Z", "222222222222"),
+                ("2024-03-01T12:00:00Z", "222222222222"),
+                ("2024-03-02T09:00:00Z", "111111111111"),
+                ("2024-03-02T08:00:00Z", "222222222222"),
+            ],
+        );
+        let sorted = object("a", &[("2024-03-02T07:00:00Z", "111111111111"), ("2024-03-02T07:30:00Z", "111111111111")]);
+        let parsed = sorted.batch.clone();
+        let runs = ordered_runs(LogTable::CloudTrail, &[shuffled, sorted]).expect("ordered");
+        let rows = |run: &RecordBatch| -> Vec<(String, String)> {
+            let times = run
+                .column_by_name("eventtime")
+                .expect("eventtime")
+                .as_primitive::<arrow::datatypes::TimestampMicrosecondType>();
+            let accounts = run.column_by_name("recipientaccountid").expect("account").as_string::<i32>();
+            (0..run.num_rows())
+                .map(|i| {
+                    let time = chrono::DateTime::from_timestamp_micros(times.value(i)).expect("a time");
+                    (time.format("%d %H:%M").to_string(), accounts.value(i).to_owned())
+                })
+                .collect()
+        };
+        let all: Vec<Vec<(String, String)>> = runs.iter().map(rows).collect();
+        let row = |t: &str, a: &str| (t.to_owned(), a.to_owned());
+        assert_eq!(
+            all,
+            [
+                vec![
+                    row("01 12:00", "222222222222"),
+                    row("02 09:00", "111111111111"),
+                    row("02 08:00", "222222222222"),
+                    row("02 10:00", "222222222222"),
+                ],
+                vec![row("02 07:00", "111111111111"), row("02 07:30", "111111111111")],
+            ]
+        );
+        // The sorted object's arrays are the very ones parsed, not copies.
+        let column = |batch: &RecordBatch| batch.column_by_name("eventtime").expect("eventtime").to_data();
+        assert!(column(&runs[1]).ptr_eq(&column(&parsed)));
+    }
+
     /// The `ingest_log` entry of a CloudTrail object `key` committed with one row.
     fn committed_entry(key: &str) -> LogEntry {
         LogEntry {

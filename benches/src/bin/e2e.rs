@@ -31,6 +31,9 @@ struct Args {
     /// Commit a table once this many MiB of rows are waiting (the ingest default when absent).
     #[arg(long)]
     commit_mib: Option<usize>,
+    /// zstd level of the lake's Parquet files (the ingest default when absent).
+    #[arg(long)]
+    zstd_level: Option<i32>,
     /// Where generated archives are kept between runs.
     #[arg(long, default_value = "target/bench-archives")]
     cache: PathBuf,
@@ -53,7 +56,9 @@ fn main() -> anyhow::Result<()> {
     let rss_reset = reset_peak_rss();
     let started = Instant::now();
     let summary = runtime.block_on(async {
-        let mut lake = Lake::open(lake_dir.path(), LakeConfig::default()).await?;
+        let mut config = LakeConfig::default();
+        config.zstd_level = args.zstd_level.unwrap_or(config.zstd_level);
+        let mut lake = Lake::open(lake_dir.path(), config).await?;
         let mut options = IngestOptions::default();
         if let Some(mib) = args.commit_mib {
             options.commit_bytes = mib << 20;
