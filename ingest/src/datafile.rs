@@ -106,11 +106,18 @@ pub(crate) fn encode_day(
     let keep: Vec<usize> =
         first.schema().fields().iter().enumerate().filter(|(_, f)| f.name() != date_column).map(|(i, _)| i).collect();
     let schema: SchemaRef = Arc::new(first.schema().project(&keep)?);
-    if let Some(run) = runs.iter().find(|run| run.schema().fields() != first.schema().fields()) {
+    // Columns are taken by position, so every run must have the same column types in the same
+    // places (names and metadata may differ, as between files a compaction reads back).
+    let same_columns = |run: &RecordBatch| {
+        Arc::ptr_eq(&run.schema(), &first.schema())
+            || (run.num_columns() == first.num_columns()
+                && run.columns().iter().zip(first.columns()).all(|(a, b)| a.data_type().equals_datatype(b.data_type())))
+    };
+    if let Some(run) = runs.iter().find(|run| !same_columns(run)) {
         return Err(IngestError::Config(format!(
-            "rows of one file have different columns: {} and {}",
-            first.schema(),
-            run.schema()
+            "rows of one file have different columns ({} and {})",
+            first.num_columns(),
+            run.num_columns()
         )));
     }
     let rows: usize = runs.iter().map(RecordBatch::num_rows).sum();
@@ -624,6 +631,20 @@ mod tests {
             assert!(codec(&valued, path).starts_with("ZSTD"), "{path}: {valued:?}");
         }
         assert_eq!(codec(&valued, "detail.flag"), "UNCOMPRESSED", "{valued:?}");
+    }
+
+    #[test]
+    fn runs_with_other_columns_in_one_file_are_refused() {
+        let date = NaiveDate::from_ymd_opt(2024, 3, 2).expect("a date");
+        let rows = batch(&["2024-03-02T10:00:00Z"], &[Some("1")]);
+        let fewer = rows.project(&[0, 4]).expect("projected");
+        for other in [sparse(&[true]), fewer] {
+            let refused = encode_day("t", date, &[rows.clone(), other], &[], writer_props_zstd(), 8, Threads::Caller);
+            assert!(
+                matches!(&refused, Err(IngestError::Config(reason)) if reason.contains("different columns")),
+                "{refused:?}"
+            );
+        }
     }
 
     fn writer_props_zstd() -> WriterProperties {
