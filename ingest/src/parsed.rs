@@ -143,6 +143,53 @@ pub struct Parsed {
     pub rejected: Rejections,
 }
 
+/// What appending one object to a parser's open group did: how many rows it added after the
+/// earlier objects' rows, and the records it skipped.
+#[derive(Debug)]
+pub struct Appended {
+    /// Rows the object added.
+    pub rows: usize,
+    /// Records that were skipped, with the reason.
+    pub rejected: Rejections,
+}
+
+/// Cuts a group's batches back into each object's rows. `rows` are the objects' row counts in the
+/// order they were appended; each object's rows lie inside one batch (see
+/// `CloudTrailParser::finish_group`). Slices share the group's buffers; nothing is copied.
+pub fn split_group(batches: &[RecordBatch], rows: &[usize]) -> Result<Vec<RecordBatch>, ArrowError> {
+    let mismatch = || {
+        let total: usize = batches.iter().map(RecordBatch::num_rows).sum();
+        ArrowError::ComputeError(format!(
+            "a group of {} objects and {total} rows cannot be cut into objects of {} rows",
+            rows.len(),
+            rows.iter().sum::<usize>()
+        ))
+    };
+    let mut objects = Vec::with_capacity(rows.len());
+    let (mut at, mut offset) = (0, 0);
+    for &n in rows {
+        loop {
+            let batch = batches.get(at).ok_or_else(mismatch)?;
+            if offset + n <= batch.num_rows() {
+                let whole = offset == 0 && n == batch.num_rows();
+                objects.push(if whole { batch.clone() } else { batch.slice(offset, n) });
+                offset += n;
+                break;
+            }
+            if offset < batch.num_rows() {
+                return Err(mismatch()); // The object would span two batches.
+            }
+            (at, offset) = (at + 1, 0);
+        }
+    }
+    let rest = batches.get(at).map_or(0, |b| b.num_rows() - offset)
+        + batches.iter().skip(at + 1).map(RecordBatch::num_rows).sum::<usize>();
+    if rest > 0 {
+        return Err(mismatch());
+    }
+    Ok(objects)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -163,5 +210,41 @@ mod tests {
         );
         rejections.clear();
         assert!(rejections.is_empty() && rejections.kept().is_empty());
+    }
+
+    fn numbered(rows: i32) -> RecordBatch {
+        let schema = Arc::new(arrow::datatypes::Schema::new(vec![arrow::datatypes::Field::new(
+            "n",
+            arrow::datatypes::DataType::Int32,
+            false,
+        )]));
+        let column: ArrayRef = Arc::new(arrow::array::Int32Array::from_iter_values(0..rows));
+        RecordBatch::try_new(schema, vec![column]).expect("batch")
+    }
+
+    #[test]
+    fn a_group_is_cut_back_into_its_objects() {
+        let batches = [numbered(5), numbered(3)];
+        let objects = split_group(&batches, &[2, 0, 3, 0, 3, 0]).expect("cut");
+        let rows: Vec<(usize, Option<i32>)> = objects
+            .iter()
+            .map(|b| {
+                (
+                    b.num_rows(),
+                    b.column(0)
+                        .as_any()
+                        .downcast_ref::<arrow::array::Int32Array>()
+                        .and_then(|a| a.iter().next().flatten()),
+                )
+            })
+            .collect();
+        assert_eq!(rows, [(2, Some(0)), (0, None), (3, Some(2)), (0, None), (3, Some(0)), (0, None)]);
+        assert_eq!(objects[4], batches[1], "a whole batch is passed on as it is");
+        // Row counts that do not match the batches: an error, not a panic or a wrong cut.
+        for rows in [&[2, 2, 4][..], &[5, 2], &[5, 4], &[5, 3, 1], &[]] {
+            assert!(split_group(&batches, rows).is_err(), "{rows:?}");
+        }
+        assert!(split_group(&[], &[0]).is_err());
+        assert_eq!(split_group(&[numbered(0)], &[0, 0]).expect("empty objects").len(), 2);
     }
 }

@@ -23,7 +23,7 @@ use crate::cloudtrail::CloudTrailParser;
 use crate::decode::{Limits, decompress_into};
 use crate::dns::DnsLogParser;
 use crate::lake::{Lake, LogEntry, PendingObject};
-use crate::parsed::{ObjectContext, Parsed};
+use crate::parsed::{ObjectContext, Parsed, Rejections, split_group};
 use crate::s3::S3Source;
 use crate::vpcflow::FlowLogParser;
 use crate::{IngestError, Result};
@@ -83,6 +83,9 @@ pub enum ObjectOutcome {
         parsed: Parsed,
         /// Decompressed size.
         content_bytes: u64,
+        /// The Arrow memory its rows account for: the size of their batch, or their share of the
+        /// buffers they live in when the rows of several objects were parsed into one set.
+        arrow_bytes: usize,
     },
     /// Not a log bunker ingests (another AWS log type, a digest, a folder marker).
     Skipped {
@@ -120,99 +123,97 @@ thread_local! {
 
 /// Classifies, decompresses and parses one object's stored bytes.
 pub fn process_object(object: &ObjectRef, data: Vec<u8>, limits: Limits) -> ObjectOutcome {
+    match prepare_object(object, data, limits) {
+        Step::Parse(prepared) => parse_prepared(object, prepared),
+        Step::Done(outcome) => outcome,
+    }
+}
+
+/// Runs the table's parser (the thread's) over a prepared object.
+fn parse_prepared(object: &ObjectRef, mut prepared: Prepared) -> ObjectOutcome {
+    let Prepared { format, table, key_date, .. } = prepared;
+    let content_bytes = prepared.content.0.len() as u64;
+    let ctx = ObjectContext { bucket: &object.bucket, key: &object.key, key_date };
+    match parse_content(table, &mut prepared.content.0, &ctx) {
+        Ok(parsed) => {
+            let arrow_bytes = parsed.batch.get_array_memory_size();
+            ObjectOutcome::Parsed { object: object.clone(), format, table, parsed, content_bytes, arrow_bytes }
+        }
+        Err(error) => ObjectOutcome::Failed { object: object.clone(), format, error },
+    }
+}
+
+/// How far [`prepare_object`] took an object.
+enum Step {
+    /// On to its parser.
+    Parse(Prepared),
+    /// No further: skipped or failed.
+    Done(ObjectOutcome),
+}
+
+/// An object ready for its parser: classified, decompressed, and sniffed where its key did not say.
+struct Prepared {
+    format: LogFormat,
+    table: LogTable,
+    key_date: Option<chrono::NaiveDate>,
+    content: Content,
+}
+
+/// Takes an object as far as its parser, or to what became of it when it goes no further.
+fn prepare_object(object: &ObjectRef, data: Vec<u8>, limits: Limits) -> Step {
+    let skip = |format: LogFormat, reason: &str| ObjectOutcome::Skipped {
+        object: object.clone(),
+        format,
+        reason: reason.to_owned(),
+    };
+    let fail = |format: LogFormat, error: IngestError| ObjectOutcome::Failed { object: object.clone(), format, error };
     if object.is_folder_marker() {
-        return ObjectOutcome::Skipped {
-            object: object.clone(),
-            format: LogFormat::Unknown,
-            reason: "folder marker".into(),
-        };
+        return Step::Done(skip(LogFormat::Unknown, "folder marker"));
     }
     let class = classify_key(&object.key);
     match class.format {
         Some(LogFormat::Unknown) => {
-            return ObjectOutcome::Skipped {
-                object: object.clone(),
-                format: LogFormat::Unknown,
-                reason: "not a log type bunker ingests (by key)".into(),
-            };
+            return Step::Done(skip(LogFormat::Unknown, "not a log type bunker ingests (by key)"));
         }
         Some(LogFormat::CloudTrailDigest) => {
-            return ObjectOutcome::Skipped {
-                object: object.clone(),
-                format: LogFormat::CloudTrailDigest,
-                reason: "CloudTrail digest file".into(),
-            };
+            return Step::Done(skip(LogFormat::CloudTrailDigest, "CloudTrail digest file"));
         }
         _ => {}
     }
-    let fail = |format: LogFormat, error: IngestError| ObjectOutcome::Failed { object: object.clone(), format, error };
     let guessed = class.format.unwrap_or(LogFormat::Unknown);
     // An empty file is only bad input when its key says it is a log (AWS never writes one); in a
     // folder of exports it is just another file that is not ours.
     if data.is_empty() && class.format.is_none() {
-        return ObjectOutcome::Skipped {
-            object: object.clone(),
-            format: LogFormat::Unknown,
-            reason: "empty file".into(),
-        };
+        return Step::Done(skip(LogFormat::Unknown, "empty file"));
     }
+    let malformed =
+        |reason: &str| IngestError::Malformed { key: object.key.clone(), format: guessed, reason: reason.into() };
     if data.is_empty() {
-        return fail(
-            guessed,
-            IngestError::Malformed {
-                key: object.key.clone(),
-                format: guessed,
-                reason: "empty object (0 bytes)".into(),
-            },
-        );
+        return Step::Done(fail(guessed, malformed("empty object (0 bytes)")));
     }
-    let mut content = match decompress_into(&object.key, data, limits, SPARE_CONTENT.take()) {
+    let content = match decompress_into(&object.key, data, limits, SPARE_CONTENT.take()) {
         Ok(content) => Content(content),
-        Err(error) => return fail(guessed, error),
+        Err(error) => return Step::Done(fail(guessed, error)),
     };
     if content.0.iter().all(u8::is_ascii_whitespace) {
-        return fail(
-            guessed,
-            IngestError::Malformed {
-                key: object.key.clone(),
-                format: guessed,
-                reason: "no content (empty after decompression)".into(),
-            },
-        );
+        return Step::Done(fail(guessed, malformed("no content (empty after decompression)")));
     }
     let format = match class.format {
         Some(format) => format,
         None => match sniff(&content.0) {
             LogFormat::Unknown => {
-                return ObjectOutcome::Skipped {
-                    object: object.clone(),
-                    format: LogFormat::Unknown,
-                    reason: "content is not a log type bunker ingests".into(),
-                };
+                return Step::Done(skip(LogFormat::Unknown, "content is not a log type bunker ingests"));
             }
             LogFormat::CloudTrailDigest => {
-                return ObjectOutcome::Skipped {
-                    object: object.clone(),
-                    format: LogFormat::CloudTrailDigest,
-                    reason: "CloudTrail digest file".into(),
-                };
+                return Step::Done(skip(LogFormat::CloudTrailDigest, "CloudTrail digest file"));
             }
             format => format,
         },
     };
     let Some(table) = format.table() else {
-        return ObjectOutcome::Skipped {
-            object: object.clone(),
-            format,
-            reason: format!("{format} objects are not ingested"),
-        };
+        return Step::Done(skip(format, &format!("{format} objects are not ingested")));
     };
-    let content_bytes = content.0.len() as u64;
-    let ctx = ObjectContext { bucket: &object.bucket, key: &object.key, key_date: class.date };
-    match parse_content(table, &mut content.0, &ctx) {
-        Ok(parsed) => ObjectOutcome::Parsed { object: object.clone(), format, table, parsed, content_bytes },
-        Err(error) => fail(format, error),
-    }
+    Step::Parse(Prepared { format, table, key_date: class.date, content })
 }
 
 /// Runs the table's parser over decompressed content.
@@ -443,6 +444,110 @@ fn read_and_process(
     (outcome, started.elapsed())
 }
 
+/// How many groups a chunk's objects are cut into per pool thread: enough that a thread left
+/// without work finds some to take, few enough that each group holds a few dozen objects.
+const GROUPS_PER_THREAD: usize = 4;
+
+/// Reads and processes consecutive objects of a local archive, as [`read_and_process`] does each,
+/// except that the rows of its CloudTrail objects are parsed into one set of column buffers and
+/// finished once for the group (see [`CloudTrailParser::append`]); each object's rows are then a
+/// slice of the group's.
+fn read_and_process_group(
+    group: &[(ObjectRef, PathBuf)],
+    already: &HashMap<String, u64>,
+    limits: Limits,
+) -> Vec<(ObjectOutcome, Duration)> {
+    /// A CloudTrail object whose rows are in the group's buffers.
+    struct Waiting {
+        at: usize,
+        object: ObjectRef,
+        format: LogFormat,
+        rows: usize,
+        rejected: Rejections,
+        content_bytes: u64,
+    }
+    CLOUDTRAIL.with_borrow_mut(|parser| {
+        let mut outcomes: Vec<Option<(ObjectOutcome, Duration)>> = Vec::with_capacity(group.len());
+        let mut waiting: Vec<Waiting> = Vec::new();
+        // Stored bytes of this object and those after it in the group.
+        let mut remaining: u64 = group.iter().map(|(o, _)| o.size).sum();
+        for (object, path) in group {
+            let started = Instant::now();
+            // The rest of the group holds about this many objects' worth of rows like this one's:
+            // the parser sizes its buffers for them when it starts a set.
+            parser.expect_objects(usize::try_from(remaining.div_ceil(object.size.max(1))).unwrap_or(usize::MAX));
+            remaining = remaining.saturating_sub(object.size);
+            if already.contains_key(&object.id()) {
+                outcomes.push(Some(read_and_process(object, path, already, limits)));
+                continue;
+            }
+            let prepared = match std::fs::read(path) {
+                Ok(data) => prepare_object(object, data, limits),
+                Err(source) => Step::Done(ObjectOutcome::Failed {
+                    object: object.clone(),
+                    format: LogFormat::Unknown,
+                    error: IngestError::Io { path: path.to_owned(), source },
+                }),
+            };
+            let outcome = match prepared {
+                Step::Done(outcome) => outcome,
+                Step::Parse(mut prepared) if prepared.table == LogTable::CloudTrail => {
+                    let content_bytes = prepared.content.0.len() as u64;
+                    let ctx = ObjectContext { bucket: &object.bucket, key: &object.key, key_date: prepared.key_date };
+                    match parser.append(&mut prepared.content.0, &ctx) {
+                        Ok(appended) => {
+                            waiting.push(Waiting {
+                                at: outcomes.len(),
+                                object: object.clone(),
+                                format: prepared.format,
+                                rows: appended.rows,
+                                rejected: appended.rejected,
+                                content_bytes,
+                            });
+                            outcomes.push(None);
+                            continue;
+                        }
+                        Err(error) => ObjectOutcome::Failed { object: object.clone(), format: prepared.format, error },
+                    }
+                }
+                // Flow and DNS logs, one by one with their own parsers (not the borrowed one).
+                Step::Parse(prepared) => parse_prepared(object, prepared),
+            };
+            outcomes.push(Some((outcome, started.elapsed())));
+        }
+        let started = Instant::now();
+        let rows: Vec<usize> = waiting.iter().map(|w| w.rows).collect();
+        let cut = parser.finish_group().and_then(|batches| {
+            let bytes: usize = batches.iter().map(RecordBatch::get_array_memory_size).sum();
+            Ok((split_group(&batches, &rows)?, bytes))
+        });
+        let total_rows = rows.iter().sum::<usize>().max(1);
+        let took = started.elapsed() / waiting.len().max(1) as u32;
+        let (slices, bytes) = match cut {
+            Ok((slices, bytes)) => (slices.into_iter().map(Ok).collect(), bytes),
+            Err(error) => {
+                let reason = format!("finishing the rows of a group of objects: {error}");
+                (waiting.iter().map(|_| Err(IngestError::Config(reason.clone()))).collect::<Vec<_>>(), 0)
+            }
+        };
+        for (w, slice) in waiting.into_iter().zip(slices) {
+            let outcome = match slice {
+                Ok(batch) => ObjectOutcome::Parsed {
+                    object: w.object,
+                    format: w.format,
+                    table: LogTable::CloudTrail,
+                    parsed: Parsed { batch, rejected: w.rejected },
+                    content_bytes: w.content_bytes,
+                    arrow_bytes: bytes.saturating_mul(w.rows).div_ceil(total_rows),
+                },
+                Err(error) => ObjectOutcome::Failed { object: w.object, format: w.format, error },
+            };
+            outcomes[w.at] = Some((outcome, took));
+        }
+        outcomes.into_iter().flatten().collect()
+    })
+}
+
 /// Ingests every object under a local archive directory into the lake.
 pub async fn ingest_directory(
     root: &Path,
@@ -475,8 +580,10 @@ pub async fn ingest_directory(
                 let weight: u64 = chunk.iter().map(|(o, _)| o.size.max(1)).sum();
                 producer_in_flight.acquire(weight);
                 let started = Instant::now();
-                let outcomes: Vec<(ObjectOutcome, Duration)> =
-                    chunk.par_iter().map(|(object, path)| read_and_process(object, path, &already, limits)).collect();
+                let per_group = chunk.len().div_ceil(rayon::current_num_threads() * GROUPS_PER_THREAD).max(1);
+                let groups: Vec<Vec<(ObjectOutcome, Duration)>> =
+                    chunk.par_chunks(per_group).map(|group| read_and_process_group(group, &already, limits)).collect();
+                let outcomes: Vec<(ObjectOutcome, Duration)> = groups.into_iter().flatten().collect();
                 tracing::debug!(objects = chunk.len(), wall = ?started.elapsed(), "chunk parsed");
                 if tx.blocking_send((outcomes, weight)).is_err() {
                     return; // The consumer stopped (a lake error); it reports why.
@@ -631,7 +738,7 @@ impl Run {
             lake_version: None,
         };
         match outcome {
-            ObjectOutcome::Parsed { object, format, table, parsed, content_bytes } => {
+            ObjectOutcome::Parsed { object, format, table, parsed, content_bytes, arrow_bytes } => {
                 let size = object.size;
                 self.summary.bytes += size;
                 self.summary.content_bytes += content_bytes;
@@ -651,7 +758,7 @@ impl Run {
                     tracing::warn!(key = %object.key, rejected = parsed.rejected.len(), first = %quoted[0], "records rejected");
                 }
                 let pending = self.pending.entry(table).or_default();
-                pending.bytes += parsed.batch.get_array_memory_size();
+                pending.bytes += arrow_bytes;
                 pending.objects.push(PendingObject { object, batch: parsed.batch });
                 pending.entries.push(e);
                 Some(size)
@@ -812,6 +919,67 @@ mod tests {
         assert!(blocked.recv_timeout(Duration::from_millis(200)).is_err());
         in_flight.release(u64::MAX);
         blocked.recv_timeout(Duration::from_secs(5)).expect("a stopped consumer frees the producer");
+    }
+
+    /// What an outcome says about its object, for comparing two ways of getting it.
+    fn described(outcome: &ObjectOutcome) -> (String, &'static str, Option<&RecordBatch>, String) {
+        match outcome {
+            ObjectOutcome::Parsed { object, parsed, .. } => {
+                (object.key.clone(), "parsed", Some(&parsed.batch), format!("{:?}", parsed.rejected))
+            }
+            ObjectOutcome::Skipped { object, reason, .. } => (object.key.clone(), "skipped", None, reason.clone()),
+            ObjectOutcome::Duplicate { object, lake_version } => {
+                (object.key.clone(), "duplicate", None, format!("{lake_version:?}"))
+            }
+            ObjectOutcome::Failed { object, error, .. } => (object.key.clone(), "failed", None, error.to_string()),
+        }
+    }
+
+    /// Reading a chunk's objects as groups (their CloudTrail rows parsed into shared buffers) gives
+    /// every object the outcome and rows it gets read on its own, in the same order, among flow
+    /// and DNS logs, duplicates, skipped files and broken ones; and the rows' Arrow memory is
+    /// counted once between them, not once per object.
+    #[test]
+    fn objects_read_as_a_group_get_what_each_gets_alone() {
+        let archive = tempfile::tempdir().expect("tempdir");
+        crate::synth::generate(archive.path(), &crate::synth::SynthConfig::new(3_000, 11)).expect("archive");
+        let day = "AWSLogs/111122223333/CloudTrail/us-east-1/2025/03/03";
+        std::fs::create_dir_all(archive.path().join(day)).expect("mkdir");
+        let bad: [(&str, &[u8]); 4] = [
+            ("111122223333_CloudTrail_us-east-1_20250303T1000Z_corrupt.json.gz", b"\x1f\x8b\x08\x00garbage"),
+            ("111122223333_CloudTrail_us-east-1_20250303T1005Z_notjson.json", b"{\"Records\": [{"),
+            ("111122223333_CloudTrail_us-east-1_20250303T1010Z_empty.json.gz", b""),
+            ("111122223333_CloudTrail_us-east-1_20250303T1015Z_digest-like.json", b"{\"awsAccountId\": \"1\"}"),
+        ];
+        for (name, bytes) in bad {
+            std::fs::write(archive.path().join(day).join(name), bytes).expect("write");
+        }
+        let objects = list_directory(archive.path()).expect("list");
+        let already: HashMap<String, u64> = objects.iter().step_by(7).map(|(o, _)| (o.id(), 4)).collect();
+        let limits = Limits::default();
+        let alone: Vec<(ObjectOutcome, Duration)> =
+            objects.iter().map(|(object, path)| read_and_process(object, path, &already, limits)).collect();
+        let kinds: HashSet<&str> = alone.iter().map(|(o, _)| described(o).1).collect();
+        assert_eq!(kinds.len(), 4, "parsed, skipped, duplicate and failed objects: {kinds:?}");
+        for per_group in [1, 3, objects.len()] {
+            let grouped: Vec<(ObjectOutcome, Duration)> =
+                objects.chunks(per_group).flat_map(|group| read_and_process_group(group, &already, limits)).collect();
+            assert_eq!(grouped.len(), alone.len());
+            for ((grouped, _), (alone, _)) in grouped.iter().zip(&alone) {
+                assert_eq!(described(grouped), described(alone), "{per_group} objects per group");
+            }
+            let arrow_bytes = |outcomes: &[(ObjectOutcome, Duration)]| -> usize {
+                outcomes
+                    .iter()
+                    .map(|(o, _)| match o {
+                        ObjectOutcome::Parsed { arrow_bytes, .. } => *arrow_bytes,
+                        _ => 0,
+                    })
+                    .sum()
+            };
+            let (grouped, alone) = (arrow_bytes(&grouped), arrow_bytes(&alone));
+            assert!(grouped > alone / 2 && grouped < alone * 2, "{per_group}: {grouped} bytes grouped, {alone} alone");
+        }
     }
 
     fn entry(key: &str, status: &'static str, lake_version: Option<u64>) -> LogEntry {

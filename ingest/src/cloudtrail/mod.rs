@@ -23,13 +23,14 @@ mod pieces;
 
 use std::sync::Arc;
 
-use arrow::array::{ArrayBuilder, ArrayRef, Date32Array, RecordBatch, StringBuilder};
+use arrow::array::{Array, ArrayBuilder, ArrayRef, Date32Array, RecordBatch, StringBuilder};
 use arrow::datatypes::SchemaRef;
+use arrow::error::ArrowError;
 use simd_json::{ErrorType, Node, StaticNode, Tape};
 
 use crate::classify::LogFormat;
 use crate::error::{IngestError, Result};
-use crate::parsed::{ObjectContext, Parsed, Position, Rejected, Rejections};
+use crate::parsed::{Appended, ObjectContext, Parsed, Position, Rejected, Rejections};
 use crate::timestamp::{micros_to_days, parse_rfc3339_micros};
 use columns::{Column, Kind, RECORD, Sizing, StructColumn};
 use json_text::{elements, entries, type_name, write_escaped, write_static, write_value};
@@ -55,6 +56,11 @@ const PIECEWISE_FROM_BYTES: usize = 4 << 20;
 /// About how many bytes of records each piece holds.
 const PIECE_BYTES: usize = 1 << 20;
 
+/// A group is finished before the next object once it holds this much content: its text columns
+/// stay far from Arrow's 2 GiB per array, so that only an object that is huge on its own can
+/// pass it.
+const GROUP_CONTENT_BYTES: usize = 64 << 20;
+
 /// How long a value may be when quoted in a rejection reason.
 const PREVIEW_CHARS: usize = 80;
 
@@ -62,6 +68,11 @@ const PREVIEW_CHARS: usize = 80;
 ///
 /// Keep one per worker thread and call [`CloudTrailParser::parse`] for each object: simd-json's
 /// buffers, the tape and the text scratch buffers are reused from one object to the next.
+///
+/// Several objects can also share one set of column buffers ([`CloudTrailParser::append`] each,
+/// then [`CloudTrailParser::finish_group`]). A log file holds a few dozen events, and finishing,
+/// sizing and freeing some sixty Arrow arrays per object cost more than parsing its records
+/// into them; a group pays that once.
 pub struct CloudTrailParser {
     schema: SchemaRef,
     buffers: simd_json::Buffers,
@@ -71,6 +82,15 @@ pub struct CloudTrailParser {
     additional_fields: StringBuilder,
     additional_sizing: Sizing,
     dates: Vec<i32>,
+    /// The lineage columns of the rows so far, each object's bucket and key once per row.
+    source_bucket: StringBuilder,
+    source_key: StringBuilder,
+    /// Content bytes appended since the column buffers were last finished.
+    open_bytes: usize,
+    /// How many objects like the next the caller is about to append, it included.
+    expected_objects: usize,
+    /// Finished parts of the open group, each holding whole objects.
+    sealed: Vec<RecordBatch>,
     rejected: Rejections,
     scratch: Scratch,
     /// A piece of a large document, as a JSON array of its records.
@@ -171,6 +191,11 @@ impl CloudTrailParser {
             additional_fields: StringBuilder::new(),
             additional_sizing: Sizing::default(),
             dates: Vec::new(),
+            source_bucket: StringBuilder::new(),
+            source_key: StringBuilder::new(),
+            open_bytes: 0,
+            expected_objects: 1,
+            sealed: Vec::new(),
             rejected: Rejections::default(),
             scratch: Scratch::default(),
             piece: Vec::new(),
@@ -184,33 +209,83 @@ impl CloudTrailParser {
     /// `data` is parsed in place (simd-json unescapes strings where they lie), so its content is
     /// unspecified afterwards. Records that cannot become rows are listed in [`Parsed::rejected`];
     /// an object that is not CloudTrail at all is an [`IngestError::Malformed`] naming `ctx.key`.
+    /// Not to be called while a group is open (objects appended and not finished).
     pub fn parse(&mut self, data: &mut [u8], ctx: &ObjectContext<'_>) -> Result<Parsed> {
-        let outcome = self.parse_body(data);
+        if !self.dates.is_empty() || !self.sealed.is_empty() {
+            return Err(IngestError::Config("a CloudTrail parser was asked to parse with a group open".into()));
+        }
+        let appended = self.append(data, ctx)?;
+        let mut batches = self.finish_group()?;
+        let batch = match batches.pop() {
+            Some(batch) if batches.is_empty() => batch,
+            Some(last) => {
+                batches.push(last);
+                arrow::compute::concat_batches(&self.schema, &batches)?
+            }
+            None => RecordBatch::new_empty(self.schema.clone()),
+        };
+        Ok(Parsed { batch, rejected: appended.rejected })
+    }
+
+    /// Says that about `objects` objects like the next one (it included) are about to be appended
+    /// to the open group, so that the column buffers are sized for all of them when they start
+    /// empty, instead of doubling (and copying) as they fill.
+    pub fn expect_objects(&mut self, objects: usize) {
+        self.expected_objects = objects.max(1);
+    }
+
+    /// Parses one object (as [`CloudTrailParser::parse`] does) and appends its rows to the open
+    /// group, after those of the objects appended before it. An object that fails leaves nothing
+    /// in the group; the rows of the objects before it are kept.
+    pub fn append(&mut self, data: &mut [u8], ctx: &ObjectContext<'_>) -> Result<Appended> {
+        if !self.dates.is_empty() && self.open_bytes.saturating_add(data.len()) > GROUP_CONTENT_BYTES {
+            self.seal()?;
+        }
+        let start = self.dates.len();
+        let content_bytes = data.len();
+        let outcome = self.parse_body(data, start);
         // simd-json's buffers grow to the largest object seen; one huge object must not pin them.
-        if data.len() > RETAINED_BUFFER_BYTES {
+        if content_bytes > RETAINED_BUFFER_BYTES {
             self.buffers = simd_json::Buffers::default();
         }
         let outcome = outcome.and_then(|()| {
             if self.scratch.overflow {
                 Err("holds more text than one Arrow batch can (2 GiB per column)".to_owned())
             } else {
-                Ok(())
+                self.append_lineage(ctx, self.dates.len() - start)
             }
         });
+        self.expected_objects = self.expected_objects.saturating_sub(1).max(1);
         match outcome {
             Ok(()) => {
-                let batch = self.finish(ctx)?;
-                Ok(Parsed { batch, rejected: std::mem::take(&mut self.rejected) })
+                self.open_bytes += content_bytes;
+                Ok(Appended { rows: self.dates.len() - start, rejected: std::mem::take(&mut self.rejected) })
             }
             Err(reason) => {
-                self.reset();
+                self.drop_rows_from(start)?;
                 Err(IngestError::Malformed { key: ctx.key.into(), format: LogFormat::CloudTrail, reason })
             }
         }
     }
 
+    /// Finishes the open group: the rows of every object appended since the last call, in the
+    /// order they were appended, in one or more batches (one unless an object failed after rows of
+    /// its own were in the buffers, or the group grew past [`GROUP_CONTENT_BYTES`]). No object's
+    /// rows are split between two batches. There is always at least one batch, maybe of no rows.
+    pub fn finish_group(&mut self) -> Result<Vec<RecordBatch>> {
+        let open = self.finish_rows(self.dates.len())?;
+        let mut batches = std::mem::take(&mut self.sealed);
+        if open.num_rows() > 0 || batches.is_empty() {
+            batches.push(open);
+        }
+        self.open_bytes = 0;
+        self.expected_objects = 1;
+        Ok(batches)
+    }
+
     /// Parses `data` into the column buffers; `Err` is the reason the whole object is malformed.
-    fn parse_body(&mut self, data: &mut [u8]) -> Result<(), String> {
+    /// Rows before `first_row` are earlier objects' of the group.
+    fn parse_body(&mut self, data: &mut [u8], first_row: usize) -> Result<(), String> {
         // A UTF-8 byte-order mark is legal at the start of a text file but not JSON.
         let start = if data.starts_with(b"\xEF\xBB\xBF") { 3 } else { 0 };
         let body = trim_mut(data.get_mut(start..).unwrap_or_default());
@@ -231,7 +306,7 @@ impl CloudTrailParser {
                 }
                 // A piece that was not JSON left rows behind: the whole document is parsed again,
                 // and says why it is not JSON exactly as it would have.
-                self.reset();
+                self.drop_rows_from(first_row).map_err(|e| e.to_string())?;
             }
             let mut tape = std::mem::replace(&mut self.tape, Tape(Vec::new())).reset();
             let outcome = match simd_json::fill_tape(body, &mut self.buffers, &mut tape) {
@@ -247,7 +322,7 @@ impl CloudTrailParser {
     }
 
     /// Appends the records of a large document piece by piece; `false` when a piece or another
-    /// value of the root is not JSON (or not what the scan found), leaving rows to be reset.
+    /// value of the root is not JSON (or not what the scan found), leaving rows to be dropped.
     fn parse_pieces(&mut self, body: &[u8], split: &pieces::Split) -> bool {
         let mut spare = std::mem::replace(&mut self.tape, Tape(Vec::new()));
         let mut piece = std::mem::take(&mut self.piece);
@@ -305,8 +380,13 @@ impl CloudTrailParser {
     /// Sizes the (empty) column buffers for an object of about `records` records in `body_len`
     /// bytes. The records are counted as if each took at least [`MIN_SIZED_RECORD_BYTES`]: an
     /// object of millions of `{}` must not reserve what millions of real events would need.
+    ///
+    /// When they are empty (a group starting), they are sized for as many such objects as the
+    /// caller expects to append, or as fit in a group.
     fn reserve(&mut self, records: usize, body_len: usize) {
         let records = records.min(body_len / MIN_SIZED_RECORD_BYTES + 1);
+        let objects = self.expected_objects.min(GROUP_CONTENT_BYTES / body_len.max(1)).max(1);
+        let records = if self.dates.is_empty() { records.saturating_mul(objects) } else { records };
         self.record.reserve(records);
         if self.additional_fields.is_empty() {
             let sizing = self.additional_sizing;
@@ -444,26 +524,85 @@ impl CloudTrailParser {
         Ok(())
     }
 
-    /// Assembles the batch from the column buffers, which are left empty for the next object.
-    fn finish(&mut self, ctx: &ObjectContext<'_>) -> Result<RecordBatch> {
+    /// Appends the lineage of an object's `rows` rows, or says why they cannot hold it (a long key
+    /// on millions of rows would pass Arrow's 2 GiB of text).
+    fn append_lineage(&mut self, ctx: &ObjectContext<'_>, rows: usize) -> Result<(), String> {
+        let lineage = [(&mut self.source_bucket, ctx.bucket), (&mut self.source_key, ctx.key)];
+        for (builder, value) in &lineage {
+            let bytes = value.len().checked_mul(rows).and_then(|b| b.checked_add(builder.values_slice().len()));
+            if bytes.is_none_or(|bytes| bytes > i32::MAX as usize) {
+                return Err(format!("{rows} copies of a {}-byte lineage value pass 2 GiB", value.len()));
+            }
+        }
+        for (builder, value) in lineage {
+            if builder.is_empty() {
+                let expected = rows.saturating_mul(self.expected_objects);
+                *builder = StringBuilder::with_capacity(expected, expected.saturating_mul(value.len()));
+            }
+            for _ in 0..rows {
+                builder.append_value(value);
+            }
+        }
+        Ok(())
+    }
+
+    /// Finishes the open rows into a part of the group, to make room for more.
+    fn seal(&mut self) -> Result<(), ArrowError> {
+        let part = self.finish_rows(self.dates.len())?;
+        if part.num_rows() > 0 {
+            self.sealed.push(part);
+        }
+        self.open_bytes = 0;
+        Ok(())
+    }
+
+    /// Drops the rows from `start` on (what a failed object left), keeping those before it.
+    fn drop_rows_from(&mut self, start: usize) -> Result<(), ArrowError> {
+        self.rejected.clear();
+        self.scratch.overflow = false;
+        if self.dates.len() == start {
+            return Ok(());
+        }
+        if start == 0 {
+            self.record.clear();
+            self.additional_fields = StringBuilder::new();
+            self.dates.clear();
+            self.source_bucket = StringBuilder::new();
+            self.source_key = StringBuilder::new();
+            return Ok(());
+        }
+        // Arrow builders cannot be cut back: the earlier objects' rows become a finished part of
+        // the group, and the failed object's are sliced off.
+        let part = self.finish_rows(start)?;
+        self.sealed.push(part);
+        self.open_bytes = 0;
+        Ok(())
+    }
+
+    /// Assembles the first `keep` rows of the column buffers into a batch, and leaves the buffers
+    /// empty. The lineage buffers must hold exactly `keep` rows.
+    fn finish_rows(&mut self, keep: usize) -> Result<RecordBatch, ArrowError> {
         let rows = self.dates.len();
         let fields = self.schema.fields();
         let record_fields = fields.get(..RECORD.fields.len()).unwrap_or_default();
         let mut columns = self.record.finish_children(record_fields, rows)?;
         self.additional_sizing.learn(rows, self.additional_fields.len(), self.additional_fields.values_slice().len());
         columns.push(Arc::new(self.additional_fields.finish()) as ArrayRef);
-        columns.extend(ctx.lineage_columns(rows)?);
-        columns.push(Arc::new(Date32Array::from(std::mem::take(&mut self.dates))));
-        Ok(RecordBatch::try_new(self.schema.clone(), columns)?)
-    }
-
-    /// Drops whatever a failed object left in the buffers.
-    fn reset(&mut self) {
-        self.record.clear();
-        self.additional_fields = StringBuilder::new();
-        self.dates.clear();
-        self.rejected.clear();
-        self.scratch.overflow = false;
+        if keep < rows {
+            columns = columns.iter().map(|c| c.slice(0, keep)).collect();
+        }
+        let lineage = [Arc::new(self.source_bucket.finish()) as ArrayRef, Arc::new(self.source_key.finish())];
+        if lineage.iter().any(|l| l.len() != keep) {
+            return Err(ArrowError::ComputeError(format!(
+                "the CloudTrail parser has lineage for {} rows where {keep} are kept",
+                lineage[1].len()
+            )));
+        }
+        columns.extend(lineage);
+        let mut dates = std::mem::take(&mut self.dates);
+        dates.truncate(keep);
+        columns.push(Arc::new(Date32Array::from(dates)));
+        RecordBatch::try_new(self.schema.clone(), columns)
     }
 }
 

@@ -862,3 +862,66 @@ fn a_large_document_that_is_not_json_fails_as_it_would_whole() {
         other => panic!("expected Malformed ({whole}), got {other:?}"),
     }
 }
+
+/// Objects appended to one group come out, cut back by their row counts, exactly as each parses
+/// alone — lineage included — whatever fails between them: an object rejected before any row, a
+/// JSON-lines object that fails after rows of its own, a large document whose piece is not JSON
+/// (parsed again whole), and objects of no rows at all.
+#[test]
+fn objects_parsed_as_a_group_are_what_each_gives_alone() {
+    let document = varied_document(30);
+    let not_utf8_after_rows = b"{\"eventTime\":\"2024-05-01T00:00:00Z\"}\n{\"eventName\":\"\xc3\x28\"}".to_vec();
+    let broken_piece = document.replacen(r#""eventName": "NoTime""#, r#""eventName": NoTime"#, 1);
+    let inputs: Vec<(&str, Vec<u8>)> = vec![
+        ("a", TWO_RECORDS.as_bytes().to_vec()),
+        ("b-not-json", b"{\"Records\": [".to_vec()),
+        ("c", document.clone().into_bytes()),
+        ("d-fails-after-rows", not_utf8_after_rows),
+        ("e-no-rows", br#"{"Records":[]}"#.to_vec()),
+        ("f", TWO_RECORDS.as_bytes().to_vec()),
+        ("g-broken-piece", broken_piece.into_bytes()),
+        ("h", document.into_bytes()),
+        ("i-only-rejected", br#"{"Records":[{"eventName":"NoTime"}]}"#.to_vec()),
+    ];
+    let context = |key| ObjectContext { bucket: "org-log-archive", key, key_date: None };
+    let alone: Vec<Result<Parsed>> =
+        inputs.iter().map(|(key, input)| piecewise_parser(300).parse(&mut input.clone(), &context(key))).collect();
+
+    let mut group = piecewise_parser(300);
+    group.expect_objects(inputs.len());
+    let mut rows = Vec::new();
+    for ((key, input), alone) in inputs.iter().zip(&alone) {
+        match (group.append(&mut input.clone(), &context(key)), alone) {
+            (Ok(appended), Ok(alone)) => {
+                assert_eq!(appended.rows, alone.batch.num_rows(), "{key}");
+                assert_eq!(appended.rejected, alone.rejected, "{key}");
+                rows.push(appended.rows);
+            }
+            (Err(grouped), Err(alone)) => assert_eq!(grouped.to_string(), alone.to_string(), "{key}"),
+            (grouped, alone) => panic!("{key}: grouped {grouped:?}, alone {alone:?}"),
+        }
+    }
+    let batches = group.finish_group().expect("finishes");
+    assert!(batches.len() > 1, "the objects that failed after rows cut the group into parts");
+    let objects = crate::parsed::split_group(&batches, &rows).expect("cut back");
+    let expected: Vec<&RecordBatch> = alone.iter().filter_map(|a| a.as_ref().ok()).map(|p| &p.batch).collect();
+    assert_eq!(objects.len(), expected.len());
+    for (object, expected) in objects.iter().zip(expected) {
+        assert_eq!(object, expected);
+    }
+
+    // The parser is left empty, for the next group or object.
+    let next = parse_bytes(&mut group, TWO_RECORDS.as_bytes()).expect("next");
+    assert_eq!(next.batch.num_rows(), 2);
+    assert_eq!(column(&next.batch, "source_key"), vec![Some(KEY.to_owned()); 2]);
+}
+
+/// `parse` is for one object at a time: with a group open it refuses rather than return the
+/// group's rows as this object's.
+#[test]
+fn parse_refuses_while_a_group_is_open() {
+    let mut parser = CloudTrailParser::new();
+    parser.append(&mut TWO_RECORDS.as_bytes().to_vec(), &ctx()).expect("appends");
+    assert!(matches!(parse_bytes(&mut parser, TWO_RECORDS.as_bytes()), Err(IngestError::Config(_))));
+    assert_eq!(parser.finish_group().expect("finishes")[0].num_rows(), 2);
+}
