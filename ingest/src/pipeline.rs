@@ -444,6 +444,18 @@ fn read_and_process(
     (outcome, started.elapsed())
 }
 
+thread_local! {
+    /// CloudTrail records per stored (compressed) byte in the groups this thread has read, a moving
+    /// average: what a group's stored size says of the rows it will hold. A single object's
+    /// ratio is a poor guide (small files compress less): sized from its first object's, a group
+    /// outgrew a quarter of its text columns' buffers.
+    static RECORDS_PER_STORED_BYTE: std::cell::Cell<f64> = const { std::cell::Cell::new(0.0) };
+}
+
+/// Slack on the records a group is expected to hold: too few and every column of the group is
+/// copied to grow, too many and the unused room is held until the commit.
+const GROUP_RECORDS_HEADROOM: f64 = 1.1;
+
 /// How many groups a chunk's objects are cut into per pool thread: enough that a thread left
 /// without work finds some to take, few enough that each group holds a few dozen objects.
 const GROUPS_PER_THREAD: usize = 4;
@@ -466,16 +478,28 @@ fn read_and_process_group(
         rejected: Rejections,
         content_bytes: u64,
     }
+    /// Empties the parser if the group is left halfway by a panic: the next group or object on
+    /// this thread must not inherit its rows.
+    struct Abandon<'a>(&'a mut CloudTrailParser);
+    impl Drop for Abandon<'_> {
+        fn drop(&mut self) {
+            if std::thread::panicking() {
+                self.0.discard_group();
+            }
+        }
+    }
     CLOUDTRAIL.with_borrow_mut(|parser| {
+        let guard = Abandon(parser);
+        let parser = &mut *guard.0;
         let mut outcomes: Vec<Option<(ObjectOutcome, Duration)>> = Vec::with_capacity(group.len());
         let mut waiting: Vec<Waiting> = Vec::new();
         // Stored bytes of this object and those after it in the group.
         let mut remaining: u64 = group.iter().map(|(o, _)| o.size).sum();
+        let per_stored_byte = RECORDS_PER_STORED_BYTE.get();
         for (object, path) in group {
             let started = Instant::now();
-            // The rest of the group holds about this many objects' worth of rows like this one's:
-            // the parser sizes its buffers for them when it starts a set.
-            parser.expect_objects(usize::try_from(remaining.div_ceil(object.size.max(1))).unwrap_or(usize::MAX));
+            // The parser sizes its buffers for the rest of the group when it starts a set.
+            parser.expect_records((per_stored_byte * remaining as f64 * GROUP_RECORDS_HEADROOM) as usize);
             remaining = remaining.saturating_sub(object.size);
             if already.contains_key(&object.id()) {
                 outcomes.push(Some(read_and_process(object, path, already, limits)));
@@ -517,6 +541,12 @@ fn read_and_process_group(
         }
         let started = Instant::now();
         let rows: Vec<usize> = waiting.iter().map(|w| w.rows).collect();
+        let stored: u64 = waiting.iter().map(|w| w.object.size).sum();
+        if stored > 0 {
+            let seen = rows.iter().sum::<usize>() as f64 / stored as f64;
+            let learnt = if per_stored_byte > 0.0 { per_stored_byte + (seen - per_stored_byte) / 4.0 } else { seen };
+            RECORDS_PER_STORED_BYTE.set(learnt);
+        }
         let cut = parser.finish_group().and_then(|batches| {
             let bytes: usize = batches.iter().map(RecordBatch::get_array_memory_size).sum();
             Ok((split_group(&batches, &rows)?, bytes))

@@ -87,8 +87,8 @@ pub struct CloudTrailParser {
     source_key: StringBuilder,
     /// Content bytes appended since the column buffers were last finished.
     open_bytes: usize,
-    /// How many objects like the next the caller is about to append, it included.
-    expected_objects: usize,
+    /// How many records the caller is about to append (the next object's included), if it knows.
+    expected_records: usize,
     /// Finished parts of the open group, each holding whole objects.
     sealed: Vec<RecordBatch>,
     rejected: Rejections,
@@ -194,7 +194,7 @@ impl CloudTrailParser {
             source_bucket: StringBuilder::new(),
             source_key: StringBuilder::new(),
             open_bytes: 0,
-            expected_objects: 1,
+            expected_records: 0,
             sealed: Vec::new(),
             rejected: Rejections::default(),
             scratch: Scratch::default(),
@@ -227,11 +227,12 @@ impl CloudTrailParser {
         Ok(Parsed { batch, rejected: appended.rejected })
     }
 
-    /// Says that about `objects` objects like the next one (it included) are about to be appended
-    /// to the open group, so that the column buffers are sized for all of them when they start
-    /// empty, instead of doubling (and copying) as they fill.
-    pub fn expect_objects(&mut self, objects: usize) {
-        self.expected_objects = objects.max(1);
+    /// Says that about `records` records are about to be appended to the open group (the next
+    /// object's included), so that the column buffers are sized for all of them when they start
+    /// empty, instead of doubling (and copying) as they fill. Without it they are sized for the
+    /// next object alone.
+    pub fn expect_records(&mut self, records: usize) {
+        self.expected_records = records;
     }
 
     /// Parses one object (as [`CloudTrailParser::parse`] does) and appends its rows to the open
@@ -255,7 +256,7 @@ impl CloudTrailParser {
                 self.append_lineage(ctx, self.dates.len() - start)
             }
         });
-        self.expected_objects = self.expected_objects.saturating_sub(1).max(1);
+        self.expected_records = 0;
         match outcome {
             Ok(()) => {
                 self.open_bytes += content_bytes;
@@ -279,8 +280,28 @@ impl CloudTrailParser {
             batches.push(open);
         }
         self.open_bytes = 0;
-        self.expected_objects = 1;
+        self.expected_records = 0;
         Ok(batches)
+    }
+
+    /// Forgets every row of the open group. For a caller that gives up on a group halfway (a
+    /// panic unwinding through it), so that the parser does not hand those rows to the next.
+    pub fn discard_group(&mut self) {
+        self.clear_open_rows();
+        self.sealed.clear();
+        self.rejected.clear();
+        self.scratch.overflow = false;
+        self.expected_records = 0;
+    }
+
+    /// Empties the column buffers (the group's finished parts stay).
+    fn clear_open_rows(&mut self) {
+        self.record.clear();
+        self.additional_fields = StringBuilder::new();
+        self.dates.clear();
+        self.source_bucket = StringBuilder::new();
+        self.source_key = StringBuilder::new();
+        self.open_bytes = 0;
     }
 
     /// Parses `data` into the column buffers; `Err` is the reason the whole object is malformed.
@@ -381,12 +402,12 @@ impl CloudTrailParser {
     /// bytes. The records are counted as if each took at least [`MIN_SIZED_RECORD_BYTES`]: an
     /// object of millions of `{}` must not reserve what millions of real events would need.
     ///
-    /// When they are empty (a group starting), they are sized for as many such objects as the
-    /// caller expects to append, or as fit in a group.
+    /// When they are empty (a group starting), they are sized for the records the caller expects
+    /// to append, if more, up to what fits in a group.
     fn reserve(&mut self, records: usize, body_len: usize) {
         let records = records.min(body_len / MIN_SIZED_RECORD_BYTES + 1);
-        let objects = self.expected_objects.min(GROUP_CONTENT_BYTES / body_len.max(1)).max(1);
-        let records = if self.dates.is_empty() { records.saturating_mul(objects) } else { records };
+        let expected = self.expected_records.min(GROUP_CONTENT_BYTES / MIN_SIZED_RECORD_BYTES);
+        let records = if self.dates.is_empty() { records.max(expected) } else { records };
         self.record.reserve(records);
         if self.additional_fields.is_empty() {
             let sizing = self.additional_sizing;
@@ -536,7 +557,7 @@ impl CloudTrailParser {
         }
         for (builder, value) in lineage {
             if builder.is_empty() {
-                let expected = rows.saturating_mul(self.expected_objects);
+                let expected = rows.max(self.expected_records.min(GROUP_CONTENT_BYTES / MIN_SIZED_RECORD_BYTES));
                 *builder = StringBuilder::with_capacity(expected, expected.saturating_mul(value.len()));
             }
             for _ in 0..rows {
@@ -564,11 +585,7 @@ impl CloudTrailParser {
             return Ok(());
         }
         if start == 0 {
-            self.record.clear();
-            self.additional_fields = StringBuilder::new();
-            self.dates.clear();
-            self.source_bucket = StringBuilder::new();
-            self.source_key = StringBuilder::new();
+            self.clear_open_rows();
             return Ok(());
         }
         // Arrow builders cannot be cut back: the earlier objects' rows become a finished part of
