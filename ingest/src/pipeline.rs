@@ -3,7 +3,8 @@
 //! [`process_object`] is the pure CPU step the worker and the backfill share: classify, gunzip,
 //! sniff, parse — bytes in, an [`ObjectOutcome`] out, never a panic or an early return on bad input.
 //! [`ingest_directory`] walks a local archive: a producer thread reads and processes objects on the
-//! rayon pool in chunks, and sends their outcomes over a bounded channel (memory is bounded by the
+//! rayon pool in chunks (each cut into groups whose CloudTrail objects share one set of column
+//! buffers), and sends their outcomes over a bounded channel (memory is bounded by the
 //! bytes allowed in flight and by the commit size, not by the archive) to the async side. That side
 //! groups rows per table, commits them to the lake, and appends one `ingest_log` row per object.
 //! [`ingest_s3`] does the same for an S3 prefix, fetching objects concurrently.
