@@ -271,7 +271,7 @@ impl CloudTrailParser {
 
     /// Finishes the open group: the rows of every object appended since the last call, in the
     /// order they were appended, in one or more batches (one unless an object failed after rows of
-    /// its own were in the buffers, or the group grew past [`GROUP_CONTENT_BYTES`]). No object's
+    /// its own were in the buffers, or the group grew past 64 MiB of content). No object's
     /// rows are split between two batches. There is always at least one batch, maybe of no rows.
     pub fn finish_group(&mut self) -> Result<Vec<RecordBatch>> {
         let open = self.finish_rows(self.dates.len())?;
