@@ -69,12 +69,30 @@ pub struct ObjectRef {
     pub key: String,
     /// Size in bytes as stored (compressed).
     pub size: u64,
+    /// The S3 ETag (without quotes), when a listing or a notification gave one.
+    pub etag: Option<String>,
+    /// The SHA-256 of the stored bytes, once they have been read: with the name and the size, what
+    /// makes it the same AWS object wherever it is read from (see `ledger`).
+    pub sha256: Option<[u8; 32]>,
 }
 
 impl ObjectRef {
-    /// The identity under which the lake records that this object was committed.
-    ///
-    /// `s3://bucket/key` for S3 objects, the bare key for a local archive.
+    /// An object known by its place and size, not read yet.
+    pub fn new(bucket: impl Into<String>, key: impl Into<String>, size: u64) -> ObjectRef {
+        ObjectRef { bucket: bucket.into(), key: key.into(), size, etag: None, sha256: None }
+    }
+
+    /// The same object, now that its stored bytes have been read: their size and SHA-256.
+    pub fn read_as(mut self, data: &[u8]) -> ObjectRef {
+        use sha2::Digest as _;
+        self.size = data.len() as u64;
+        self.sha256 = Some(sha2::Sha256::digest(data).into());
+        self
+    }
+
+    /// Where the object was read from, as logs, errors and `ingest_log` name it: `s3://bucket/key`
+    /// for S3 objects, the path under the archive root for a local archive. Whether the lake holds
+    /// the object is decided by what it is, not where it was read (see `ledger`).
     pub fn id(&self) -> String {
         if self.bucket.is_empty() { self.key.clone() } else { format!("s3://{}/{}", self.bucket, self.key) }
     }
@@ -83,6 +101,11 @@ impl ObjectRef {
     pub fn is_folder_marker(&self) -> bool {
         self.key.ends_with('/') && self.size == 0
     }
+}
+
+/// An S3 ETag without the quotes S3 puts around it in some answers and not in others.
+pub fn normalized_etag(etag: &str) -> &str {
+    etag.trim().trim_matches('"')
 }
 
 /// What an object's key says about it.
@@ -328,11 +351,11 @@ mod tests {
 
     #[test]
     fn object_ids_and_folders() {
-        let local = ObjectRef { bucket: String::new(), key: "a/b.json.gz".into(), size: 3 };
-        let s3 = ObjectRef { bucket: "bunker".into(), key: "a/b.json.gz".into(), size: 3 };
+        let local = ObjectRef::new("", "a/b.json.gz", 3);
+        let s3 = ObjectRef::new("bunker", "a/b.json.gz", 3);
         assert_eq!(local.id(), "a/b.json.gz");
         assert_eq!(s3.id(), "s3://bunker/a/b.json.gz");
-        assert!(ObjectRef { bucket: "b".into(), key: "AWSLogs/".into(), size: 0 }.is_folder_marker());
+        assert!(ObjectRef::new("b", "AWSLogs/", 0).is_folder_marker());
         assert!(!local.is_folder_marker());
     }
 }

@@ -2,7 +2,8 @@
 //!
 //! Rows enter as [`PendingObject`]s — the batch parsed from one source object — and leave as one
 //! atomic Delta commit per flush whose `commitInfo` lists every object it contains (under the
-//! `bunker` key). That list is the ledger behind the exactly-once promise: before committing, the
+//! `bunker` key), each by where it was read and by what it is: name, size and SHA-256 (see
+//! [`crate::ledger`]). That list is the ledger behind the exactly-once promise: before committing, the
 //! table is brought up to date, objects some earlier commit already holds are dropped, and the
 //! commit is attempted at exactly the next version; if another writer got there first, the
 //! ledger is refreshed and the commit is tried again. So an object redelivered, re-ingested, or
@@ -18,7 +19,7 @@
 //! Inside a commit, rows are sorted by date, account and time, so that Parquet row-group
 //! statistics prune on time and account; files are zstd-compressed Parquet, partitioned by `date`.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -46,6 +47,7 @@ use url::Url;
 use crate::baseline::Sightings;
 use crate::classify::{LogFormat, ObjectRef};
 use crate::datafile::{self, DataFile, Threads};
+use crate::ledger::{Ledger, Replaced, identity_record};
 use crate::timestamp::micros_to_days;
 use crate::{IngestError, Result};
 
@@ -96,6 +98,9 @@ pub struct CommitOutcome {
     pub committed: Vec<String>,
     /// Ids of the objects dropped because an earlier commit already holds them.
     pub duplicates: Vec<String>,
+    /// Ids of committed objects whose name an earlier commit holds with other bytes (a replaced
+    /// or altered log file), with what that commit holds.
+    pub replaced: Vec<(String, Replaced)>,
 }
 
 /// One row of the `ingest_log` table.
@@ -126,8 +131,8 @@ pub struct LogEntry {
 struct LakeTable {
     table: LogTable,
     delta: DeltaTable,
-    /// Ids of every object some commit of this table contains, with the version of that commit.
-    committed: HashMap<String, u64>,
+    /// Every object some commit of this table contains, with the version of that commit.
+    ledger: Ledger,
     /// The newest version whose commit has been read into `committed`.
     ledger_version: Option<u64>,
 }
@@ -200,7 +205,7 @@ impl Lake {
             retrying(table.name(), attempts, move || async move {
                 let stats = stats_columns(table);
                 let delta = open_or_create(root, storage_options, table.name(), table.schema(), &stats).await?;
-                let mut lake_table = LakeTable { table, delta, committed: HashMap::new(), ledger_version: None };
+                let mut lake_table = LakeTable { table, delta, ledger: Ledger::default(), ledger_version: None };
                 lake_table.read_ledger().await?;
                 Ok(lake_table)
             })
@@ -260,16 +265,22 @@ impl Lake {
         display_url(&self.root)
     }
 
-    /// Whether some commit of any table already holds this object (as of the last refresh).
-    pub fn is_committed(&self, object_id: &str) -> bool {
-        self.tables.values().any(|t| t.committed.contains_key(object_id))
+    /// The version of the commit that holds this object's rows, if some commit does (as of the
+    /// last refresh; see [`Ledger::holds`] for what an object not read yet can be recognised by).
+    /// A redelivered object's `ingest_log` row points there, so its lineage is whole even when the
+    /// row its commit should have logged was lost to a crash in between.
+    pub fn committed_version(&self, object: &ObjectRef) -> Option<u64> {
+        self.tables.values().find_map(|t| t.ledger.holds(object))
     }
 
-    /// The version of the commit that holds this object's rows, if some commit does (as of the
-    /// last refresh). A redelivered object's `ingest_log` row points there, so its lineage is
-    /// whole even when the row its commit should have logged was lost to a crash in between.
-    pub fn committed_version(&self, object_id: &str) -> Option<u64> {
-        self.tables.values().find_map(|t| t.committed.get(object_id).copied())
+    /// The objects every table holds, as of the last refresh: for drivers that decide for many
+    /// objects at once, off the async runtime.
+    pub fn ledger(&self) -> Ledger {
+        let mut all = Ledger::default();
+        for table in self.tables.values() {
+            all.merge(&table.ledger);
+        }
+        all
     }
 
     /// Brings every table's ledger up to date with commits made by other writers.
@@ -418,10 +429,7 @@ impl LakeTable {
             // A commit file can be missing only if the log was cleaned up, which the tables are
             // created to prevent; the data is still there, only its lineage record is not.
             let Some(bytes) = entry else { continue };
-            for id in objects_in_commit(&bytes) {
-                // The first commit holding an object is the one with its rows.
-                self.committed.entry(id).or_insert(version);
-            }
+            self.ledger.read_commit(&bytes, COMMIT_INFO_KEY, version);
         }
         self.ledger_version = Some(latest);
         Ok(())
@@ -443,13 +451,24 @@ impl LakeTable {
     ) -> Result<PreparedCommit> {
         let started = std::time::Instant::now();
         self.refresh().await?;
-        let (fresh, dups): (Vec<_>, Vec<_>) =
-            objects.into_iter().partition(|p| !self.committed.contains_key(&p.object.id()));
+        let (fresh, dups): (Vec<_>, Vec<_>) = objects.into_iter().partition(|p| self.ledger.holds(&p.object).is_none());
         outcome.duplicates.extend(dups.iter().map(|p| p.object.id()));
-        // Within one flush the same object may also appear twice (a message delivered twice).
-        let mut seen = HashSet::new();
-        let (fresh, repeated): (Vec<_>, Vec<_>) = fresh.into_iter().partition(|p| seen.insert(p.object.id()));
+        // Within one flush the same object may also appear twice (a message delivered twice, or
+        // two copies of it under one archive root).
+        let mut seen = Ledger::default();
+        let (fresh, repeated): (Vec<_>, Vec<_>) = fresh.into_iter().partition(|p| {
+            let first = seen.holds(&p.object).is_none();
+            seen.record(&p.object, 0);
+            first
+        });
         outcome.duplicates.extend(repeated.iter().map(|p| p.object.id()));
+        for p in &fresh {
+            if let Some(earlier) = self.ledger.replaced(&p.object) {
+                if !outcome.replaced.iter().any(|(id, _)| *id == p.object.id()) {
+                    outcome.replaced.push((p.object.id(), earlier));
+                }
+            }
+        }
         let rows: usize = fresh.iter().map(|p| p.batch.num_rows()).sum();
         let encoding = if rows == 0 {
             None
@@ -465,6 +484,7 @@ impl LakeTable {
     async fn attempt(&mut self, prepared: PreparedCommit) -> Result<Attempt> {
         let PreparedCommit { table: _, mut outcome, fresh, rows, encoding, started } = prepared;
         let ids: Vec<String> = fresh.iter().map(|p| p.object.id()).collect();
+        let identities: Vec<serde_json::Value> = fresh.iter().map(|p| identity_record(&p.object)).collect();
         let Some(encoding) = encoding else {
             // Nothing to write (no object, or only empty ones); re-reading an empty object later
             // adds nothing either.
@@ -482,7 +502,13 @@ impl LakeTable {
         let adds = store_files(&self.delta, files).await?;
         let stored_in = started.elapsed();
         let attempt = uuid::Uuid::new_v4().to_string();
-        let metadata = json!({ "objects": ids, "rows": rows, "schema_version": SCHEMA_VERSION, "attempt": attempt });
+        let metadata = json!({
+            "objects": ids,
+            "identities": identities,
+            "rows": rows,
+            "schema_version": SCHEMA_VERSION,
+            "attempt": attempt,
+        });
         let properties = CommitProperties::default()
             .with_metadata([(COMMIT_INFO_KEY.to_owned(), metadata)])
             // Zero retries: a concurrent commit may hold some of our objects, so instead of
@@ -513,12 +539,12 @@ impl LakeTable {
         tracing::debug!(table = %self.table, rows, objects = ids.len(), ?encoded_in, ?stored_in, total = ?started.elapsed(), "committed");
         // Freeing a commit's worth of Arrow buffers takes a few milliseconds that the next
         // commit need not wait for.
+        for p in &fresh {
+            self.ledger.record(&p.object, version);
+        }
         rayon::spawn(move || drop(fresh));
         // `self.delta` is not reloaded here: every commit begins with a refresh, which reads
         // this version along with any others (on S3, one listing less per commit).
-        for id in &ids {
-            self.committed.entry(id.clone()).or_insert(version);
-        }
         // The next refresh reads this commit again along with any others that landed
         // meanwhile; adding our ids twice is harmless.
         outcome.version = Some(version);
@@ -772,20 +798,6 @@ pub(crate) fn lost_race(e: &DeltaTableError) -> bool {
             | DeltaTableError::Transaction { source: TransactionError::MaxCommitAttempts(_) }
             | DeltaTableError::Transaction { source: TransactionError::VersionAlreadyExists(_) }
     )
-}
-
-/// The object ids a commit file lists under `commitInfo.bunker.objects`.
-fn objects_in_commit(bytes: &[u8]) -> Vec<String> {
-    let mut ids = Vec::new();
-    for line in bytes.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
-        let Ok(action) = serde_json::from_slice::<serde_json::Value>(line) else { continue };
-        if let Some(objects) =
-            action.pointer(&format!("/commitInfo/{COMMIT_INFO_KEY}/objects")).and_then(|v| v.as_array())
-        {
-            ids.extend(objects.iter().filter_map(|o| o.as_str().map(str::to_owned)));
-        }
-    }
-    ids
 }
 
 /// The objects' rows in date, account and time order, as a sequence of batches.
@@ -1129,7 +1141,7 @@ mod tests {
             let mut data = format!(r#"{{"Records":[{}]}}"#, records.join(",")).into_bytes();
             let ctx = crate::parsed::ObjectContext { bucket: "", key, key_date: None };
             let parsed = CloudTrailParser::new().parse(&mut data, &ctx).expect("parsed");
-            PendingObject { object: ObjectRef { bucket: String::new(), key: key.into(), size: 1 }, batch: parsed.batch }
+            PendingObject { object: ObjectRef::new("", key, 1), batch: parsed.batch }
         };
         let shuffled = object(
             "b",
@@ -1178,7 +1190,7 @@ mod tests {
     /// The `ingest_log` entry of a CloudTrail object `key` committed with one row.
     fn committed_entry(key: &str) -> LogEntry {
         LogEntry {
-            object: ObjectRef { bucket: "archive".into(), key: key.into(), size: 1 },
+            object: ObjectRef::new("archive", key, 1),
             format: LogFormat::CloudTrail,
             table: Some(LogTable::CloudTrail),
             status: ingest_log::status::COMMITTED,
@@ -1297,7 +1309,9 @@ mod tests {
             "\n",
         );
         assert_eq!(attempt_of_commit(commit.as_bytes()).as_deref(), Some("4f1c"));
-        assert_eq!(objects_in_commit(commit.as_bytes()), ["s3://a/k1", "s3://a/k2"]);
+        let mut ledger = Ledger::default();
+        assert_eq!(ledger.read_commit(commit.as_bytes(), COMMIT_INFO_KEY, 5), 2);
+        assert_eq!(ledger.holds(&ObjectRef::new("a", "k2", 1)), Some(5));
         // Commits by other writers, or by bunker before attempts had ids, have none.
         assert_eq!(attempt_of_commit(br#"{"commitInfo":{"operation":"WRITE"}}"#), None);
         assert_eq!(attempt_of_commit(br#"{"commitInfo":{"bunker":{"objects":[]}}}"#), None);

@@ -25,6 +25,8 @@ pub mod dns;
 mod error;
 #[cfg(feature = "lake")]
 pub mod lake;
+#[cfg(feature = "lake")]
+pub mod ledger;
 pub mod notification;
 #[cfg(feature = "lake")]
 pub mod ops;

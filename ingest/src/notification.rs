@@ -17,7 +17,7 @@
 
 use serde_json::Value;
 
-use crate::classify::ObjectRef;
+use crate::classify::{ObjectRef, normalized_etag};
 
 /// The largest body SQS accepts; anything longer did not come from SQS and is refused unread.
 pub const MAX_BODY_BYTES: usize = 256 * 1024;
@@ -124,7 +124,9 @@ fn s3_event(records: &Value) -> Result<Notification, NotificationError> {
             unrecognised(format!("Records[{i}] key {:?} is not valid URL-encoded UTF-8", quoted(raw_key)))
         })?;
         let size = s3.pointer("/object/size").and_then(Value::as_u64).unwrap_or(0);
-        objects.push(object_ref(bucket, key, size)?);
+        let mut object = object_ref(bucket, key, size)?;
+        object.etag = s3.pointer("/object/eTag").and_then(Value::as_str).map(|e| normalized_etag(e).to_owned());
+        objects.push(object);
     }
     if objects.is_empty() {
         let names = if ignored.is_empty() { "no records".to_owned() } else { ignored.join(", ") };
@@ -145,7 +147,9 @@ fn eventbridge(object: &serde_json::Map<String, Value>) -> Result<Notification, 
     let key =
         string_at(detail, &["object", "key"]).ok_or_else(|| unrecognised("EventBridge event without object key"))?;
     let size = detail.pointer("/object/size").and_then(Value::as_u64).unwrap_or(0);
-    Ok(Notification::Objects(vec![object_ref(bucket, key.to_owned(), size)?]))
+    let mut object = object_ref(bucket, key.to_owned(), size)?;
+    object.etag = detail.pointer("/object/etag").and_then(Value::as_str).map(|e| normalized_etag(e).to_owned());
+    Ok(Notification::Objects(vec![object]))
 }
 
 /// CloudTrail's notification of delivered log files: `{"s3Bucket":..,"s3ObjectKey":[..]}`.
@@ -194,7 +198,7 @@ fn object_ref(bucket: &str, key: String, size: u64) -> Result<ObjectRef, Notific
             quoted(&key)
         )));
     }
-    Ok(ObjectRef { bucket: bucket.to_owned(), key, size })
+    Ok(ObjectRef::new(bucket, key, size))
 }
 
 /// S3's bucket naming rules: 3 to 63 lowercase letters, digits, dots and hyphens, starting and

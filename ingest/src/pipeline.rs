@@ -24,6 +24,7 @@ use crate::cloudtrail::CloudTrailParser;
 use crate::decode::{Limits, decompress_into};
 use crate::dns::DnsLogParser;
 use crate::lake::{Lake, LogEntry, PendingObject};
+use crate::ledger::Ledger;
 use crate::parsed::{ObjectContext, Parsed, Rejections, split_group};
 use crate::s3::S3Source;
 use crate::vpcflow::FlowLogParser;
@@ -124,6 +125,21 @@ thread_local! {
 
 /// Classifies, decompresses and parses one object's stored bytes.
 pub fn process_object(object: &ObjectRef, data: Vec<u8>, limits: Limits) -> ObjectOutcome {
+    process_read(&object.clone().read_as(&data), data, limits)
+}
+
+/// [`process_object`], unless the bytes read show the lake already holds the object: a copy read
+/// from another root or bucket, or a redelivery that a listing or notification could not tell.
+pub fn process_unless_held(object: &ObjectRef, data: Vec<u8>, limits: Limits, held: &Ledger) -> ObjectOutcome {
+    let object = object.clone().read_as(&data);
+    match held.holds(&object) {
+        Some(version) => ObjectOutcome::Duplicate { object, lake_version: Some(version) },
+        None => process_read(&object, data, limits),
+    }
+}
+
+/// [`process_object`] for an object whose bytes have been hashed.
+fn process_read(object: &ObjectRef, data: Vec<u8>, limits: Limits) -> ObjectOutcome {
     match prepare_object(object, data, limits) {
         Step::Parse(prepared) => parse_prepared(object, prepared),
         Step::Done(outcome) => outcome,
@@ -249,18 +265,22 @@ impl Drop for Content {
     }
 }
 
-/// The object's id and the lake version holding its rows, if some commit already holds it.
-fn committed(lake: &Lake, object: &ObjectRef) -> Option<(String, u64)> {
-    let id = object.id();
-    lake.committed_version(&id).map(|version| (id, version))
-}
-
-/// Runs [`process_object`] on the rayon pool, off the I/O runtime.
-pub async fn parse_on_pool(object: ObjectRef, data: Vec<u8>, limits: Limits) -> ObjectOutcome {
+/// Runs [`process_object`] on the rayon pool, off the I/O runtime; with a ledger,
+/// [`process_unless_held`].
+pub async fn parse_on_pool(
+    object: ObjectRef,
+    data: Vec<u8>,
+    limits: Limits,
+    held: Option<Arc<Ledger>>,
+) -> ObjectOutcome {
     let (tx, rx) = tokio::sync::oneshot::channel();
     let for_pool = object.clone();
     rayon::spawn(move || {
-        let _ = tx.send(process_object(&for_pool, data, limits));
+        let outcome = match &held {
+            Some(held) => process_unless_held(&for_pool, data, limits, held),
+            None => process_object(&for_pool, data, limits),
+        };
+        let _ = tx.send(outcome);
     });
     rx.await.unwrap_or_else(|_| ObjectOutcome::Failed {
         object,
@@ -417,25 +437,18 @@ pub fn list_directory(root: &Path) -> Result<Vec<(ObjectRef, PathBuf)>> {
         let relative = entry.path().strip_prefix(root).unwrap_or(entry.path());
         let key = relative.components().map(|c| c.as_os_str().to_string_lossy()).collect::<Vec<_>>().join("/");
         let size = entry.metadata().map(|m| m.len()).unwrap_or(0);
-        objects.push((ObjectRef { bucket: String::new(), key, size }, entry.path().to_owned()));
+        objects.push((ObjectRef::new("", key, size), entry.path().to_owned()));
     }
     Ok(objects)
 }
 
-/// Reads and processes one object of a local archive, unless the lake already holds it.
-fn read_and_process(
-    object: &ObjectRef,
-    path: &Path,
-    already: &HashMap<String, u64>,
-    limits: Limits,
-) -> (ObjectOutcome, Duration) {
+/// Reads and processes one object of a local archive, unless the lake already holds it: what
+/// [`read_and_process_group`] must give each object of a group.
+#[cfg(test)]
+fn read_and_process(object: &ObjectRef, path: &Path, already: &Ledger, limits: Limits) -> (ObjectOutcome, Duration) {
     let started = Instant::now();
-    if let Some(&version) = already.get(&object.id()) {
-        let duplicate = ObjectOutcome::Duplicate { object: object.clone(), lake_version: Some(version) };
-        return (duplicate, started.elapsed());
-    }
     let outcome = match std::fs::read(path) {
-        Ok(data) => process_object(object, data, limits),
+        Ok(data) => process_unless_held(object, data, limits, already),
         Err(source) => ObjectOutcome::Failed {
             object: object.clone(),
             format: LogFormat::Unknown,
@@ -467,7 +480,7 @@ const GROUPS_PER_THREAD: usize = 4;
 /// slice of the group's.
 fn read_and_process_group(
     group: &[(ObjectRef, PathBuf)],
-    already: &HashMap<String, u64>,
+    already: &Ledger,
     limits: Limits,
 ) -> Vec<(ObjectOutcome, Duration)> {
     /// A CloudTrail object whose rows are in the group's buffers.
@@ -502,18 +515,22 @@ fn read_and_process_group(
             // The parser sizes its buffers for the rest of the group when it starts a set.
             parser.expect_records((per_stored_byte * remaining as f64 * GROUP_RECORDS_HEADROOM) as usize);
             remaining = remaining.saturating_sub(object.size);
-            if already.contains_key(&object.id()) {
-                outcomes.push(Some(read_and_process(object, path, already, limits)));
+            let data = match std::fs::read(path) {
+                Ok(data) => data,
+                Err(source) => {
+                    let error = IngestError::Io { path: path.to_owned(), source };
+                    let failed = ObjectOutcome::Failed { object: object.clone(), format: LogFormat::Unknown, error };
+                    outcomes.push(Some((failed, started.elapsed())));
+                    continue;
+                }
+            };
+            let object = &object.clone().read_as(&data);
+            if let Some(version) = already.holds(object) {
+                let duplicate = ObjectOutcome::Duplicate { object: object.clone(), lake_version: Some(version) };
+                outcomes.push(Some((duplicate, started.elapsed())));
                 continue;
             }
-            let prepared = match std::fs::read(path) {
-                Ok(data) => prepare_object(object, data, limits),
-                Err(source) => Step::Done(ObjectOutcome::Failed {
-                    object: object.clone(),
-                    format: LogFormat::Unknown,
-                    error: IngestError::Io { path: path.to_owned(), source },
-                }),
-            };
+            let prepared = prepare_object(object, data, limits);
             let outcome = match prepared {
                 Step::Done(outcome) => outcome,
                 Step::Parse(mut prepared) if prepared.table == LogTable::CloudTrail => {
@@ -590,7 +607,7 @@ pub async fn ingest_directory(
     let objects = list_directory(root)?;
     progress.start(objects.len() as u64, objects.iter().map(|(o, _)| o.size).sum());
     lake.refresh().await?;
-    let already: HashMap<String, u64> = objects.iter().filter_map(|(o, _)| committed(lake, o)).collect();
+    let already = lake.ledger();
 
     // While a commit encodes Parquet, the parser threads keep going into this queue; without room
     // for a few chunks they would sit idle for most of every commit. Its size bounds the memory.
@@ -667,18 +684,20 @@ pub async fn ingest_s3(
     let objects = source.list(bucket, prefix, dates).await?;
     progress.start(objects.len() as u64, objects.iter().map(|o| o.size).sum());
     lake.refresh().await?;
-    let already: HashMap<String, u64> = objects.iter().filter_map(|o| committed(lake, o)).collect();
+    let already = Arc::new(lake.ledger());
     let limits = options.limits;
     let mut outcomes = futures::stream::iter(objects)
         .map(|object| {
-            let duplicate = already.get(&object.id()).copied();
+            // Known from the listing (name, size, ETag), or else from the bytes once fetched.
+            let duplicate = already.holds(&object);
+            let already = already.clone();
             async move {
                 let started = Instant::now();
                 let outcome = if let Some(version) = duplicate {
                     ObjectOutcome::Duplicate { object, lake_version: Some(version) }
                 } else {
                     match source.fetch(&object).await {
-                        Ok(data) => parse_on_pool(object, data, limits).await,
+                        Ok(data) => parse_on_pool(object, data, limits, Some(already)).await,
                         Err(error) => ObjectOutcome::Failed { object, format: LogFormat::Unknown, error },
                     }
                 };
@@ -876,15 +895,30 @@ impl Run {
             // commit): the commit holds it once, so exactly one of its entries is the committed
             // one and the others are duplicates.
             let mut committed: HashSet<&str> = outcome.committed.iter().map(String::as_str).collect();
+            let replaced: HashMap<&str, &crate::ledger::Replaced> =
+                outcome.replaced.iter().map(|(id, earlier)| (id.as_str(), earlier)).collect();
             for mut e in pending.entries {
                 if !committed.remove(e.object.id().as_str()) {
                     e.status = status::DUPLICATE;
                     e.rows = 0;
-                    e.lake_version = lake.committed_version(&e.object.id());
+                    e.lake_version = lake.committed_version(&e.object);
                     self.summary.duplicate_objects += 1;
                     metrics::counter!("bunker_objects_total", "status" => status::DUPLICATE).increment(1);
                 } else {
                     e.lake_version = outcome.version;
+                    if let Some(earlier) = replaced.get(e.object.id().as_str()) {
+                        // An archive bucket is written once: other bytes under a name it already
+                        // delivered are a replaced or altered log file, worth a responder's look.
+                        let note = format!(
+                            "replaces a different object of the same name committed at version {} ({} bytes, sha256 {})",
+                            earlier.version, earlier.size, earlier.sha256
+                        );
+                        tracing::warn!(key = %e.object.id(), %note, "object differs from the one committed under its name");
+                        e.reason = Some(match e.reason.take() {
+                            Some(reason) => format!("{note}; {reason}"),
+                            None => note,
+                        });
+                    }
                     self.summary.committed_objects += 1;
                     metrics::counter!("bunker_objects_total", "status" => status::COMMITTED).increment(1);
                     *self.summary.rows.entry(table).or_default() += e.rows;
@@ -986,7 +1020,8 @@ mod tests {
             std::fs::write(archive.path().join(day).join(name), bytes).expect("write");
         }
         let objects = list_directory(archive.path()).expect("list");
-        let already: HashMap<String, u64> = objects.iter().step_by(7).map(|(o, _)| (o.id(), 4)).collect();
+        let mut already = Ledger::default();
+        objects.iter().step_by(7).for_each(|(o, _)| already.record(o, 4));
         let limits = Limits::default();
         let alone: Vec<(ObjectOutcome, Duration)> =
             objects.iter().map(|(object, path)| read_and_process(object, path, &already, limits)).collect();
@@ -1015,7 +1050,7 @@ mod tests {
 
     fn entry(key: &str, status: &'static str, lake_version: Option<u64>) -> LogEntry {
         LogEntry {
-            object: ObjectRef { bucket: "archive".into(), key: key.into(), size: 1 },
+            object: ObjectRef::new("archive", key, 1),
             format: LogFormat::CloudTrail,
             table: Some(LogTable::CloudTrail),
             status,
@@ -1094,11 +1129,11 @@ mod tests {
     async fn an_object_waiting_twice_in_one_commit_is_logged_committed_once() {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut lake = Lake::open(dir.path(), crate::lake::LakeConfig::default()).await.expect("lake");
-        let object = ObjectRef {
-            bucket: "archive".into(),
-            key: "AWSLogs/111122223333/CloudTrail/us-east-1/2025/03/03/111122223333_CloudTrail_us-east-1_20250303T1000Z_a.json.gz".into(),
-            size: 1,
-        };
+        let object = ObjectRef::new(
+            "archive",
+            "AWSLogs/111122223333/CloudTrail/us-east-1/2025/03/03/111122223333_CloudTrail_us-east-1_20250303T1000Z_a.json.gz",
+            1,
+        );
         let content = br#"{"Records":[{"eventVersion":"1.08","eventTime":"2025-03-03T10:00:00Z","eventSource":"iam.amazonaws.com","eventName":"ListUsers","awsRegion":"us-east-1","eventID":"e-1","recipientAccountId":"111122223333"}]}"#;
         let mut run = Run::new(1 << 20, None);
         for _ in 0..2 {

@@ -212,11 +212,9 @@ impl S3Source {
 }
 
 fn object_ref(bucket: &str, object: &aws_sdk_s3::types::Object) -> Option<ObjectRef> {
-    Some(ObjectRef {
-        bucket: bucket.to_owned(),
-        key: object.key()?.to_owned(),
-        size: object.size().unwrap_or(0).max(0) as u64,
-    })
+    let mut listed = ObjectRef::new(bucket, object.key()?, object.size().unwrap_or(0).max(0) as u64);
+    listed.etag = object.e_tag().map(|e| crate::classify::normalized_etag(e).to_owned());
+    Some(listed)
 }
 
 /// The year a child prefix names, when it is `<parent>YYYY/`.

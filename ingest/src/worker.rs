@@ -181,6 +181,7 @@ pub async fn run_worker(
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<WorkerSummary> {
     options.validate()?;
+    let started = Instant::now();
     let (stop_tx, stop_rx) = watch::channel(false);
     let budget = Arc::new(Semaphore::new(options.max_messages_in_flight));
     let (tx, mut rx) = mpsc::channel::<Delivery>(options.receivers * SQS_BATCH);
@@ -267,7 +268,11 @@ pub async fn run_worker(
     }
     while background.join_next().await.is_some() {}
     extender.abort();
-    Ok(processor.summary)
+    // Objects, rows and failures were counted by the run every message went through.
+    let mut summary = processor.summary;
+    summary.ingest = processor.run.summary;
+    summary.ingest.elapsed = started.elapsed();
+    Ok(summary)
 }
 
 struct Processor {
@@ -303,7 +308,7 @@ impl Processor {
         match parse_notification(&body) {
             Ok(Notification::Objects(objects)) => {
                 for object in objects {
-                    if let Some(version) = lake.committed_version(&object.id()) {
+                    if let Some(version) = lake.committed_version(&object) {
                         // A redelivery of something already in the lake: no need to fetch it.
                         self.run.accept(ObjectOutcome::Duplicate { object, lake_version: Some(version) });
                         held.in_run = true;
@@ -329,11 +334,8 @@ impl Processor {
             Err(error) => {
                 tracing::warn!(message_id, reason = %error.reason, "unrecognised message recorded and acknowledged");
                 metrics::counter!("bunker_messages_unrecognised_total").increment(1);
-                let object = ObjectRef {
-                    bucket: String::new(),
-                    key: format!("sqs:{}/{message_id}", queue_name(&self.options.queue_url)),
-                    size: body.len() as u64,
-                };
+                let key = format!("sqs:{}/{message_id}", queue_name(&self.options.queue_url));
+                let object = ObjectRef::new("", key, body.len() as u64);
                 let error = IngestError::Notification { message_id: message_id.clone(), reason: error.reason };
                 self.run.accept(ObjectOutcome::Failed { object, format: LogFormat::Unknown, error });
                 held.in_run = true;
@@ -511,7 +513,7 @@ async fn fetch_and_parse(source: &S3Source, object: ObjectRef, limits: crate::de
         Err(error @ IngestError::Fetch { transient: true, .. }) => return Err(error),
         Err(error) => return Ok(ObjectOutcome::Failed { object, format: LogFormat::Unknown, error }),
     };
-    Ok(parse_on_pool(object, data, limits).await)
+    Ok(parse_on_pool(object, data, limits, None).await)
 }
 
 /// One receiver: long-polls while there is room in the in-flight budget.

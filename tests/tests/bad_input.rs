@@ -147,7 +147,7 @@ async fn bad_objects_are_recorded_and_the_rest_is_ingested() {
 
 #[test]
 fn a_zero_byte_folder_object_is_skipped_not_failed() {
-    let folder = ObjectRef { bucket: "archive".into(), key: "AWSLogs/111122223333/CloudTrail/".into(), size: 0 };
+    let folder = ObjectRef::new("archive", "AWSLogs/111122223333/CloudTrail/", 0);
     match process_object(&folder, Vec::new(), Limits::bytes(1 << 20)) {
         ObjectOutcome::Skipped { format: LogFormat::Unknown, reason, .. } => {
             assert!(reason.contains("folder"), "{reason}")
@@ -160,7 +160,7 @@ fn a_zero_byte_folder_object_is_skipped_not_failed() {
 // key is (AWS never writes one; the empty-file case above covers that).
 #[test]
 fn an_empty_file_outside_the_aws_layout_is_skipped() {
-    let keep = ObjectRef { bucket: String::new(), key: "exports/.keep".into(), size: 0 };
+    let keep = ObjectRef::new("", "exports/.keep", 0);
     match process_object(&keep, Vec::new(), Limits::bytes(1 << 20)) {
         ObjectOutcome::Skipped { format: LogFormat::Unknown, reason, .. } => assert_eq!(reason, "empty file"),
         other => panic!("{other:?}"),
@@ -170,7 +170,7 @@ fn an_empty_file_outside_the_aws_layout_is_skipped() {
 #[test]
 fn a_gzip_bomb_is_refused_by_the_size_cap() {
     let bomb = gz(&vec![b' '; 8 << 20]);
-    let object = ObjectRef { bucket: String::new(), key: format!("{CT}/bomb.json.gz"), size: bomb.len() as u64 };
+    let object = ObjectRef::new("", format!("{CT}/bomb.json.gz"), bomb.len() as u64);
     match process_object(&object, bomb, Limits::bytes(1 << 20)) {
         ObjectOutcome::Failed { error, .. } => assert_eq!(error.kind(), "too_large", "{error}"),
         other => panic!("{other:?}"),

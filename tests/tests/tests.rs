@@ -6,4 +6,5 @@ mod support;
 mod bad_input;
 mod detections;
 mod exactly_once;
+mod object_identity;
 mod real_samples;

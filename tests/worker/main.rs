@@ -432,6 +432,40 @@ async fn sigterm_drains_what_is_in_flight_and_leaves_nothing_half_committed() {
     assert!(status.success(), "exit {status}:\n{}", std::fs::read_to_string(&second).unwrap_or_default());
 }
 
+/// Regression: objects were identified by where they were read, so a local copy of what the
+/// worker had ingested from S3 (`aws s3 sync`) put every row in a second time. And the worker's
+/// shutdown line said `objects=0 rows=0` whatever it had committed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_local_copy_of_what_the_worker_ingested_adds_nothing_and_its_shutdown_counts_it() {
+    let moto = Moto::start().await;
+    let queue = moto.create_archive(ARCHIVE, "archive-events").await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let archive = dir.path().join("archive");
+    let summary = generate_archive(&archive, 800, 61);
+    moto.upload_dir(&archive, ARCHIVE).await;
+    let lake_dir = dir.path().join("lake");
+    let lake = lake_dir.to_str().expect("utf-8");
+
+    let log = dir.path().join("worker.log");
+    let mut worker = Worker::start(&moto, &queue, lake, log.clone(), &[]);
+    wait_for(&moto, &queue, lake, expected(&summary), &mut [&mut worker]).await;
+    let status = worker.terminate();
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(status.success(), "exit {status}:\n{text}");
+    let stopped = text.lines().find(|l| l.contains("worker stopped")).unwrap_or_else(|| panic!("{text}"));
+    let rows = summary.cloudtrail_events + summary.vpcflow_records + summary.dns_records;
+    assert!(stopped.contains(&format!("rows={rows}")), "{stopped}");
+    assert!(!stopped.contains("objects=0"), "{stopped}");
+
+    // The same objects from a local folder, once under its root and once under AWSLogs/.
+    for from in [archive.clone(), archive.join("AWSLogs")] {
+        let out = run_ok(&moto, &["ingest", "--from", from.to_str().expect("utf-8"), "--lake", lake]);
+        assert!(out.contains(" 0 committed"), "{out}");
+        assert_eq!(counts(&moto, lake), expected(&summary));
+    }
+    assert_eq!(duplicate_rows(&moto, lake), 0);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backfill_from_s3_reads_only_the_days_asked_for_and_commits_once() {
     let moto = Moto::start().await;
