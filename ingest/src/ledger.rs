@@ -270,7 +270,7 @@ mod tests {
         assert_eq!(ledger.holds(&object("archive", KEY, bytes, Some("etag-1"))), Some(7));
         assert_eq!(ledger.holds(&object("archive", KEY, bytes, Some("etag-2"))), None);
 
-        let other = b"other bytes, same length, same nam";
+        let other = b"other bytes, of the same length!";
         assert_eq!(other.len(), bytes.len());
         let replaced = read(object("", KEY, other, None), other);
         assert_eq!(ledger.holds(&replaced), None);
