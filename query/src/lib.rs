@@ -678,6 +678,24 @@ mod tests {
         }
     }
 
+    #[test]
+    fn table_versions_as_text_and_json() {
+        let cases: [(&[(&'static str, Option<u64>)], &str, &str); 3] = [
+            (&[], "no lake table", "{}"),
+            (&[("cloudtrail", Some(7))], "cloudtrail=7", r#"{"cloudtrail":7}"#),
+            (
+                &[("vpcflow", None), ("cloudtrail", Some(0))],
+                "cloudtrail=0 vpcflow=none",
+                r#"{"cloudtrail":0,"vpcflow":null}"#,
+            ),
+        ];
+        for (tables, text, json) in cases {
+            let versions = TableVersions(tables.iter().copied().collect());
+            assert_eq!(versions.to_string(), text);
+            assert_eq!(versions.to_json(), json);
+        }
+    }
+
     #[tokio::test]
     async fn a_missing_lake_is_a_clear_error() {
         let err = LakeSession::open(Path::new("/nonexistent/bunker-lake")).await.expect_err("missing");
