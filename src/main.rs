@@ -360,21 +360,42 @@ fn main() -> std::process::ExitCode {
     match runtime.block_on(run(cli.command)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("error: {err}");
-            for cause in err.chain().skip(1) {
-                eprintln!("  caused by: {cause}");
-            }
+            eprint!("{}", error_report(&err));
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// The whole `err.chain()`, each cause on its own line, leaving out a cause a line above already
+/// says: one whose text is shown, or one that only labels a source whose text is shown. Most error
+/// types (DataFusion's, deltalake's, object_store's, ours) put their source in their own message,
+/// and printed layer by layer the same message came out three or four times.
+fn error_report(err: &anyhow::Error) -> String {
+    let mut shown: Vec<String> = Vec::new();
+    for cause in err.chain() {
+        let said = |text: String| shown.iter().any(|line| line.contains(text.trim()));
+        if said(cause.to_string()) || cause.source().is_some_and(|source| said(source.to_string())) {
+            continue;
+        }
+        shown.push(cause.to_string());
+    }
+    let mut report = String::new();
+    for (i, line) in shown.iter().enumerate() {
+        report.push_str(if i == 0 { "error: " } else { "  caused by: " });
+        report.push_str(line);
+        report.push('\n');
+    }
+    report
 }
 
 fn init_logging(json: bool) {
     use tracing_subscriber::Layer as _;
     use tracing_subscriber::layer::SubscriberExt as _;
     use tracing_subscriber::util::SubscriberInitExt as _;
+    // The Delta kernel logs as ERROR each failure it also returns (an s3:// lake without
+    // credentials: one line per table before the error), and main prints the returned one.
     let filter = tracing_subscriber::EnvFilter::try_from_env("BUNKER_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error,buoyant_kernel::snapshot::builder=off"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error,buoyant_kernel=off"));
     let fmt = tracing_subscriber::fmt::layer()
         .with_writer(|| log_writer::OneLine(std::io::stderr()))
         // Colour codes would be escaped as the control characters they are (see log_writer).

@@ -7,6 +7,12 @@
 //! compared in constant time. Statements are not kept on the server: a ticket or a prepared
 //! statement handle is the SQL text itself, planned again when it is fetched, so nothing grows
 //! with the number of clients.
+//!
+//! Every statement reads the latest committed version of the tables it names (see
+//! [`LakeSession`]), and says which: the versions are the JSON object in the `FlightInfo`'s
+//! `app_metadata` (`{"cloudtrail":7}`), again in the `x-bunker-table-versions` header and the
+//! first message's `app_metadata` of the `DoGet` that streams the rows, and in the INFO log line
+//! of each statement.
 
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -34,7 +40,10 @@ use prost::Message;
 use subtle::ConstantTimeEq;
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::{LakeSession, QueryError};
+use crate::{LakeSession, PlannedStatement, QueryError};
+
+/// The response header of a `DoGet` that names the versions of the lake tables it read.
+pub const VERSIONS_HEADER: &str = "x-bunker-table-versions";
 
 /// The catalog and schema every lake table is in, as DataFusion names them.
 const CATALOG: &str = "datafusion";
@@ -107,10 +116,22 @@ impl LakeFlightService {
         Ok(LakeFlightService { session, info: Arc::new(info) })
     }
 
-    /// Plans `sql` as a remote client may run it and returns the schema of its results.
-    async fn schema_of(&self, sql: &str) -> Result<Schema, Status> {
-        let frame = self.session.plan_remote(sql).await.map_err(status)?;
-        Ok(frame.schema().as_arrow().clone())
+    /// Plans `sql` as a remote client may run it, over the latest version of the lake.
+    async fn planned(&self, sql: &str) -> Result<PlannedStatement, Status> {
+        self.session.plan_remote_read(sql).await.map_err(status)
+    }
+
+    /// The FlightInfo of a statement: its schema, the ticket that runs it, and the versions of
+    /// the lake tables it reads as `app_metadata`.
+    async fn statement_info(
+        &self,
+        sql: &str,
+        ticket: Vec<u8>,
+        descriptor: FlightDescriptor,
+    ) -> Result<Response<FlightInfo>, Status> {
+        let planned = self.planned(sql).await?;
+        let info = Self::flight_info(planned.frame.schema().as_arrow(), ticket, descriptor)?.into_inner();
+        Ok(Response::new(info.with_app_metadata(planned.versions.to_json().into_bytes())))
     }
 
     fn flight_info(
@@ -127,16 +148,24 @@ impl LakeFlightService {
         Ok(Response::new(info))
     }
 
-    /// Runs `sql` and streams its results as Flight data.
+    /// Runs `sql` and streams its results as Flight data, saying which table versions it read.
     async fn stream(&self, sql: &str) -> Result<Response<FlightStream<FlightData>>, Status> {
-        let frame = self.session.plan_remote(sql).await.map_err(status)?;
+        let PlannedStatement { frame, versions } = self.planned(sql).await?;
+        tracing::info!(sql, versions = %versions, "bunker serve: statement");
         let schema = Arc::new(frame.schema().as_arrow().clone());
         let batches = frame.execute_stream().await.map_err(|e| status(e.into()))?;
+        let json = versions.to_json();
         let data = FlightDataEncoderBuilder::new()
             .with_schema(schema)
+            .with_metadata(json.clone().into_bytes().into())
             .build(batches.map_err(|e| FlightError::ExternalError(Box::new(e))))
             .map_err(Status::from);
-        Ok(Response::new(Box::pin(data)))
+        let mut response = Response::new(Box::pin(data) as FlightStream<FlightData>);
+        // Table names and numbers only: always a valid header value.
+        if let Ok(value) = tonic::metadata::MetadataValue::try_from(json.as_str()) {
+            response.metadata_mut().insert(VERSIONS_HEADER, value);
+        }
+        Ok(response)
     }
 
     fn one_batch(
@@ -197,9 +226,8 @@ impl FlightSqlService for LakeFlightService {
         query: CommandStatementQuery,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        let schema = self.schema_of(&query.query).await?;
-        let ticket = TicketStatementQuery { statement_handle: query.query.into_bytes().into() };
-        Self::flight_info(&schema, ticket.as_any().encode_to_vec(), request.into_inner())
+        let ticket = TicketStatementQuery { statement_handle: query.query.clone().into_bytes().into() };
+        self.statement_info(&query.query, ticket.as_any().encode_to_vec(), request.into_inner()).await
     }
 
     async fn do_get_statement(
@@ -216,8 +244,9 @@ impl FlightSqlService for LakeFlightService {
         query: ActionCreatePreparedStatementRequest,
         _request: Request<arrow_flight::Action>,
     ) -> Result<ActionCreatePreparedStatementResult, Status> {
-        let schema = self.schema_of(&query.query).await?;
-        let IpcMessage(dataset_schema) = SchemaAsIpc::new(&schema, &arrow::ipc::writer::IpcWriteOptions::default())
+        let planned = self.planned(&query.query).await?;
+        let schema = planned.frame.schema().as_arrow();
+        let IpcMessage(dataset_schema) = SchemaAsIpc::new(schema, &arrow::ipc::writer::IpcWriteOptions::default())
             .try_into()
             .map_err(|e: arrow::error::ArrowError| Status::internal(format!("encoding the schema: {e}")))?;
         Ok(ActionCreatePreparedStatementResult {
@@ -240,8 +269,8 @@ impl FlightSqlService for LakeFlightService {
         query: CommandPreparedStatementQuery,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        let schema = self.schema_of(sql_text(&query.prepared_statement_handle)?).await?;
-        Self::flight_info(&schema, query.as_any().encode_to_vec(), request.into_inner())
+        let sql = sql_text(&query.prepared_statement_handle)?;
+        self.statement_info(sql, query.as_any().encode_to_vec(), request.into_inner()).await
     }
 
     async fn do_get_prepared_statement(

@@ -67,7 +67,7 @@ pub enum QueryError {
         reason: String,
     },
     /// The SQL failed to plan or run; `hint` names the table or column that was probably meant.
-    #[error("{source}{}", hint.as_ref().map(|h| format!("\n  hint: {h}")).unwrap_or_default())]
+    #[error("{}{}", sql_message(source), hint.as_ref().map(|h| format!("\n  hint: {h}")).unwrap_or_default())]
     Sql {
         /// DataFusion's error.
         source: datafusion::error::DataFusionError,
@@ -91,20 +91,134 @@ impl From<datafusion::error::DataFusionError> for QueryError {
     }
 }
 
+/// DataFusion's message, except for a statement that does not parse: DataFusion shows the
+/// parser's error as its `Debug` (`ParserError("Expected: …")`); its own text reads better.
+fn sql_message(source: &datafusion::error::DataFusionError) -> String {
+    match source {
+        datafusion::error::DataFusionError::SQL(parse, _) => parse.to_string(),
+        other => other.to_string(),
+    }
+}
+
 /// Result with [`QueryError`] as the default error.
 pub type Result<T, E = QueryError> = std::result::Result<T, E>;
 
 /// A DataFusion session over one lake.
+///
+/// A session lives as long as `bunker serve` or `bunker sql` runs, while ingestion keeps
+/// committing: every statement first asks the Delta log of each table it reads for its latest
+/// version (one listing of `_delta_log` from the loaded version on) and, when a table has moved
+/// on, applies the new commits to the loaded table and registers it again before planning. A
+/// table that has not moved is read from the loaded state as it is.
 #[derive(Clone)]
 pub struct LakeSession {
     ctx: SessionContext,
     span: TimeSpan,
+    /// The Delta tables as the session last loaded them. Statements plan under the read lock,
+    /// so a statement never sees a table half re-registered; the write lock is taken only to
+    /// apply new commits.
+    tables: Arc<tokio::sync::RwLock<Vec<LakeTable>>>,
 }
 
 impl std::fmt::Debug for LakeSession {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LakeSession").field("session_id", &self.ctx.session_id()).field("span", &self.span).finish()
     }
+}
+
+/// One Delta table of the lake, as the session last loaded and registered it.
+struct LakeTable {
+    name: &'static str,
+    schema: SchemaRef,
+    url: Url,
+    storage_options: HashMap<String, String>,
+    /// `None` while the lake has no such table yet (it is registered empty).
+    table: Option<DeltaTable>,
+    /// The provider registered for the table, by which a plan's scans are traced to it.
+    provider: Arc<dyn TableProvider>,
+}
+
+impl LakeTable {
+    fn version(&self) -> Option<u64> {
+        self.table.as_ref().and_then(DeltaTable::version)
+    }
+
+    /// Whether the lake has commits this table has not loaded: a newer version, or a first
+    /// version of a table that did not exist yet.
+    async fn is_stale(&self) -> Result<bool> {
+        match &self.table {
+            Some(table) => {
+                let latest = table.get_latest_version().await.map_err(|e| table_error(self.name, e))?;
+                Ok(Some(latest) > table.version())
+            }
+            None => Ok(may_exist(&self.url)),
+        }
+    }
+}
+
+/// Whether a table may have a Delta log at `url`: a local table that was never created has no
+/// folder (which the Delta reader refuses); on S3 there is no folder to look for.
+fn may_exist(url: &Url) -> bool {
+    url.to_file_path().map_or(true, |dir| dir.join("_delta_log").is_dir())
+}
+
+async fn open_table(
+    name: &'static str,
+    url: Url,
+    storage_options: HashMap<String, String>,
+) -> Result<Option<DeltaTable>> {
+    if !may_exist(&url) {
+        return Ok(None);
+    }
+    let table =
+        DeltaTable::try_from_url_with_storage_options(url, storage_options).await.map_err(|e| table_error(name, e))?;
+    Ok(table.version().is_some().then_some(table))
+}
+
+/// The version of each lake table a statement read: `None` for a table the lake does not have
+/// yet. Shown as `cloudtrail=7 dns=none`, and as JSON (`{"cloudtrail":7,"dns":null}`) in what
+/// `bunker serve` answers.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TableVersions(pub std::collections::BTreeMap<&'static str, Option<u64>>);
+
+impl TableVersions {
+    /// The versions as a JSON object, table name to version (`null`: not created yet).
+    pub fn to_json(&self) -> String {
+        let fields: Vec<String> = self
+            .0
+            .iter()
+            .map(|(name, version)| match version {
+                Some(v) => format!("\"{name}\":{v}"),
+                None => format!("\"{name}\":null"),
+            })
+            .collect();
+        format!("{{{}}}", fields.join(","))
+    }
+}
+
+impl std::fmt::Display for TableVersions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.0.is_empty() {
+            return f.write_str("no lake table");
+        }
+        for (i, (name, version)) in self.0.iter().enumerate() {
+            let sep = if i == 0 { "" } else { " " };
+            match version {
+                Some(v) => write!(f, "{sep}{name}={v}")?,
+                None => write!(f, "{sep}{name}=none")?,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A planned statement and the version of each lake table it reads.
+#[derive(Debug)]
+pub struct PlannedStatement {
+    /// The statement, ready to run.
+    pub frame: datafusion::dataframe::DataFrame,
+    /// The versions of the tables its scans read.
+    pub versions: TableVersions,
 }
 
 /// Names of every table a lake session registers.
@@ -205,59 +319,26 @@ impl LakeSession {
             let url = root.join(&format!("{name}/")).map_err(|_| QueryError::NoLake(location.to_string()))?;
             let storage_options = storage_options.clone();
             opening.push(tokio::spawn(async move {
-                // A local table that was never created has no folder, which the Delta reader refuses.
-                let exists = url.to_file_path().map_or(true, |dir| dir.join("_delta_log").is_dir());
-                if !exists {
-                    return Ok((name, schema, None));
-                }
-                let table = DeltaTable::try_from_url_with_storage_options(url, storage_options)
-                    .await
-                    .map_err(|e| table_error(name, e))?;
-                Ok::<_, QueryError>((name, schema, table.version().is_some().then_some(table)))
+                let table = open_table(name, url.clone(), storage_options.clone()).await?;
+                Ok::<_, QueryError>((name, schema, url, storage_options, table))
             }));
         }
+        // Every table is waited for before the first error is returned: a table still opening
+        // when the runtime shuts down makes the Delta kernel's executor panic after the error.
         let mut opened = Vec::new();
         for task in opening {
-            let table =
-                task.await.map_err(|e| QueryError::Io(std::io::Error::other(format!("opening the lake: {e}"))))?;
-            opened.push(table?);
+            opened
+                .push(task.await.map_err(|e| QueryError::Io(std::io::Error::other(format!("opening the lake: {e}"))))?);
         }
-        for (name, schema, table) in opened {
-            let provider: Arc<dyn TableProvider> = if let Some(table) = table {
-                check_table_files(name, &table)?;
-                table.update_datafusion_session(&ctx.state()).map_err(|e| table_error(name, e))?;
-                let provider = table.table_provider().await?;
-                // The log tables are queried by identity (`useridentity.arn = '…'`), a struct
-                // field, whose row groups DataFusion does not prune by itself.
-                if LogTable::from_name(name).is_some() {
-                    prune::FieldPruningTable::for_delta(&table, provider)
-                } else {
-                    provider
-                }
-            } else {
-                Arc::new(MemTable::try_new(schema, vec![vec![]])?)
-            };
-            match LogTable::from_name(name).filter(|_| !span.is_all()) {
-                // A view over the table with the span's predicates, which DataFusion pushes into
-                // the Delta scan as partition filters.
-                Some(log_table) => {
-                    let predicates = span.predicates(log_table).join(" AND ");
-                    let filter =
-                        ctx.parse_sql_expr(&predicates, &ctx.read_table(provider.clone())?.schema().clone())?;
-                    ctx.register_table(name, ctx.read_table(provider)?.filter(filter)?.into_view())?;
-                }
-                None => {
-                    ctx.register_table(name, provider)?;
-                }
-            }
+        let mut tables = Vec::new();
+        for opened in opened {
+            let (name, schema, url, storage_options, table) = opened?;
+            let provider = provider_of(&ctx, name, &schema, table.as_ref()).await?;
+            register(&ctx, span, name, provider.clone())?;
+            tables.push(LakeTable { name, schema, url, storage_options, table, provider });
         }
-        // The current state of each alert: the newest of its updates.
-        let view = ctx.sql(&alerts::newest_sql("")).await?.into_view();
-        ctx.register_table(alerts::VIEW_NAME, view)?;
-        // The first time each account acted in each region: the earliest of its sightings.
-        let view = ctx.sql(&baseline::earliest_sql()).await?.into_view();
-        ctx.register_table(baseline::VIEW_NAME, view)?;
-        Ok(LakeSession { ctx, span })
+        register_views(&ctx).await?;
+        Ok(LakeSession { ctx, span, tables: Arc::new(tokio::sync::RwLock::new(tables)) })
     }
 
     /// The span of event time the log tables are limited to.
@@ -301,14 +382,76 @@ impl LakeSession {
     /// written only by ingestion and a query must not write files anywhere.
     pub async fn plan(&self, sql: &str) -> Result<datafusion::dataframe::DataFrame> {
         let options = SQLOptions::new().with_allow_ddl(false).with_allow_dml(false).with_allow_statements(true);
-        self.ctx.sql_with_options(sql, options).await.map_err(|e| self.explained(e))
+        Ok(self.plan_latest(sql, options).await?.frame)
     }
 
     /// Plans a statement for a client other than the local user (`bunker serve`): as
     /// [`LakeSession::plan`], and `SET` and other statements that change the session are refused too.
     pub async fn plan_remote(&self, sql: &str) -> Result<datafusion::dataframe::DataFrame> {
+        Ok(self.plan_remote_read(sql).await?.frame)
+    }
+
+    /// Plans a statement as [`LakeSession::plan_remote`] does, with the versions of the lake
+    /// tables it reads.
+    pub async fn plan_remote_read(&self, sql: &str) -> Result<PlannedStatement> {
         let options = SQLOptions::new().with_allow_ddl(false).with_allow_dml(false).with_allow_statements(false);
-        self.ctx.sql_with_options(sql, options).await.map_err(|e| self.explained(e))
+        self.plan_latest(sql, options).await
+    }
+
+    /// Plans `sql` over the latest committed version of every table it reads: it is planned
+    /// once, the tables its scans read are asked for their latest version, and only if one has
+    /// moved on are the new commits loaded and the statement planned again.
+    async fn plan_latest(&self, sql: &str, options: SQLOptions) -> Result<PlannedStatement> {
+        let stale = {
+            let tables = self.tables.read().await;
+            let frame = self.ctx.sql_with_options(sql, options).await.map_err(|e| self.explained(e))?;
+            let read = tables_read(frame.logical_plan(), &tables);
+            let checks = read.iter().map(|&i| tables[i].is_stale());
+            let stale: Vec<usize> = read
+                .iter()
+                .zip(futures::future::join_all(checks).await)
+                .filter_map(|(&i, stale)| match stale {
+                    Ok(false) => None,
+                    Ok(true) => Some(Ok(i)),
+                    Err(e) => Some(Err(e)),
+                })
+                .collect::<Result<_>>()?;
+            if stale.is_empty() {
+                let versions = versions_of(&tables, &read);
+                return Ok(PlannedStatement { frame, versions });
+            }
+            stale
+        };
+        let mut tables = self.tables.write().await;
+        for i in stale {
+            self.reload(&mut tables[i]).await?;
+        }
+        // The views were planned over the providers they replaced.
+        register_views(&self.ctx).await?;
+        let tables = tables.downgrade();
+        let frame = self.ctx.sql_with_options(sql, options).await.map_err(|e| self.explained(e))?;
+        let versions = versions_of(&tables, &tables_read(frame.logical_plan(), &tables));
+        Ok(PlannedStatement { frame, versions })
+    }
+
+    /// Applies the commits `slot` has not loaded (only those: the loaded state is kept) and
+    /// registers the table again. The table is replaced only once its new files pass
+    /// [`check_table_files`], so a refused version is refused again by the next statement.
+    async fn reload(&self, slot: &mut LakeTable) -> Result<()> {
+        let table = match &slot.table {
+            Some(table) => {
+                let mut table = table.clone();
+                table.update_incremental(None).await.map_err(|e| table_error(slot.name, e))?;
+                Some(table)
+            }
+            None => open_table(slot.name, slot.url.clone(), slot.storage_options.clone()).await?,
+        };
+        let provider = provider_of(&self.ctx, slot.name, &slot.schema, table.as_ref()).await?;
+        self.ctx.deregister_table(slot.name)?;
+        register(&self.ctx, self.span, slot.name, provider.clone())?;
+        slot.table = table;
+        slot.provider = provider;
+        Ok(())
     }
 
     /// What a statement will read before it runs: the data files and bytes of each table scan,
@@ -336,6 +479,84 @@ pub fn check_table_files(name: &str, table: &DeltaTable) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The provider a session registers for a lake table: the Delta table (checked, and with
+/// struct-field pruning for the log tables), or an empty table while the lake has none.
+async fn provider_of(
+    ctx: &SessionContext,
+    name: &'static str,
+    schema: &SchemaRef,
+    table: Option<&DeltaTable>,
+) -> Result<Arc<dyn TableProvider>> {
+    let Some(table) = table else {
+        return Ok(Arc::new(MemTable::try_new(schema.clone(), vec![vec![]])?));
+    };
+    check_table_files(name, table)?;
+    table.update_datafusion_session(&ctx.state()).map_err(|e| table_error(name, e))?;
+    let provider = table.table_provider().await?;
+    // The log tables are queried by identity (`useridentity.arn = '…'`), a struct field, whose
+    // row groups DataFusion does not prune by itself.
+    Ok(if LogTable::from_name(name).is_some() {
+        prune::FieldPruningTable::for_delta(table, provider)
+    } else {
+        provider
+    })
+}
+
+/// Registers `provider` as `name`; a log table of a session limited to `span` is registered as
+/// a view with the span's predicates, which DataFusion pushes into the Delta scan as partition
+/// filters.
+fn register(ctx: &SessionContext, span: TimeSpan, name: &'static str, provider: Arc<dyn TableProvider>) -> Result<()> {
+    match LogTable::from_name(name).filter(|_| !span.is_all()) {
+        Some(log_table) => {
+            let predicates = span.predicates(log_table).join(" AND ");
+            let filter = ctx.parse_sql_expr(&predicates, &ctx.read_table(provider.clone())?.schema().clone())?;
+            ctx.register_table(name, ctx.read_table(provider)?.filter(filter)?.into_view())?;
+        }
+        None => {
+            ctx.register_table(name, provider)?;
+        }
+    }
+    Ok(())
+}
+
+/// (Re)registers the views derived from the tables; a view holds the plan of the tables it was
+/// made over, so it is made again whenever one of them is registered again.
+async fn register_views(ctx: &SessionContext) -> Result<()> {
+    // The current state of each alert: the newest of its updates.
+    let view = ctx.sql(&alerts::newest_sql("")).await?.into_view();
+    ctx.deregister_table(alerts::VIEW_NAME)?;
+    ctx.register_table(alerts::VIEW_NAME, view)?;
+    // The first time each account acted in each region: the earliest of its sightings.
+    let view = ctx.sql(&baseline::earliest_sql()).await?.into_view();
+    ctx.deregister_table(baseline::VIEW_NAME)?;
+    ctx.register_table(baseline::VIEW_NAME, view)?;
+    Ok(())
+}
+
+/// The lake tables (indexes into `tables`) whose providers the scans of `plan` read, views and
+/// subqueries included: views are inlined when a statement is planned, so their scans are the
+/// tables' own.
+fn tables_read(plan: &datafusion::logical_expr::LogicalPlan, tables: &[LakeTable]) -> Vec<usize> {
+    use datafusion::common::tree_node::TreeNodeRecursion;
+    use datafusion::logical_expr::LogicalPlan;
+    let mut read = std::collections::BTreeSet::new();
+    // The closure never fails; a walk that did would only leave tables out of the report.
+    let _ = plan.apply_with_subqueries(|node| {
+        if let LogicalPlan::TableScan(scan) = node
+            && let Ok(provider) = datafusion::datasource::source_as_provider(&scan.source)
+        {
+            let scanned = Arc::as_ptr(&provider).cast::<()>();
+            read.extend(tables.iter().position(|t| Arc::as_ptr(&t.provider).cast::<()>() == scanned));
+        }
+        Ok(TreeNodeRecursion::Continue)
+    });
+    read.into_iter().collect()
+}
+
+fn versions_of(tables: &[LakeTable], read: &[usize]) -> TableVersions {
+    TableVersions(read.iter().map(|&i| (tables[i].name, tables[i].version())).collect())
 }
 
 fn table_error(table: &str, source: deltalake::DeltaTableError) -> QueryError {
@@ -454,6 +675,24 @@ mod tests {
             let mut out = Vec::new();
             render(&batches[0].schema(), &batches, OutputFormat::Csv, &mut out).expect("csv");
             assert_eq!(String::from_utf8_lossy(&out), "n\n0\n", "{name}");
+        }
+    }
+
+    #[test]
+    fn table_versions_as_text_and_json() {
+        let cases: [(&[(&'static str, Option<u64>)], &str, &str); 3] = [
+            (&[], "no lake table", "{}"),
+            (&[("cloudtrail", Some(7))], "cloudtrail=7", r#"{"cloudtrail":7}"#),
+            (
+                &[("vpcflow", None), ("cloudtrail", Some(0))],
+                "cloudtrail=0 vpcflow=none",
+                r#"{"cloudtrail":0,"vpcflow":null}"#,
+            ),
+        ];
+        for (tables, text, json) in cases {
+            let versions = TableVersions(tables.iter().copied().collect());
+            assert_eq!(versions.to_string(), text);
+            assert_eq!(versions.to_json(), json);
         }
     }
 

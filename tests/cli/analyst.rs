@@ -394,11 +394,8 @@ impl Drop for Server {
     }
 }
 
-/// `bunker serve` answered by a real Flight SQL client (the ADBC driver from PyPI): queries,
-/// metadata, and every write, escape and bad token refused.
-#[test]
-fn the_lake_over_flight_sql_with_a_real_client() {
-    use std::io::BufRead as _;
+/// Fails the test, saying how to install it, unless Python has the ADBC Flight SQL driver.
+fn require_adbc() {
     let check = std::process::Command::new("python3")
         .args(["-c", "import adbc_driver_flightsql, pyarrow"])
         .output()
@@ -409,11 +406,17 @@ fn the_lake_over_flight_sql_with_a_real_client() {
          (scripts/test.sh installs it)\n{}",
         String::from_utf8_lossy(&check.stderr)
     );
-    let dir = tempfile::tempdir().expect("tempdir");
-    let lake = small_lake(dir.path());
-    let token = "test-token-0123456789abcdef";
+}
+
+type StderrLines = std::io::Lines<std::io::BufReader<std::process::ChildStderr>>;
+
+/// Starts `bunker serve` over `lake` on a free loopback port; returns it with its grpc:// address
+/// and the rest of its stderr.
+fn start_serve(lake: &Path, token: &str, env: &[(&str, &str)]) -> (Server, String, StderrLines) {
+    use std::io::BufRead as _;
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_bunker"))
-        .args(["serve", "--lake", path(&lake), "--listen", "127.0.0.1:0", "--token", token])
+        .args(["serve", "--lake", path(lake), "--listen", "127.0.0.1:0", "--token", token])
+        .envs(env.iter().copied())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("start bunker serve");
@@ -427,6 +430,18 @@ fn the_lake_over_flight_sql_with_a_real_client() {
         }
     };
     assert!(uri.starts_with("grpc://127.0.0.1:"), "{uri}");
+    (server, uri, lines)
+}
+
+/// `bunker serve` answered by a real Flight SQL client (the ADBC driver from PyPI): queries,
+/// metadata, and every write, escape and bad token refused.
+#[test]
+fn the_lake_over_flight_sql_with_a_real_client() {
+    require_adbc();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let lake = small_lake(dir.path());
+    let token = "test-token-0123456789abcdef";
+    let (server, uri, _stderr) = start_serve(&lake, token, &[]);
 
     let client = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/cli/flight_client.py");
     let output = std::process::Command::new("python3").args([client, &uri, token]).output().expect("run the client");
@@ -454,4 +469,66 @@ fn the_lake_over_flight_sql_with_a_real_client() {
         let error = answer[name].as_str().unwrap_or_else(|| panic!("{name}: the query was allowed"));
         assert!(error.to_lowercase().contains("unauthenticated") || error.contains("bearer token"), "{name}: {error}");
     }
+}
+
+/// Issue 36: `bunker serve` answered every statement from the snapshot it opened at start, so a
+/// client counted the same rows before and after an ingest. Each statement must read the latest
+/// commit, of a table that grew and of one that was empty when serve started, and say which.
+#[test]
+fn serve_answered_from_the_snapshot_it_opened_at_start() {
+    use std::io::{BufRead as _, Write as _};
+    require_adbc();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (archive, lake) = (dir.path().join("archive"), dir.path().join("lake"));
+    let events = |day: &str, n: usize| -> Vec<serde_json::Value> {
+        (0..n)
+            .map(|i| trail_event(&format!("{day}-{i}"), &format!("{day}T10:00:{:02}Z", i % 60), ACCOUNT, "eu-west-1"))
+            .collect()
+    };
+    write_trail_object(&archive, ACCOUNT, "eu-west-1", "2026-11-18", &events("2026-11-18", 4));
+    ok(&["ingest", "--from", path(&archive), "--lake", path(&lake), "--no-detect"]);
+
+    let token = "test-token-0123456789abcdef";
+    let (server, uri, stderr) = start_serve(&lake, token, &[("BUNKER_LOG", "error,bunker_query::flight=info")]);
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/cli/flight_statements.py");
+    let mut client = std::process::Command::new("python3")
+        .args([script, &uri, token])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("run the client");
+    let mut to_client = client.stdin.take().expect("stdin");
+    let mut from_client = std::io::BufReader::new(client.stdout.take().expect("stdout")).lines();
+    let mut count = || -> serde_json::Value {
+        let sql = "SELECT (SELECT count(*) FROM cloudtrail) AS trail, (SELECT count(*) FROM vpcflow) AS flows";
+        writeln!(to_client, "{sql}").expect("send the statement");
+        let line = from_client.next().expect("the client answered").expect("client line");
+        serde_json::from_str(&line).expect("client JSON")
+    };
+
+    let before = count();
+    assert_eq!(before["rows"], serde_json::json!([[4, 0]]), "{before}");
+    let trail_before = before["versions"]["cloudtrail"].as_u64().expect("the cloudtrail version is reported");
+
+    // The same lake grows while serve runs: 500 more events, and the first flow logs.
+    write_trail_object(&archive, ACCOUNT, "eu-west-1", "2026-11-19", &events("2026-11-19", 500));
+    write_flow_object(
+        &archive,
+        "2026-11-19",
+        &[flow_line("10.0.1.5", "10.0.2.9", 443, epoch("2026-11-19T03:00:00Z"), "ACCEPT")],
+    );
+    ok(&["ingest", "--from", path(&archive), "--lake", path(&lake), "--no-detect"]);
+
+    let after = count();
+    assert_eq!(after["rows"], serde_json::json!([[504, 1]]), "the count did not grow: {after}");
+    let trail_after = after["versions"]["cloudtrail"].as_u64().expect("the cloudtrail version is reported");
+    assert!(trail_after > trail_before, "{before} then {after}");
+    assert!(after["versions"]["vpcflow"].as_u64().is_some(), "{after}");
+
+    drop(to_client);
+    assert!(client.wait().expect("client exits").success());
+    drop(server);
+    // Each statement's log line names the versions it read.
+    let log: Vec<String> = stderr.map_while(Result::ok).filter(|l| l.contains("bunker serve: statement")).collect();
+    assert!(log.iter().any(|l| l.contains(&format!("cloudtrail={trail_after}"))), "{log:#?}");
 }

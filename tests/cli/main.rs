@@ -563,3 +563,51 @@ fn a_forged_delta_log_cannot_make_a_reader_leave_the_lake() {
     }
     assert_eq!(ok(&["query", "--lake", path(&lake), "--format", "csv", sql]), "n\n50\n");
 }
+
+/// Runs bunker against an s3:// lake nobody can reach: no credentials, no instance metadata,
+/// and an endpoint on a closed local port, so it fails at once.
+fn bunker_without_aws(args: &[&str]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_bunker"));
+    for var in ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE", "BUNKER_LOG"] {
+        command.env_remove(var);
+    }
+    command
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+        .env("AWS_REGION", "eu-west-1");
+    command.args(args).output().expect("run bunker")
+}
+
+/// Issue 36: a failed command printed its error three or four times (each layer of the chain
+/// repeats its source), a misspelt column its 35-column list four times, and an unreachable
+/// s3:// lake six internal ERROR log lines first. One message, once.
+#[test]
+fn errors_were_printed_three_or_four_times() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (archive, lake) = (dir.path().join("archive"), dir.path().join("lake"));
+    let events: Vec<serde_json::Value> =
+        (0..3).map(|i| trail_event(&format!("e-{i}"), "2026-11-18T10:00:00Z", "111122223333", "eu-west-1")).collect();
+    write_trail_object(&archive, "111122223333", "eu-west-1", "2026-11-18", &events);
+    ok(&["ingest", "--from", path(&archive), "--lake", path(&lake), "--no-detect"]);
+    let once = |output: &Output, message: &str| {
+        let text = stderr(output);
+        assert!(!output.status.success(), "{text}");
+        assert_eq!(text.matches(message).count(), 1, "{message:?} not printed exactly once:\n{text}");
+        assert!(!text.contains(" ERROR ") && !text.contains("panicked"), "internal log lines:\n{text}");
+        assert!(text.starts_with("error: "), "the error is not what comes first:\n{text}");
+        text
+    };
+
+    let misspelt = bunker(&["query", "--lake", path(&lake), "SELECT nosuchcol FROM cloudtrail"]);
+    let text = once(&misspelt, "No field named nosuchcol");
+    assert!(text.matches("cloudtrail.eventversion").count() <= 1, "the column list is repeated:\n{text}");
+    once(&bunker(&["query", "--lake", path(&lake), "SELEC 1 FROM"]), "Expected: an SQL statement");
+
+    for args in [
+        &["query", "--lake", "s3://bunker-nobody/lake", "SELECT 1"][..],
+        &["detect", "--lake", "s3://bunker-nobody/lake", "--no-record"],
+        &["timeline", "--lake", "s3://bunker-nobody/lake", "--ip", "203.0.113.66"],
+    ] {
+        once(&bunker_without_aws(args), "opening lake table");
+    }
+}
