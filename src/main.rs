@@ -341,7 +341,8 @@ async fn detector(
     let dir = rules_dir.or(config.detect.rules.as_deref());
     let rules = load_rules(dir, config.detect.builtin).await?;
     let tuning = Tuning::new(&config.detect, &rules)?;
-    // Findings name the region bunker runs in (ASFF ProductArn); the account comes from each alert.
+    // ASFF findings are imported in the region bunker runs in, under the account it runs as (asked
+    // of STS by the sinks unless a sink names it); each finding's own account comes from its alert.
     let context = RenderContext { account: None, region: aws.and_then(|a| a.region()).map(|r| r.to_string()) };
     let sinks = Sinks::build(&config.sinks, aws, context).await.context("setting up the alert sinks")?;
     Ok(Detector::new(rules, tuning, sinks, run))

@@ -610,6 +610,12 @@ mod tests {
                 None => assert!(!alerts.is_empty(), "{}", rule.id),
             }
             for alert in &alerts {
+                // Evidence that is not there would pass the checks below for any attack (flow and
+                // DNS records have no event ids; their evidence is the objects they came from).
+                assert!(!alert.source_keys.is_empty(), "{}: {alert:?}", rule.id);
+                if table == LogTable::CloudTrail {
+                    assert!(!alert.event_ids.is_empty(), "{}: {alert:?}", rule.id);
+                }
                 assert!(alert.event_ids.iter().all(|id| attack.event_ids.contains(id)), "{}", rule.id);
                 assert!(alert.source_keys.iter().all(|k| attack.keys.contains(k)), "{}", rule.id);
             }

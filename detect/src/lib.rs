@@ -14,6 +14,8 @@
 #![deny(missing_docs)]
 
 pub mod alert;
+#[cfg(test)]
+mod asff_check;
 pub mod engine;
 pub mod inject;
 pub mod live;

@@ -75,6 +75,8 @@ impl Format {
 pub struct RenderContext {
     /// The account that imports findings (the log-archive or security account). ASFF's
     /// `ProductArn` names it; it is also the `AwsAccountId` of alerts without a usable account.
+    /// Without it, each finding's own account is taken to import it: [`crate::sink::Sinks`]
+    /// always sets it for an `asff` sink.
     pub account: Option<String>,
     /// The region findings are imported into. ASFF's `ProductArn` names it; alerts without a
     /// region fall back to it.
@@ -268,7 +270,7 @@ fn asff_label(severity: Severity) -> &'static str {
 }
 
 /// The AWS partition a region belongs to.
-fn partition(region: &str) -> &'static str {
+pub(crate) fn partition(region: &str) -> &'static str {
     if region.starts_with("cn-") {
         "aws-cn"
     } else if region.starts_with("us-gov-") {
@@ -298,8 +300,8 @@ fn asff_types(mitre: &[String]) -> Vec<String> {
 
 /// The ASFF namespace and category for an ATT&CK technique (without sub-technique).
 ///
-/// ASFF's TTP categories are ATT&CK's tactics without Impact; Impact techniques map to the
-/// `Effects` namespace. Techniques that serve several tactics take the one the built-in rules
+/// ASFF's TTP categories are ATT&CK's tactics without Exfiltration and Impact; those techniques
+/// map to the `Effects` namespace. Techniques that serve several tactics take the one the built-in rules
 /// mean by them.
 fn asff_type_of(technique: &str) -> Option<&'static str> {
     Some(match technique {
@@ -313,7 +315,9 @@ fn asff_type_of(technique: &str) -> Option<&'static str> {
         "T1021" | "T1563" => "TTPs/Lateral Movement",
         "T1005" | "T1119" | "T1530" => "TTPs/Collection",
         "T1071" | "T1090" | "T1095" | "T1568" | "T1572" => "TTPs/Command and Control",
-        "T1020" | "T1041" | "T1048" | "T1537" | "T1567" => "TTPs/Data Exfiltration",
+        // ASFF files exfiltration under Effects, not TTPs (Security Hub's own insight on data
+        // exfiltration filters on `Effects/Data Exfiltration/`).
+        "T1020" | "T1041" | "T1048" | "T1537" | "T1567" => "Effects/Data Exfiltration",
         "T1485" | "T1486" | "T1490" => "Effects/Data Destruction",
         "T1496" => "Effects/Resource Consumption",
         "T1498" | "T1499" => "Effects/Denial of Service",

@@ -24,7 +24,21 @@
 //! type = "webhook"
 //! url = "https://hooks.slack.com/services/..."
 //! headers = { Authorization = "Bearer ..." }
+//!
+//! [[sinks]]
+//! type = "file"
+//! path = "findings.jsonl"
+//! format = "asff"
+//! product_account = "999988887777" # asff only: who imports the findings (default: the account bunker runs as)
 //! ```
+//!
+//! An ASFF finding's `ProductArn` names the account that imports it into Security Hub and the
+//! region it is imported into — the log-archive or security account, not the member account the
+//! activity happened in (that one is its `AwsAccountId`). Security Hub refuses a finding whose
+//! `ProductArn` is not the importer's own `product/<account>/default`. A sink takes it from
+//! `product_arn`, or `product_account` and the region of the AWS configuration, or else from STS
+//! `GetCallerIdentity`, asked once when the sinks are built; a sink that can learn neither is
+//! refused then, not when its first finding is rejected.
 //!
 //! Delivery is at least once: `send` fails when any sink did not take all of its alerts, the
 //! worker then keeps its SQS message and the batch is retried, so a receiver may see an alert
@@ -108,6 +122,11 @@ impl SinkKind {
     }
 }
 
+/// The keys of every kind of sink.
+const COMMON_KEYS: [&str; 3] = ["type", "format", "min_severity"];
+/// The keys only an `asff` sink takes, whatever its kind.
+const ASFF_KEYS: [&str; 2] = ["product_account", "product_arn"];
+
 /// One `[[sinks]]` entry of the configuration, as written.
 ///
 /// Its `Debug` leaves out a webhook's path and query and every header value: Slack webhook
@@ -139,6 +158,14 @@ pub struct SinkConfig {
     /// `webhook`: the time one request may take, connecting included; 10 when not set.
     #[serde(default)]
     pub timeout_secs: Option<u64>,
+    /// `asff`: the account that imports the findings (12 digits), named by their `ProductArn`;
+    /// the account bunker runs as (STS `GetCallerIdentity`) when not set.
+    #[serde(default)]
+    pub product_account: Option<String>,
+    /// `asff`: the whole `ProductArn`, `arn:<partition>:securityhub:<region>:<account>:product/<account>/default`,
+    /// for findings imported in another region than bunker's own.
+    #[serde(default)]
+    pub product_arn: Option<String>,
 }
 
 impl fmt::Debug for SinkConfig {
@@ -153,6 +180,8 @@ impl fmt::Debug for SinkConfig {
             .field("url", &self.url.as_deref().map(redacted_url))
             .field("headers", &headers)
             .field("timeout_secs", &self.timeout_secs)
+            .field("product_account", &self.product_account)
+            .field("product_arn", &self.product_arn)
             .finish()
     }
 }
@@ -171,7 +200,6 @@ fn redacted_url(url: &str) -> String {
 /// The configured sinks, validated and with their clients built.
 pub struct Sinks {
     sinks: Vec<Sink>,
-    ctx: RenderContext,
 }
 
 impl fmt::Debug for Sinks {
@@ -186,6 +214,9 @@ struct Sink {
     format: Format,
     min_severity: Severity,
     target: Target,
+    /// What the rendering needs to know besides the alert; for `asff`, the importer's account
+    /// and region, which every finding's `ProductArn` names.
+    ctx: RenderContext,
 }
 
 enum Target {
@@ -210,25 +241,37 @@ enum Target {
 impl Sinks {
     /// No sinks: `send` does nothing.
     pub fn empty() -> Sinks {
-        Sinks { sinks: Vec::new(), ctx: RenderContext::default() }
+        Sinks { sinks: Vec::new() }
     }
 
     /// Validates the configuration and builds every sink's client. An `sqs` sink needs `aws`.
+    ///
+    /// `ctx` is what findings say of where they are imported: its region (the AWS
+    /// configuration's) and, if the caller knows it, the importing account. An `asff` sink's own
+    /// `product_arn` or `product_account` come first; without them and without `ctx.account`, the
+    /// account `aws` signs as is asked of STS — once, however many sinks need it.
     pub async fn build(
         configs: &[SinkConfig],
         aws: Option<&aws_config::SdkConfig>,
         ctx: RenderContext,
     ) -> Result<Sinks> {
         let mut sinks = Vec::with_capacity(configs.len());
+        let mut caller = CallerAccount::new(aws, ctx.account.clone());
         for (index, config) in configs.iter().enumerate() {
             let invalid = |reason: String| DetectError::InvalidSink {
                 sink: format!("sinks[{index}] ({})", config.kind.name()),
                 reason,
             };
             check_keys(config).map_err(invalid)?;
-            sinks.push(build_one(config, aws).map_err(invalid)?);
+            let mut sink = build_one(config, aws).map_err(invalid)?;
+            sink.ctx = if sink.format == Format::Asff {
+                importer(config, &ctx, &mut caller).await.map_err(invalid)?
+            } else {
+                ctx.clone()
+            };
+            sinks.push(sink);
         }
-        Ok(Sinks { sinks, ctx })
+        Ok(Sinks { sinks })
     }
 
     /// Sends every sink the alerts at or above its `min_severity`, all sinks at once.
@@ -240,9 +283,10 @@ impl Sinks {
         if alerts.is_empty() {
             return Ok(());
         }
-        let sends = self.sinks.iter().map(|sink| async move {
-            sink.send(alerts, &self.ctx).await.map_err(|reason| (sink.name.clone(), reason))
-        });
+        let sends = self
+            .sinks
+            .iter()
+            .map(|sink| async move { sink.send(alerts).await.map_err(|reason| (sink.name.clone(), reason)) });
         let failures: Vec<(String, String)> =
             futures::future::join_all(sends).await.into_iter().filter_map(|r| r.err()).collect();
         match failures.len() {
@@ -282,15 +326,120 @@ fn check_keys(config: &SinkConfig) -> std::result::Result<(), String> {
         ("url", config.url.is_some()),
         ("headers", !config.headers.is_empty()),
         ("timeout_secs", config.timeout_secs.is_some()),
+        ("product_account", config.product_account.is_some()),
+        ("product_arn", config.product_arn.is_some()),
     ];
     let own = config.kind.own_keys();
+    let asff = config.format == Some(Format::Asff);
     for (key, is_set) in present {
-        if is_set && !own.contains(&key) {
-            let allowed = ["type", "format", "min_severity"].iter().chain(own).copied().collect::<Vec<_>>().join(", ");
+        if !is_set {
+            continue;
+        }
+        if ASFF_KEYS.contains(&key) {
+            if !asff {
+                return Err(format!("`{key}` names the importer of ASFF findings: it needs format = \"asff\""));
+            }
+            continue;
+        }
+        if !own.contains(&key) {
+            let allowed = COMMON_KEYS.iter().chain(own).copied().collect::<Vec<_>>().join(", ");
             return Err(format!("`{key}` is not a key of a {} sink (its keys: {allowed})", config.kind.name()));
         }
     }
+    if config.product_account.is_some() && config.product_arn.is_some() {
+        return Err("`product_account` and `product_arn` both name the importing account: set one".into());
+    }
     Ok(())
+}
+
+/// The account the AWS configuration signs as, asked of STS at most once.
+struct CallerAccount<'a> {
+    aws: Option<&'a aws_config::SdkConfig>,
+    /// The answer, or why there is none; `None` until asked.
+    resolved: Option<std::result::Result<String, String>>,
+}
+
+impl<'a> CallerAccount<'a> {
+    /// `known` is an account the caller already knows to be the importer: STS is not asked.
+    fn new(aws: Option<&'a aws_config::SdkConfig>, known: Option<String>) -> CallerAccount<'a> {
+        CallerAccount { aws, resolved: known.map(Ok) }
+    }
+
+    async fn get(&mut self) -> std::result::Result<String, String> {
+        if let Some(resolved) = &self.resolved {
+            return resolved.clone();
+        }
+        let resolved = match self.aws {
+            None => Err("no AWS configuration was given to ask STS with".to_owned()),
+            Some(aws) => match aws_sdk_sts::Client::new(aws).get_caller_identity().send().await {
+                Ok(identity) => match identity.account() {
+                    Some(account) if is_account_id(account) => Ok(account.to_owned()),
+                    other => Err(format!("STS GetCallerIdentity answered no account id ({other:?})")),
+                },
+                Err(e) => Err(format!("STS GetCallerIdentity failed: {}", aws_sdk_sts::error::DisplayErrorContext(&e))),
+            },
+        };
+        self.resolved = Some(resolved.clone());
+        resolved
+    }
+}
+
+/// Whether `text` is an AWS account id: 12 digits.
+fn is_account_id(text: &str) -> bool {
+    text.len() == 12 && text.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// The account and region an `asff` sink's findings are imported into, from its configuration,
+/// the caller's context, or the account bunker runs as.
+async fn importer(
+    config: &SinkConfig,
+    ctx: &RenderContext,
+    caller: &mut CallerAccount<'_>,
+) -> std::result::Result<RenderContext, String> {
+    if let Some(arn) = &config.product_arn {
+        let (account, region) = parse_product_arn(arn).map_err(|reason| format!("product_arn: {reason}"))?;
+        return Ok(RenderContext { account: Some(account), region: Some(region) });
+    }
+    let account = match &config.product_account {
+        Some(account) if is_account_id(account) => account.clone(),
+        Some(account) => return Err(format!("product_account must be a 12-digit AWS account id, not {account:?}")),
+        None => caller.get().await.map_err(|reason| {
+            format!(
+                "an asff finding's ProductArn names the account that imports it, and the account bunker runs as \
+                 could not be found ({reason}): set `product_account = \"<12-digit account id>\"` in this sink"
+            )
+        })?,
+    };
+    let region = ctx.region.clone().ok_or(
+        "an asff finding's ProductArn names the region it is imported into, and the AWS configuration has none: \
+         set AWS_REGION, or `product_arn` in this sink",
+    )?;
+    Ok(RenderContext { account: Some(account), region: Some(region) })
+}
+
+/// The account and region of a custom integration's ProductArn,
+/// `arn:<partition>:securityhub:<region>:<account>:product/<account>/default` — the only form an
+/// account may import its own findings under.
+fn parse_product_arn(arn: &str) -> std::result::Result<(String, String), String> {
+    let form = "arn:<partition>:securityhub:<region>:<account>:product/<account>/default";
+    let parts: Vec<&str> = arn.split(':').collect();
+    let [prefix, partition, service, region, account, resource] = parts[..] else {
+        return Err(format!("{arn:?} is not of the form {form}"));
+    };
+    if prefix != "arn" || service != "securityhub" || resource != format!("product/{account}/default") {
+        return Err(format!("{arn:?} is not of the form {form}"));
+    }
+    if !is_account_id(account) {
+        return Err(format!("{account:?} is not a 12-digit account id"));
+    }
+    if region.is_empty() || !region.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') {
+        return Err(format!("{region:?} is not a region"));
+    }
+    let expected = crate::render::partition(region);
+    if partition != expected {
+        return Err(format!("region {region} is in partition {expected}, not {partition}"));
+    }
+    Ok((account.to_owned(), region.to_owned()))
 }
 
 fn build_one(config: &SinkConfig, aws: Option<&aws_config::SdkConfig>) -> std::result::Result<Sink, String> {
@@ -343,7 +492,7 @@ fn build_one(config: &SinkConfig, aws: Option<&aws_config::SdkConfig>) -> std::r
             (format!("webhook {host}"), Target::Webhook { client, url, headers })
         }
     };
-    Ok(Sink { name, format, min_severity: config.min_severity, target })
+    Ok(Sink { name, format, min_severity: config.min_severity, target, ctx: RenderContext::default() })
 }
 
 /// Parses an http(s) URL with a host; the error does not repeat the URL.
@@ -360,7 +509,8 @@ fn http_url(raw: &str) -> std::result::Result<reqwest::Url, String> {
 
 impl Sink {
     /// Sends this sink's share of `alerts`; the error is the reason, without the sink's name.
-    async fn send(&self, alerts: &[Alert], ctx: &RenderContext) -> std::result::Result<(), String> {
+    async fn send(&self, alerts: &[Alert]) -> std::result::Result<(), String> {
+        let ctx = &self.ctx;
         let selected: Vec<&Alert> = alerts.iter().filter(|a| a.severity >= self.min_severity).collect();
         if selected.is_empty() {
             return Ok(());
@@ -673,9 +823,100 @@ mod tests {
         toml::from_str::<ConfigFile>(toml_text).map(|f| f.sinks)
     }
 
+    /// The region of the AWS configuration the tests' sinks are built with.
+    const REGION: &str = "eu-west-1";
+
     async fn sinks(toml_text: &str) -> Sinks {
         let configs = configs(toml_text).expect("config parses");
-        Sinks::build(&configs, None, RenderContext::default()).await.expect("sinks build")
+        let ctx = RenderContext { account: None, region: Some(REGION.into()) };
+        Sinks::build(&configs, None, ctx).await.expect("sinks build")
+    }
+
+    fn asff_file(path: &Path, extra: &str) -> String {
+        format!("[[sinks]]\ntype = \"file\"\nformat = \"asff\"\npath = {:?}\n{extra}\n", path.to_str().expect("utf-8"))
+    }
+
+    fn read_findings(path: &Path) -> Vec<serde_json::Value> {
+        let text = std::fs::read_to_string(path).expect("read findings");
+        text.lines().map(|l| serde_json::from_str(l).expect("one finding per line")).collect()
+    }
+
+    /// Issue 36: findings named the member account in `ProductArn`
+    /// (`product/<member>/default`), which Security Hub refuses from the importing account.
+    #[tokio::test]
+    async fn asff_product_arn_names_the_importing_account_not_the_alerts_member_account() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("findings.jsonl");
+        let sinks = sinks(&asff_file(&path, "product_account = \"999988887777\"")).await;
+        let alerts = one_of_each();
+        sinks.send(&alerts).await.expect("send");
+        let findings = read_findings(&path);
+        assert_eq!(findings.len(), alerts.len());
+        let importer = crate::asff_check::Importer { account: "999988887777", region: REGION };
+        for (finding, alert) in findings.iter().zip(&alerts) {
+            assert_eq!(
+                finding["ProductArn"], "arn:aws:securityhub:eu-west-1:999988887777:product/999988887777/default",
+                "{finding:#}"
+            );
+            assert_eq!(finding["AwsAccountId"], alert.account.as_deref().expect("member account"));
+            assert_eq!(finding["AwsAccountId"], "111122223333");
+            let found = crate::asff_check::violations(finding, &importer);
+            assert!(found.is_empty(), "{found:#?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn asff_product_arn_may_name_another_region_and_partition() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("findings.jsonl");
+        let arn = "arn:aws-us-gov:securityhub:us-gov-west-1:444455556666:product/444455556666/default";
+        let sinks = sinks(&asff_file(&path, &format!("product_arn = \"{arn}\""))).await;
+        sinks.send(&[alert(1, Severity::High)]).await.expect("send");
+        let findings = read_findings(&path);
+        assert_eq!(findings[0]["ProductArn"], arn);
+        assert_eq!(findings[0]["AwsAccountId"], "111122223333");
+        let importer = crate::asff_check::Importer { account: "444455556666", region: "us-gov-west-1" };
+        assert_eq!(crate::asff_check::violations(&findings[0], &importer), Vec::<String>::new());
+    }
+
+    /// Only one STS call is made however many sinks need the caller's account, and a caller that
+    /// already knows the importer (`ctx.account`) makes none.
+    #[tokio::test]
+    async fn asff_sinks_take_the_importer_the_caller_knows_without_asking_sts() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (a, b) = (dir.path().join("a.jsonl"), dir.path().join("b.jsonl"));
+        let text = format!("{}{}", asff_file(&a, ""), asff_file(&b, "product_account = \"444455556666\""));
+        let ctx = RenderContext { account: Some("999988887777".into()), region: Some(REGION.into()) };
+        // No AWS configuration at all: asking STS would fail the build.
+        let sinks = Sinks::build(&configs(&text).expect("parses"), None, ctx).await.expect("build");
+        sinks.send(&[alert(1, Severity::High)]).await.expect("send");
+        let arn = |path: &Path| read_findings(path)[0]["ProductArn"].as_str().expect("arn").to_owned();
+        assert_eq!(arn(&a), "arn:aws:securityhub:eu-west-1:999988887777:product/999988887777/default");
+        assert_eq!(arn(&b), "arn:aws:securityhub:eu-west-1:444455556666:product/444455556666/default");
+    }
+
+    #[tokio::test]
+    async fn asff_sink_whose_importer_cannot_be_found_is_refused_at_build_time_saying_what_to_set() {
+        // Nothing listens on the port: STS cannot answer.
+        let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+        let aws = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new(REGION))
+            .endpoint_url(format!("http://127.0.0.1:{port}"))
+            .credentials_provider(aws_sdk_sts::config::Credentials::new("AKIDTEST", "secret", None, None, "test"))
+            .retry_config(aws_config::retry::RetryConfig::disabled())
+            .load()
+            .await;
+        let text = "[[sinks]]\ntype = \"stdout\"\n[[sinks]]\ntype = \"stdout\"\nformat = \"asff\"\n";
+        let ctx = RenderContext { account: None, region: Some(REGION.into()) };
+        for aws in [None, Some(&aws)] {
+            let err = Sinks::build(&configs(text).expect("parses"), aws, ctx.clone()).await.expect_err("no importer");
+            assert!(matches!(err, DetectError::InvalidSink { .. }), "{err:?}");
+            let text = err.to_string();
+            assert!(text.starts_with("sinks[1] (stdout): "), "{text}");
+            assert!(text.contains("set `product_account = \"<12-digit account id>\"` in this sink"), "{text}");
+            let why = if aws.is_none() { "no AWS configuration" } else { "STS GetCallerIdentity failed" };
+            assert!(text.contains(why), "{text}");
+        }
     }
 
     fn alert(n: usize, severity: Severity) -> Alert {
@@ -893,7 +1134,7 @@ mod tests {
             "[[sinks]]\ntype = \"file\"\npath = {:?}\nmin_severity = \"medium\"\n\n[[sinks]]\ntype = \"file\"\npath = {:?}\nformat = \"asff\"\n",
             path.to_str().expect("utf-8"),
             dir.path().join("asff.jsonl").to_str().expect("utf-8"),
-        );
+        ) + "product_account = \"999988887777\"\n";
         let sinks = sinks(&text).await;
         assert_eq!(sinks.len(), 2);
         sinks.send(&one_of_each()).await.expect("first send");
@@ -980,6 +1221,42 @@ mod tests {
                 "sinks[0] (sqs): an sqs sink needs AWS configuration",
             ),
             ("[[sinks]]\ntype = \"sqs\"\nqueue_url = \"alerts\"\n", "sinks[0] (sqs): queue_url: not a URL"),
+            (
+                "[[sinks]]\ntype = \"stdout\"\nproduct_account = \"999988887777\"\n",
+                "sinks[0] (stdout): `product_account` names the importer of ASFF findings: it needs format = \"asff\"",
+            ),
+            (
+                "[[sinks]]\ntype = \"stdout\"\nformat = \"ocsf\"\nproduct_arn = \"arn:aws:securityhub:eu-west-1:999988887777:product/999988887777/default\"\n",
+                "`product_arn` names the importer of ASFF findings",
+            ),
+            (
+                "[[sinks]]\ntype = \"stdout\"\nformat = \"asff\"\nproduct_account = \"9999-8888-7777\"\n",
+                "product_account must be a 12-digit AWS account id, not \"9999-8888-7777\"",
+            ),
+            (
+                "[[sinks]]\ntype = \"stdout\"\nformat = \"asff\"\nproduct_account = \"999988887777\"\nproduct_arn = \"arn:aws:securityhub:eu-west-1:999988887777:product/999988887777/default\"\n",
+                "`product_account` and `product_arn` both name the importing account: set one",
+            ),
+            (
+                "[[sinks]]\ntype = \"stdout\"\nformat = \"asff\"\nproduct_account = \"999988887777\"\n",
+                "the AWS configuration has none: set AWS_REGION, or `product_arn` in this sink",
+            ),
+            (
+                "[[sinks]]\ntype = \"stdout\"\nformat = \"asff\"\nproduct_arn = \"arn:aws:securityhub:eu-west-1:999988887777:product/111122223333/default\"\n",
+                "product_arn: \"arn:aws:securityhub:eu-west-1:999988887777:product/111122223333/default\" is not of the form",
+            ),
+            (
+                "[[sinks]]\ntype = \"stdout\"\nformat = \"asff\"\nproduct_arn = \"arn:aws:securityhub:eu-west-1:999988887777:product/acme/scanner\"\n",
+                "is not of the form arn:<partition>:securityhub:<region>:<account>:product/<account>/default",
+            ),
+            (
+                "[[sinks]]\ntype = \"stdout\"\nformat = \"asff\"\nproduct_arn = \"arn:aws:securityhub:cn-north-1:999988887777:product/999988887777/default\"\n",
+                "product_arn: region cn-north-1 is in partition aws-cn, not aws",
+            ),
+            (
+                "[[sinks]]\ntype = \"stdout\"\nformat = \"asff\"\nproduct_arn = \"arn:aws:securityhub:eu-west-1:99998888777:product/99998888777/default\"\n",
+                "product_arn: \"99998888777\" is not a 12-digit account id",
+            ),
         ];
         for (text, expected) in cases {
             let configs = configs(text).expect(text);

@@ -917,6 +917,6 @@ mod tests {
         let message = error.to_string();
         assert!(message.contains(broken.as_str()) && message.starts_with("reading "), "{message}");
         // The day that was compacted before has only its newly appended files left to compact.
-        assert!(report.days.iter().all(|d| d.date == date), "{:?}", report.days);
+        assert_eq!(report.days.iter().map(|d| d.date).collect::<Vec<_>>(), [date], "{:?}", report.days);
     }
 }

@@ -5,7 +5,12 @@
 use bunker_ingest::synth::{SynthConfig, generate};
 use bunker_schemas::LogTable;
 
-use crate::support::{count, ingest, ingest_with, rows};
+use std::sync::Arc;
+
+use arrow::array::{RecordBatch, StringArray, TimestampMicrosecondArray};
+use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+
+use crate::support::{count, ingest, ingest_with, order_breaks, rows, stored_batches};
 
 #[tokio::test]
 async fn generated_archive_lands_exactly_once() {
@@ -105,13 +110,68 @@ async fn files_are_date_partitioned_zstd_parquet_sorted_by_account_and_time() {
         let column = reader.metadata().row_group(0).column(0);
         assert!(matches!(column.compression(), parquet::basic::Compression::ZSTD(_)), "{:?}", column.compression());
     }
-    // Inside the lake, rows of one day and account come out in time order.
-    let unsorted = count(
-        &lake,
-        "SELECT count(*) FROM (SELECT eventtime < lag(eventtime) OVER (PARTITION BY source_key ORDER BY eventtime) AS bad FROM cloudtrail) WHERE bad",
-    )
-    .await;
-    assert_eq!(unsorted, 0);
+    // Read as stored, each file holds every object's rows in one stretch sorted by account and
+    // time, the stretches in the order of their first rows, the accounts in order.
+    let mut rows_checked = 0;
+    for file in &parquet_files {
+        let batches = stored_batches(file.path());
+        rows_checked += batches.iter().map(RecordBatch::num_rows).sum::<usize>();
+        let breaks = order_breaks(&batches, "source_key", &["recipientaccountid", "eventtime"]);
+        assert!(breaks.is_empty(), "{}: {:?}", file.path().display(), &breaks[..breaks.len().min(5)]);
+    }
+    assert_eq!(rows_checked as i64, count(&lake, "SELECT count(*) FROM cloudtrail").await);
     let days = rows(&lake, "SELECT DISTINCT date FROM cloudtrail ORDER BY date").await;
     assert_eq!(days.len(), 3, "{days:?}");
+}
+
+/// (source object, account, seconds) rows in the order given, as CloudTrail's key columns.
+fn trail_rows(rows: &[(&str, &str, i64)]) -> RecordBatch {
+    let schema = Schema::new(vec![
+        Field::new("source_key", DataType::Utf8, false),
+        Field::new("recipientaccountid", DataType::Utf8, true),
+        Field::new("eventtime", DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())), true),
+    ]);
+    let keys = StringArray::from_iter_values(rows.iter().map(|r| r.0));
+    let accounts = StringArray::from_iter_values(rows.iter().map(|r| r.1));
+    let times = TimestampMicrosecondArray::from_iter_values(rows.iter().map(|r| r.2 * 1_000_000)).with_timezone("UTC");
+    RecordBatch::try_new(Arc::new(schema), vec![Arc::new(keys), Arc::new(accounts), Arc::new(times)]).expect("batch")
+}
+
+/// The order check of `files_are_date_partitioned_…` once compared each time with the one before
+/// it in a window `ORDER BY` that same time, which can never find one smaller: it must catch
+/// every way a file can be out of order, in a real Parquet file too.
+#[test]
+fn the_stored_order_check_catches_each_way_rows_can_be_out_of_order() {
+    let keys = ["recipientaccountid", "eventtime"];
+    let breaks = |rows: &[(&str, &str, i64)]| order_breaks(&[trail_rows(rows)], "source_key", &keys);
+    let sorted = [("a", "1", 1), ("a", "1", 2), ("b", "1", 2), ("b", "1", 9), ("c", "2", 0)];
+    assert_eq!(breaks(&sorted), Vec::<String>::new());
+    // Split across batches, the order still holds.
+    let (head, tail) = sorted.split_at(3);
+    assert_eq!(order_breaks(&[trail_rows(head), trail_rows(tail)], "source_key", &keys), Vec::<String>::new());
+    let cases: [(&[(&str, &str, i64)], &str); 4] = [
+        (&[("a", "1", 2), ("a", "1", 1)], "row 1: out of order inside a"),
+        (&[("a", "1", 1), ("b", "1", 2), ("a", "1", 3)], "row 2: the rows of a are not in one stretch"),
+        (&[("b", "1", 5), ("a", "1", 1)], "row 1: a starts before the stretch ahead of it"),
+        (&[("a", "1", 1), ("a", "2", 2), ("b", "1", 3)], "row 2: the account goes back"),
+    ];
+    for (rows, expected) in cases {
+        let found = breaks(rows);
+        assert!(found.iter().any(|b| b == expected), "{rows:?}: want {expected:?} in {found:?}");
+    }
+    // Across a batch boundary too.
+    let found = order_breaks(&[trail_rows(&[("a", "1", 5)]), trail_rows(&[("a", "1", 4)])], "source_key", &keys);
+    assert_eq!(found, ["row 1: out of order inside a"]);
+
+    // And read from a Parquet file written out of order, as the lake's files are read.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("unsorted.parquet");
+    let batch = trail_rows(&[("a", "1", 1), ("a", "1", 3), ("a", "1", 2)]);
+    let mut writer =
+        parquet::arrow::ArrowWriter::try_new(std::fs::File::create(&path).expect("create"), batch.schema(), None)
+            .expect("writer");
+    writer.write(&batch).expect("write");
+    writer.close().expect("close");
+    let found = order_breaks(&stored_batches(&path), "source_key", &keys);
+    assert_eq!(found, ["row 2: out of order inside a"]);
 }

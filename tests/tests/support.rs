@@ -1,9 +1,12 @@
 //! Shared set-up: temporary lakes, running an ingest, querying counts.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
-use arrow::array::{Array, AsArray};
-use arrow::datatypes::Int64Type;
+use arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
+use arrow::compute::SortOptions;
+use arrow::datatypes::{DataType, Int64Type};
+use arrow::row::{OwnedRow, RowConverter, SortField};
 use bunker_ingest::lake::{Lake, LakeConfig};
 use bunker_ingest::pipeline::{IngestOptions, IngestSummary, NoProgress, ingest_directory};
 use bunker_query::LakeSession;
@@ -57,4 +60,76 @@ pub fn real_samples_dir() -> PathBuf {
         dir.display()
     );
     dir
+}
+
+/// A Parquet file's rows in the order they are stored: read straight from the file, not through
+/// a query, whose plan is free to reorder rows (and whose `ORDER BY` would hide the stored order).
+pub fn stored_batches(path: &Path) -> Vec<RecordBatch> {
+    let file = std::fs::File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+        .and_then(|builder| builder.build())
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .map(|batch| batch.expect("batch"))
+        .collect()
+}
+
+/// Where rows, in the order given, break the order the lake writes a file in: each source
+/// object's rows (`run`) in one stretch, sorted by `keys`; the stretches in the order of their
+/// first rows; and the first key (the account) never going back. Empty when the order holds.
+pub fn order_breaks(batches: &[RecordBatch], run: &str, keys: &[&str]) -> Vec<String> {
+    let Some(first) = batches.first() else { return Vec::new() };
+    let converter = |names: &[&str]| {
+        let fields = names
+            .iter()
+            .map(|name| {
+                let field = first.schema().field_with_name(name).cloned().unwrap_or_else(|e| panic!("{name}: {e}"));
+                let options = SortOptions { descending: false, nulls_first: false };
+                SortField::new_with_options(field.data_type().clone(), options)
+            })
+            .collect();
+        RowConverter::new(fields).expect("row converter")
+    };
+    let (by_keys, by_account) = (converter(keys), converter(&keys[..1]));
+    let columns = |batch: &RecordBatch, names: &[&str]| -> Vec<ArrayRef> {
+        names.iter().map(|name| batch.column_by_name(name).expect("key column").clone()).collect()
+    };
+    let mut breaks = Vec::new();
+    let mut runs_seen: HashSet<String> = HashSet::new();
+    let (mut current_run, mut previous, mut run_start, mut previous_account): (
+        Option<String>,
+        Option<OwnedRow>,
+        Option<OwnedRow>,
+        Option<OwnedRow>,
+    ) = (None, None, None, None);
+    let mut position = 0usize;
+    for batch in batches {
+        let rows = by_keys.convert_columns(&columns(batch, keys)).expect("rows");
+        let accounts = by_account.convert_columns(&columns(batch, &keys[..1])).expect("rows");
+        let run_column = arrow::compute::cast(batch.column_by_name(run).expect("run column"), &DataType::Utf8)
+            .expect("run column as text");
+        let run_names = run_column.as_string::<i32>();
+        for i in 0..batch.num_rows() {
+            let name = run_names.value(i);
+            let row = rows.row(i);
+            if current_run.as_deref() != Some(name) {
+                if !runs_seen.insert(name.to_owned()) {
+                    breaks.push(format!("row {position}: the rows of {name} are not in one stretch"));
+                }
+                if run_start.as_ref().is_some_and(|start| row < start.row()) {
+                    breaks.push(format!("row {position}: {name} starts before the stretch ahead of it"));
+                }
+                run_start = Some(row.owned());
+                current_run = Some(name.to_owned());
+            } else if previous.as_ref().is_some_and(|before| row < before.row()) {
+                breaks.push(format!("row {position}: out of order inside {name}"));
+            }
+            if previous_account.as_ref().is_some_and(|before| accounts.row(i) < before.row()) {
+                breaks.push(format!("row {position}: the account goes back"));
+            }
+            previous = Some(row.owned());
+            previous_account = Some(accounts.row(i).owned());
+            position += 1;
+        }
+    }
+    breaks
 }

@@ -219,3 +219,37 @@ async fn sinks_refuse_an_sqs_sink_without_aws_configuration() {
     let err = Sinks::build(&configs, None, RenderContext::default()).await.expect_err("no AWS configuration");
     assert!(err.to_string().contains("needs AWS configuration"), "{err}");
 }
+
+/// Issue 36: without `product_account`, an ASFF finding's `ProductArn` names the account bunker
+/// runs as — asked of STS, as the worker does at start-up — and not the alert's member account.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn asff_sinks_without_product_account_name_the_account_sts_says_bunker_runs_as() {
+    let moto = Moto::start().await;
+    // moto's GetCallerIdentity answers its default account for any key that is not 12 digits.
+    let caller = "123456789012";
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("findings.jsonl");
+    let configs = toml::from_str::<ConfigFile>(&format!(
+        "[[sinks]]\ntype = \"file\"\nformat = \"asff\"\npath = {:?}\n",
+        path.to_str().expect("utf-8")
+    ))
+    .expect("config")
+    .sinks;
+    // What main.rs passes: the region of the AWS configuration, no account.
+    let ctx = RenderContext { account: None, region: Some(moto::REGION.into()) };
+    let sinks = Sinks::build(&configs, Some(&moto.config), ctx).await.expect("build sinks");
+    let alerts = alerts(2);
+    sinks.send(&alerts).await.expect("send");
+    let text = std::fs::read_to_string(&path).expect("findings");
+    let findings: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).expect("json")).collect();
+    assert_eq!(findings.len(), 2);
+    for (finding, alert) in findings.iter().zip(&alerts) {
+        let member = alert.account.as_deref().expect("account");
+        assert_ne!(member, caller, "the test needs a member account other than the importer");
+        assert_eq!(
+            finding["ProductArn"],
+            format!("arn:aws:securityhub:{}:{caller}:product/{caller}/default", moto::REGION)
+        );
+        assert_eq!(finding["AwsAccountId"], member);
+    }
+}
