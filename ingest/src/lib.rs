@@ -32,6 +32,8 @@ pub mod parsed;
 #[cfg(feature = "lake")]
 pub mod pipeline;
 #[cfg(feature = "lake")]
+pub mod retention;
+#[cfg(feature = "lake")]
 pub mod s3;
 #[cfg(feature = "lake")]
 pub mod synth;
@@ -39,6 +41,8 @@ pub mod tape;
 #[cfg(test)]
 mod test_support;
 pub mod timestamp;
+#[cfg(feature = "lake")]
+pub mod vacuum;
 pub mod vpcflow;
 #[cfg(feature = "lake")]
 pub mod worker;
