@@ -839,10 +839,7 @@ mod tests {
 
     /// Every file under a table's folder with its size: what is on storage, referenced or not.
     fn files_on_disk(lake_dir: &std::path::Path, table: Compactable) -> BTreeMap<String, u64> {
-        walk(&lake_dir.join(table.name()))
-            .into_iter()
-            .filter(|(path, _)| !path.contains("_delta_log"))
-            .collect()
+        walk(&lake_dir.join(table.name())).into_iter().filter(|(path, _)| !path.contains("_delta_log")).collect()
     }
 
     fn walk(dir: &std::path::Path) -> Vec<(String, u64)> {
@@ -894,7 +891,8 @@ mod tests {
             assert!(second.days.is_empty() && second.failed.is_empty(), "{table}: {:?}", second.days);
             assert_eq!(lake.table_mut(table).await.expect("table").version(), version, "{table}: no commit");
             assert_eq!(files_on_disk(lake_dir.path(), table), on_disk, "{table}: no data file written");
-            let log_now = std::fs::read_dir(lake_dir.path().join(table.name()).join("_delta_log")).expect("log").count();
+            let log_now =
+                std::fs::read_dir(lake_dir.path().join(table.name()).join("_delta_log")).expect("log").count();
             assert_eq!(log_now, log, "{table}: nothing added to the log (no checkpoint either)");
         }
     }

@@ -261,7 +261,10 @@ mod tests {
         let cases: [(&str, Result<Vec<(Compactable, u32)>, &str>); 4] = [
             ("", Ok(vec![])),
             ("cloudtrail_days = 400", Ok(vec![(Compactable::Log(LogTable::CloudTrail), 400)])),
-            ("dns_days = 30\ningest_log_days = 800", Ok(vec![(Compactable::Log(LogTable::Dns), 30), (Compactable::IngestLog, 800)])),
+            (
+                "dns_days = 30\ningest_log_days = 800",
+                Ok(vec![(Compactable::Log(LogTable::Dns), 30), (Compactable::IngestLog, 800)]),
+            ),
             ("vpcflow_days = 0", Err("0 days")),
         ];
         for (text, expected) in cases {
