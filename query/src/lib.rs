@@ -17,6 +17,7 @@ pub mod prune;
 pub mod scan;
 pub mod shell;
 pub mod span;
+mod time_travel;
 pub mod timeline;
 pub mod udf;
 
@@ -99,6 +100,8 @@ pub type Result<T, E = QueryError> = std::result::Result<T, E>;
 pub struct LakeSession {
     ctx: SessionContext,
     span: TimeSpan,
+    /// `VERSION AS OF` / `TIMESTAMP AS OF`: where the tables are, to open earlier versions.
+    travel: Arc<time_travel::TimeTravel>,
 }
 
 impl std::fmt::Debug for LakeSession {
@@ -257,7 +260,8 @@ impl LakeSession {
         // The first time each account acted in each region: the earliest of its sightings.
         let view = ctx.sql(&baseline::earliest_sql()).await?.into_view();
         ctx.register_table(baseline::VIEW_NAME, view)?;
-        Ok(LakeSession { ctx, span })
+        let travel = Arc::new(time_travel::TimeTravel::new(root, storage_options));
+        Ok(LakeSession { ctx, span, travel })
     }
 
     /// The span of event time the log tables are limited to.
@@ -301,14 +305,16 @@ impl LakeSession {
     /// written only by ingestion and a query must not write files anywhere.
     pub async fn plan(&self, sql: &str) -> Result<datafusion::dataframe::DataFrame> {
         let options = SQLOptions::new().with_allow_ddl(false).with_allow_dml(false).with_allow_statements(true);
-        self.ctx.sql_with_options(sql, options).await.map_err(|e| self.explained(e))
+        let sql = self.travel.rewrite(&self.ctx, self.span, sql).await?;
+        self.ctx.sql_with_options(&sql, options).await.map_err(|e| self.explained(e))
     }
 
     /// Plans a statement for a client other than the local user (`bunker serve`): as
     /// [`LakeSession::plan`], and `SET` and other statements that change the session are refused too.
     pub async fn plan_remote(&self, sql: &str) -> Result<datafusion::dataframe::DataFrame> {
         let options = SQLOptions::new().with_allow_ddl(false).with_allow_dml(false).with_allow_statements(false);
-        self.ctx.sql_with_options(sql, options).await.map_err(|e| self.explained(e))
+        let sql = self.travel.rewrite(&self.ctx, self.span, sql).await?;
+        self.ctx.sql_with_options(&sql, options).await.map_err(|e| self.explained(e))
     }
 
     /// What a statement will read before it runs: the data files and bytes of each table scan,
