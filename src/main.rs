@@ -22,10 +22,12 @@ use bunker_ingest::ops::{install_metrics, serve_ops};
 use bunker_ingest::pipeline::{
     IngestOptions, IngestSummary, LakeHook, NoProgress, ProgressSink, ingest_directory, ingest_s3,
 };
+use bunker_ingest::retention::RetentionConfig;
 use bunker_ingest::s3::{
     DEFAULT_REQUEST_TIMEOUT, S3Source, load_aws_config, s3_client, sqs_client as aws_sdk_sqs_client,
 };
 use bunker_ingest::synth::{SynthConfig, generate};
+use bunker_ingest::vacuum::VacuumOptions;
 use bunker_ingest::worker::{Heartbeat, WorkerOptions, run_worker};
 use bunker_query::{LakeSession, OutputFormat};
 use bunker_schemas::LogTable;
@@ -126,6 +128,50 @@ enum Command {
         /// Rows sorted into one output file at most, in MiB of memory; the peak is about twice it.
         #[arg(long, default_value_t = 512)]
         memory_mib: usize,
+    },
+    /// Delete from storage the data files no recent version of a table needs (those compaction
+    /// and retention removed, and files stored but never committed). Lists them by default;
+    /// --apply deletes, which needs delete permission on the lake (s3:DeleteObject).
+    Vacuum {
+        /// Lake: a directory or s3://bucket/prefix.
+        #[arg(long)]
+        lake: String,
+        /// S3-compatible endpoint (also AWS_ENDPOINT_URL) for an s3:// lake.
+        #[arg(long, env = "AWS_ENDPOINT_URL")]
+        endpoint_url: Option<String>,
+        /// Only these tables (as for `compact`); all of them by default.
+        #[arg(long = "table", value_parser = parse_compactable)]
+        tables: Vec<Compactable>,
+        /// Keep files removed less than this many hours ago [default: the table's
+        /// delta.deletedFileRetentionDuration, 168 hours]. Time travel reaches back this far.
+        #[arg(long)]
+        retain_hours: Option<u64>,
+        /// Accept a --retain-hours below the table's delta.deletedFileRetentionDuration: only
+        /// with no query, `bunker serve`, worker or ingest running on the lake.
+        #[arg(long)]
+        force: bool,
+        /// Delete the files listed (without it, nothing is deleted).
+        #[arg(long)]
+        apply: bool,
+    },
+    /// Drop the days of rows older than each table's retention (`[retention]` of --config, or
+    /// --keep-days), one Delta delete of whole date partitions per table. Lists them by default.
+    Retention {
+        /// Lake: a directory or s3://bucket/prefix.
+        #[arg(long)]
+        lake: String,
+        /// S3-compatible endpoint (also AWS_ENDPOINT_URL) for an s3:// lake.
+        #[arg(long, env = "AWS_ENDPOINT_URL")]
+        endpoint_url: Option<String>,
+        /// A TOML file whose `[retention]` section sets the days kept (`cloudtrail_days = 400`).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Days a table keeps, as TABLE=DAYS (cloudtrail=400); over the config's. Repeatable.
+        #[arg(long = "keep-days", value_parser = parse_keep_days)]
+        keep_days: Vec<(Compactable, u32)>,
+        /// Drop the days listed (without it, nothing is changed).
+        #[arg(long)]
+        apply: bool,
     },
     /// Run every detection rule over the lake's history and print the alerts.
     Detect {
@@ -322,6 +368,9 @@ struct ConfigFile {
     detect: DetectConfig,
     #[serde(default)]
     sinks: Vec<SinkConfig>,
+    /// Days of rows each table keeps, applied by `bunker retention` (never by the worker).
+    #[serde(default)]
+    retention: RetentionConfig,
 }
 
 fn read_config(path: Option<&Path>) -> Result<ConfigFile> {
@@ -509,6 +558,28 @@ async fn run(command: Command) -> Result<()> {
             let options = CompactOptions { since, until, memory_bytes: memory_mib << 20, ..CompactOptions::default() };
             let tables = if tables.is_empty() { Compactable::ALL.to_vec() } else { tables };
             compact(&mut lake, &tables, &options, &mut std::io::stdout().lock()).await?;
+        }
+        Command::Vacuum { lake, endpoint_url, tables, retain_hours, force, apply } => {
+            let location = LakeLocation::parse(&lake).map_err(anyhow::Error::msg)?;
+            let mut lake = open_lake(&location, endpoint_url.as_deref()).await?;
+            let options = VacuumOptions { retain: retain_hours.map(|h| Duration::from_secs(h * 3600)), apply, force };
+            let tables = if tables.is_empty() { Compactable::ALL.to_vec() } else { tables };
+            vacuum(&mut lake, &tables, &options, &mut std::io::stdout().lock()).await?;
+        }
+        Command::Retention { lake, endpoint_url, config, keep_days, apply } => {
+            let mut retention = read_config(config.as_deref())?.retention;
+            for (table, days) in keep_days {
+                retention.set(table, days);
+            }
+            let limits = retention.limits()?;
+            if limits.is_empty() {
+                bail!(
+                    "no table has a retention: set e.g. `[retention] cloudtrail_days = 400` in --config, or --keep-days cloudtrail=400"
+                );
+            }
+            let location = LakeLocation::parse(&lake).map_err(anyhow::Error::msg)?;
+            let mut lake = open_lake(&location, endpoint_url.as_deref()).await?;
+            apply_retention(&mut lake, &limits, apply, &mut std::io::stdout().lock()).await?;
         }
         Command::Rules { action: RulesAction::List { rules } } => {
             let rules = load_rules(rules.as_deref(), true).await?;
@@ -766,6 +837,79 @@ async fn compact(lake: &mut Lake, tables: &[Compactable], options: &CompactOptio
         bail!("{failed} days could not be compacted (left as they were; see above)");
     }
     Ok(())
+}
+
+/// Vacuums the tables, printing each file (with `apply`, deleted; otherwise to delete) and a line
+/// per table.
+async fn vacuum(lake: &mut Lake, tables: &[Compactable], options: &VacuumOptions, out: &mut dyn Write) -> Result<()> {
+    let (mut files, mut bytes) = (0, 0);
+    for &table in tables {
+        let report = lake.vacuum(table, options).await.with_context(|| format!("vacuuming {table}"))?;
+        for (path, size) in &report.files {
+            writeln!(out, "{:<16} {path} {size}", table.name())?;
+        }
+        writeln!(
+            out,
+            "{:<16} {} files, {:.1} MiB {} (removed or never committed over {} hours ago)",
+            table.name(),
+            report.files.len(),
+            report.bytes() as f64 / f64::from(1 << 20),
+            if report.applied { "deleted" } else { "to delete" },
+            report.retain.as_secs() / 3600
+        )?;
+        (files, bytes) = (files + report.files.len(), bytes + report.bytes());
+    }
+    if !options.apply && files > 0 {
+        writeln!(out, "dry run: {files} files ({bytes} bytes) would be deleted; --apply deletes them")?;
+    }
+    Ok(())
+}
+
+/// Applies (or lists) each table's retention, printing a line per day dropped and per table.
+async fn apply_retention(
+    lake: &mut Lake,
+    limits: &[(Compactable, u32)],
+    apply: bool,
+    out: &mut dyn Write,
+) -> Result<()> {
+    let today = chrono::Utc::now().date_naive();
+    let mut dropped = 0;
+    for &(table, days) in limits {
+        let report =
+            lake.apply_retention(table, days, today, apply).await.with_context(|| format!("retention of {table}"))?;
+        for day in &report.days {
+            writeln!(
+                out,
+                "{:<16} {} {} files, {} rows, {} bytes",
+                table.name(),
+                day.date,
+                day.files,
+                day.rows,
+                day.bytes
+            )?;
+        }
+        writeln!(
+            out,
+            "{:<16} keeps {days} days (from {}): {} days {}",
+            table.name(),
+            report.cutoff,
+            report.days.len(),
+            if apply { "dropped" } else { "to drop" }
+        )?;
+        dropped += report.days.len();
+    }
+    if !apply && dropped > 0 {
+        writeln!(out, "dry run: nothing changed; --apply drops them (`bunker vacuum` later deletes their files)")?;
+    }
+    Ok(())
+}
+
+/// `TABLE=DAYS` of `--keep-days`.
+fn parse_keep_days(text: &str) -> Result<(Compactable, u32), String> {
+    let (table, days) =
+        text.split_once('=').ok_or_else(|| format!("{text}: expected TABLE=DAYS, e.g. cloudtrail=400"))?;
+    let days = days.parse().map_err(|_| format!("{text}: {days} is not a number of days"))?;
+    Ok((parse_compactable(table)?, days))
 }
 
 fn parse_compactable(text: &str) -> Result<Compactable, String> {

@@ -19,6 +19,12 @@
 //! later commit to it, as delta-rs carries every file of the table into the snapshot it makes
 //! after a commit.
 //!
+//! What is compact already is left as it is: files compaction wrote are never read again, and a
+//! day holding a single file no compaction wrote is skipped too (one file in, one file out would
+//! merge nothing and leave a second copy of the day on storage until a vacuum). A day with
+//! compacted files and one late file keeps the late file as ingestion wrote it, until another
+//! arrives.
+//!
 //! Memory is bounded: a day is rewritten in groups of files holding at most
 //! [`CompactOptions::memory_bytes`] of rows (each group one sorted output file), so the peak is
 //! about twice that, whatever the size of the day. Removed files stay on storage, as Delta keeps
@@ -210,8 +216,8 @@ pub struct CompactReport {
 }
 
 impl Lake {
-    /// Compacts every day of `table` in the options' range that has files no compaction wrote
-    /// yet, one commit per day. A day that fails (an unreadable file, a concurrent compaction)
+    /// Compacts every day of `table` in the options' range that has two files or more no
+    /// compaction wrote yet, one commit per day (a day's lone such file is left as it is). A day that fails (an unreadable file, a concurrent compaction)
     /// is left as it was and reported; the other days go on.
     pub async fn compact(&mut self, table: impl Into<Compactable>, options: &CompactOptions) -> Result<CompactReport> {
         let table = table.into();
@@ -258,7 +264,7 @@ impl Lake {
     }
 
     /// The Delta table of `table`, brought up to date.
-    async fn table_mut(&mut self, table: Compactable) -> Result<&mut DeltaTable> {
+    pub(crate) async fn table_mut(&mut self, table: Compactable) -> Result<&mut DeltaTable> {
         match table {
             Compactable::Log(log) => self.delta_mut(log).await,
             side => self.side_table_mut(side.name()).await,
@@ -298,7 +304,8 @@ pub async fn compact_past_days(lake: &mut Lake, today: NaiveDate, lookback_days:
     compacted
 }
 
-/// The snapshot read, and the days in range with files no compaction wrote, with those files.
+/// The snapshot read, and the days in range with two files or more that no compaction wrote,
+/// with those files.
 fn uncompacted_days(
     delta: &DeltaTable,
     table: Compactable,
@@ -326,6 +333,13 @@ fn uncompacted_days(
             remove: Action::Remove(view.remove_action(false)),
         });
     }
+    // A day with a single file no compaction wrote is left as it is: rewriting one file as one
+    // file merges nothing, and until a vacuum the old copy stays on storage beside the new one
+    // (the lake's bytes for that day doubled for a change of row order only). Its file joins the
+    // next compaction of the day once a second one arrives. So compacting twice is a no-op, and
+    // a day ingested as one file (`bunker ingest` commits up to 48 MiB of rows at once) keeps
+    // ingestion's order (date, account, time) rather than compaction's.
+    days.retain(|_, files| files.len() > 1);
     for files in days.values_mut() {
         // Oldest first (ingestion's file names are random; sizes tie rarely): the order only
         // decides which files share an output file.
@@ -764,16 +778,16 @@ mod tests {
             );
             let report = lake.compact(table, &options).await.expect("compact");
             assert!(report.failed.is_empty(), "{table}: {:?}", report.failed);
-            assert_eq!(report.days.len(), before.len(), "{table}: every day compacted");
+            let many = before.values().filter(|files| files.len() > 1).count();
+            assert_eq!(report.days.len(), many, "{table}: every day of many files compacted");
             let after = table_rows(&mut lake, table).await;
             for (date, files) in &after {
                 let old = &before[date];
-                assert!(
-                    files.len() < old.len() || old.len() == 1,
-                    "{table} {date}: {} files -> {}",
-                    old.len(),
-                    files.len()
-                );
+                if old.len() == 1 {
+                    assert_eq!(files[0].0, old[0].0, "{table} {date}: a lone file is left as it is");
+                    continue;
+                }
+                assert!(files.len() < old.len(), "{table} {date}: {} files -> {}", old.len(), files.len());
                 assert!(files.iter().all(|(path, _)| path.contains(&format!("/{COMPACTED_PREFIX}"))));
                 let old_rows: Vec<RecordBatch> = old.iter().flat_map(|(_, b)| b.clone()).collect();
                 let new_rows: Vec<RecordBatch> = files.iter().flat_map(|(_, b)| b.clone()).collect();
@@ -823,6 +837,66 @@ mod tests {
         assert_eq!(counts(&table_rows(&mut lake, LogTable::CloudTrail).await), before);
     }
 
+    /// Every file under a table's folder with its size: what is on storage, referenced or not.
+    fn files_on_disk(lake_dir: &std::path::Path, table: Compactable) -> BTreeMap<String, u64> {
+        walk(&lake_dir.join(table.name())).into_iter().filter(|(path, _)| !path.contains("_delta_log")).collect()
+    }
+
+    fn walk(dir: &std::path::Path) -> Vec<(String, u64)> {
+        let mut found = Vec::new();
+        for entry in std::fs::read_dir(dir).expect("read dir").flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                found.extend(walk(&path));
+            } else {
+                found.push((path.display().to_string(), entry.metadata().expect("metadata").len()));
+            }
+        }
+        found
+    }
+
+    /// Regression: `bunker compact` rewrote days that were a single file already, one file in,
+    /// one out, leaving a second copy of the day on storage. A lake ingested in one commit per
+    /// day is left as it is, and a second compaction of a compacted lake commits nothing and
+    /// writes no file.
+    #[tokio::test]
+    async fn compact_leaves_single_file_days_and_a_compacted_lake_as_they_are() {
+        let (archive, lake_dir) = (tempfile::tempdir().expect("tmp"), tempfile::tempdir().expect("tmp"));
+        let config = SynthConfig { days: 2, accounts: 4, ..SynthConfig::new(2_000, 21) };
+        generate(archive.path(), &config).expect("archive");
+        let mut lake = Lake::open(lake_dir.path(), LakeConfig::default()).await.expect("lake");
+        ingest_directory(archive.path(), &mut lake, &IngestOptions::default(), &NoProgress).await.expect("ingest");
+        let options = CompactOptions::default();
+        for table in [Compactable::Log(LogTable::CloudTrail), Compactable::Log(LogTable::VpcFlow)] {
+            let days = table_rows(&mut lake, table).await;
+            assert!(days.len() == 2 && days.values().all(|f| f.len() == 1), "{table}: one file a day");
+            let version = lake.table_mut(table).await.expect("table").version();
+            let on_disk = files_on_disk(lake_dir.path(), table);
+            let report = lake.compact(table, &options).await.expect("compact");
+            assert!(report.days.is_empty() && report.failed.is_empty(), "{table}: {:?}", report.days);
+            assert_eq!(lake.table_mut(table).await.expect("table").version(), version, "{table}: no commit");
+            assert_eq!(files_on_disk(lake_dir.path(), table), on_disk, "{table}: no file written");
+        }
+
+        // A compacted lake: the second run commits nothing and writes nothing.
+        let (archive, lake_dir) = (tempfile::tempdir().expect("tmp"), tempfile::tempdir().expect("tmp"));
+        let mut lake = small_commit_lake(archive.path(), lake_dir.path(), 23).await;
+        for table in Compactable::ALL {
+            let first = lake.compact(table, &options).await.expect("compact");
+            assert!(first.failed.is_empty(), "{table}: {:?}", first.failed);
+            let version = lake.table_mut(table).await.expect("table").version();
+            let on_disk = files_on_disk(lake_dir.path(), table);
+            let log = std::fs::read_dir(lake_dir.path().join(table.name()).join("_delta_log")).expect("log").count();
+            let second = lake.compact(table, &options).await.expect("compact again");
+            assert!(second.days.is_empty() && second.failed.is_empty(), "{table}: {:?}", second.days);
+            assert_eq!(lake.table_mut(table).await.expect("table").version(), version, "{table}: no commit");
+            assert_eq!(files_on_disk(lake_dir.path(), table), on_disk, "{table}: no data file written");
+            let log_now =
+                std::fs::read_dir(lake_dir.path().join(table.name()).join("_delta_log")).expect("log").count();
+            assert_eq!(log_now, log, "{table}: nothing added to the log (no checkpoint either)");
+        }
+    }
+
     /// The worker's scheduled run compacts the finished days only: not `today`, nor days before
     /// the look-back.
     #[tokio::test]
@@ -837,12 +911,17 @@ mod tests {
                 .map(|(d, _)| *d)
                 .collect()
         };
-        // The days of every table in a range, as the scheduled run finds them (a side table's
+        // The days of every table in a range that the scheduled run compacts (a side table's
         // days need not be the log tables': `ingest_log`'s is the day of ingestion).
         async fn days_between(lake: &mut Lake, from: NaiveDate, to: NaiveDate) -> usize {
             let mut days = 0;
             for table in Compactable::ALL {
-                days += table_rows(lake, table).await.into_keys().filter(|d| from <= *d && *d <= to).count();
+                // Days of one file are left as they are.
+                days += table_rows(lake, table)
+                    .await
+                    .into_iter()
+                    .filter(|(d, files)| from <= *d && *d <= to && files.len() > 1)
+                    .count();
             }
             days
         }

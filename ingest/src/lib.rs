@@ -34,6 +34,8 @@ pub mod parsed;
 #[cfg(feature = "lake")]
 pub mod pipeline;
 #[cfg(feature = "lake")]
+pub mod retention;
+#[cfg(feature = "lake")]
 pub mod s3;
 #[cfg(feature = "lake")]
 pub mod synth;
@@ -41,6 +43,8 @@ pub mod tape;
 #[cfg(test)]
 mod test_support;
 pub mod timestamp;
+#[cfg(feature = "lake")]
+pub mod vacuum;
 pub mod vpcflow;
 #[cfg(feature = "lake")]
 pub mod worker;

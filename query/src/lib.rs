@@ -17,6 +17,7 @@ pub mod prune;
 pub mod scan;
 pub mod shell;
 pub mod span;
+mod time_travel;
 pub mod timeline;
 pub mod udf;
 
@@ -118,6 +119,8 @@ pub struct LakeSession {
     /// so a statement never sees a table half re-registered; the write lock is taken only to
     /// apply new commits.
     tables: Arc<tokio::sync::RwLock<Vec<LakeTable>>>,
+    /// `VERSION AS OF` / `TIMESTAMP AS OF`: where the tables are, to open earlier versions.
+    travel: Arc<time_travel::TimeTravel>,
 }
 
 impl std::fmt::Debug for LakeSession {
@@ -338,7 +341,8 @@ impl LakeSession {
             tables.push(LakeTable { name, schema, url, storage_options, table, provider });
         }
         register_views(&ctx).await?;
-        Ok(LakeSession { ctx, span, tables: Arc::new(tokio::sync::RwLock::new(tables)) })
+        let travel = Arc::new(time_travel::TimeTravel::new(root, storage_options));
+        Ok(LakeSession { ctx, span, tables: Arc::new(tokio::sync::RwLock::new(tables)), travel })
     }
 
     /// The span of event time the log tables are limited to.
@@ -402,6 +406,9 @@ impl LakeSession {
     /// once, the tables its scans read are asked for their latest version, and only if one has
     /// moved on are the new commits loaded and the statement planned again.
     async fn plan_latest(&self, sql: &str, options: SQLOptions) -> Result<PlannedStatement> {
+        // `VERSION AS OF` / `TIMESTAMP AS OF` name tables registered at that version, which
+        // never go stale; the rest read the latest commit.
+        let sql = &self.travel.rewrite(&self.ctx, self.span, sql).await?;
         let stale = {
             let tables = self.tables.read().await;
             let frame = self.ctx.sql_with_options(sql, options).await.map_err(|e| self.explained(e))?;

@@ -157,6 +157,52 @@ fn compact_rewrites_small_files_and_queries_answer_the_same() {
     );
 }
 
+/// The lake's upkeep as an operator runs it: time travel counts an earlier version's rows
+/// (`VERSION AS OF`, `TIMESTAMP AS OF`), vacuum lists before it deletes and refuses an unsafe
+/// retention, and retention drops old days only when told to.
+#[test]
+fn time_travel_vacuum_and_retention_from_the_command_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (a, b, lake) = (dir.path().join("a"), dir.path().join("b"), dir.path().join("lake"));
+    ok(&["gen", "--out", path(&a), "--events", "1200", "--seed", "7", "--days", "2", "--start", "2025-03-01"]);
+    ok(&["gen", "--out", path(&b), "--events", "800", "--seed", "8", "--days", "2", "--start", "2025-03-10"]);
+    ok(&["ingest", "--from", path(&a), "--lake", path(&lake), "--no-detect"]);
+    let count = |sql: &str| -> String {
+        ok(&["query", "--lake", path(&lake), "--format", "csv", sql]).lines().nth(1).unwrap_or_default().to_owned()
+    };
+    let version_of_a = count("SELECT max(lake_version) FROM ingest_log WHERE table_name = 'cloudtrail'");
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let between = chrono::Utc::now().format("%Y-%m-%d %H:%M:%S").to_string();
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    ok(&["ingest", "--from", path(&b), "--lake", path(&lake), "--no-detect"]);
+    assert_eq!(count("SELECT count(*) FROM cloudtrail"), "2000");
+    assert_eq!(count(&format!("SELECT count(*) FROM cloudtrail VERSION AS OF {version_of_a}")), "1200");
+    assert_eq!(count(&format!("SELECT count(*) FROM cloudtrail TIMESTAMP AS OF '{between}'")), "1200");
+    assert_eq!(
+        count(&format!("SELECT count(*) FROM cloudtrail VERSION AS OF {version_of_a} c WHERE c.eventtime IS NOT NULL")),
+        "1200"
+    );
+
+    // Vacuum: nothing removed yet; an unsafe retention is refused, saying why.
+    let listed = ok(&["vacuum", "--lake", path(&lake), "--table", "cloudtrail"]);
+    assert!(listed.contains(&format!("{:<16} 0 files", "cloudtrail")), "{listed}");
+    let refused = bunker(&["vacuum", "--lake", path(&lake), "--retain-hours", "0"]);
+    assert!(!refused.status.success() && stderr(&refused).contains("deletedFileRetentionDuration"));
+
+    // Retention counts days back from today: keep exactly enough to reach B's first day.
+    let today = chrono::Utc::now().date_naive();
+    let keep = (today - chrono::NaiveDate::from_ymd_opt(2025, 3, 10).expect("date")).num_days();
+    let keep = format!("cloudtrail={keep}");
+    let planned = ok(&["retention", "--lake", path(&lake), "--keep-days", &keep]);
+    assert!(planned.contains("2 days to drop") && planned.contains("dry run"), "{planned}");
+    assert_eq!(count("SELECT count(*) FROM cloudtrail"), "2000", "a dry run changes nothing");
+    ok(&["retention", "--lake", path(&lake), "--keep-days", &keep, "--apply"]);
+    assert_eq!(count("SELECT count(*) FROM cloudtrail"), "800");
+    assert_eq!(count(&format!("SELECT count(*) FROM cloudtrail VERSION AS OF {version_of_a}")), "1200");
+    let none = bunker(&["retention", "--lake", path(&lake)]);
+    assert!(!none.status.success() && stderr(&none).contains("no table has a retention"));
+}
+
 #[test]
 fn errors_are_clear_and_fail_the_command() {
     let dir = tempfile::tempdir().expect("tempdir");
