@@ -584,19 +584,15 @@ async fn run(command: Command) -> Result<()> {
         Command::Rules { action: RulesAction::List { rules } } => {
             let rules = load_rules(rules.as_deref(), true).await?;
             let mut out = std::io::stdout().lock();
+            // How each rule runs (live on commits, or on a schedule), since every rule also runs
+            // in `bunker detect`.
             for rule in &rules {
-                let tables: Vec<&str> = rule.tables.iter().map(|t| t.name()).collect();
-                let mode = match rule.mode {
-                    bunker_detect::rule::Mode::Row => "row",
-                    bunker_detect::rule::Mode::Window => "window",
-                };
                 writeln!(
                     out,
-                    "{:<48} {:<8} {:<6} {:<10} {:<22} {}",
+                    "{:<48} {:<8} {:<34} {:<22} {}",
                     rule.id,
                     rule.severity.name(),
-                    mode,
-                    tables.join(","),
+                    rule.runs(),
                     rule.mitre.join(","),
                     rule.title
                 )?;

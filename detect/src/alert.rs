@@ -1,9 +1,12 @@
 //! Alerts: what a rule's rows become, folded by dedup key and window, with their evidence.
 //!
-//! An alert's id is a hash of the rule id, the dedup key's values and the window the first match
-//! falls in, so running the same rules over the same rows always gives the same ids: re-running
-//! `bunker detect` over history, or a redelivered batch in the worker, updates alerts instead of
-//! multiplying them.
+//! Matches with the same dedup key fold into one alert while they fall within the dedup window of
+//! its first match (a window that starts at the first match, not at a multiple of its length). An
+//! alert's id is a hash of the rule id, the dedup key's values and the time of that first match,
+//! so running the same rules over the same rows always gives the same ids: re-running `bunker
+//! detect` over history, or a redelivered batch in the worker, updates alerts instead of
+//! multiplying them. Alerts already recorded are joined by the matches that fit in them
+//! ([`RecordedAlerts`]), so a span read again from another start finds them too.
 
 use std::collections::BTreeMap;
 
@@ -36,7 +39,7 @@ pub const EVIDENCE_COLUMNS: &[&str] = &[
 /// One alert.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Alert {
-    /// Stable id: the same rule, key and window always give the same id.
+    /// Stable id: the same rule, key and first match always give the same id.
     pub id: String,
     /// The rule that fired.
     pub rule_id: String,
@@ -72,10 +75,68 @@ pub struct Alert {
     pub details: serde_json::Map<String, serde_json::Value>,
 }
 
-/// Turns a rule's result rows into alerts, folding rows with the same key and window.
+/// An alert already recorded for a dedup key, as folding needs it: a match that fits inside it
+/// (the alert then still spans less than the dedup window) joins it instead of starting another.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recorded {
+    /// The alert's id.
+    pub id: String,
+    /// Its first match, in microseconds.
+    pub first_seen: i64,
+    /// Its last match, in microseconds.
+    pub last_seen: i64,
+}
+
+/// Where the alerts already recorded are looked up, by dedup key (the `alerts` table as a
+/// process knows it: [`crate::store::KnownIds`]).
+pub trait RecordedAlerts {
+    /// The recorded alerts of `dedup_key`.
+    fn recorded(&self, dedup_key: &str) -> Vec<Recorded>;
+}
+
+/// No alert recorded: matches fold among themselves only.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NothingRecorded;
+
+impl RecordedAlerts for NothingRecorded {
+    fn recorded(&self, _: &str) -> Vec<Recorded> {
+        Vec::new()
+    }
+}
+
+/// One row of a rule's result, taken apart.
+struct Match {
+    micros: i64,
+    event_ids: Vec<String>,
+    source_keys: Vec<String>,
+    account: Option<String>,
+    region: Option<String>,
+    principal: Option<String>,
+    source_ip: Option<String>,
+    details: serde_json::Map<String, serde_json::Value>,
+}
+
+/// Turns a rule's result rows into alerts, folding rows with the same key that fall within one
+/// dedup window of the alert's first match.
 pub fn alerts_from_rows(rule: &Rule, batches: &[RecordBatch]) -> Result<Vec<Alert>> {
-    let mut alerts: BTreeMap<String, Alert> = BTreeMap::new();
-    let window_micros = (rule.dedup.window.as_micros() as i64).max(1);
+    alerts_from_rows_with(rule, batches, &NothingRecorded)
+}
+
+/// [`alerts_from_rows`], with the alerts already recorded: a match inside one of them joins it
+/// (under its id) rather than starting a new alert.
+///
+/// The window slides with each burst: an alert starts at its first match, and later matches of
+/// the same key join it while they are less than `dedup.window` after that first match; the next
+/// match starts the next alert. Windows aligned to the epoch split one burst crossing a boundary
+/// (09:59 and 10:01 with a 1h window) into two alerts. The id is a hash of the rule, the key and
+/// the time of the first match: the same rows give the same ids, in any order, and re-reading a
+/// span that overlaps what was recorded finds the recorded alerts rather than making new ones.
+pub fn alerts_from_rows_with(
+    rule: &Rule,
+    batches: &[RecordBatch],
+    recorded: &dyn RecordedAlerts,
+) -> Result<Vec<Alert>> {
+    let mut by_key: BTreeMap<String, Vec<Match>> = BTreeMap::new();
     for batch in batches {
         if batch.num_rows() == 0 {
             continue;
@@ -86,63 +147,138 @@ pub fn alerts_from_rows(rule: &Rule, batches: &[RecordBatch]) -> Result<Vec<Aler
             if times.is_null(i) {
                 continue;
             }
-            let micros = times.value(i);
-            let time = DateTime::from_timestamp_micros(micros).unwrap_or_default();
             let key_values: Vec<String> =
                 rule.dedup.key.iter().map(|k| row.get(k).map(json_text).unwrap_or_default()).collect();
             let dedup_key = std::iter::once(rule.id.clone())
                 .chain(rule.dedup.key.iter().zip(&key_values).map(|(k, v)| format!("{k}={v}")))
                 .collect::<Vec<_>>()
                 .join("|");
-            let bucket = micros.div_euclid(window_micros);
-            let slot = format!("{dedup_key}|{bucket}");
             let mut take = |name: &str| row.remove(name);
-            let event_ids = strings(take("event_id")).into_iter().chain(strings(take("event_ids"))).collect::<Vec<_>>();
-            let source_keys =
-                strings(take("source_key")).into_iter().chain(strings(take("source_keys"))).collect::<Vec<_>>();
-            let account = take("account").map(|v| json_text(&v));
-            let region = take("region").map(|v| json_text(&v));
-            let principal = take("principal").map(|v| json_text(&v));
-            let source_ip = take("source_ip").map(|v| json_text(&v));
+            let event_ids = strings(take("event_id")).into_iter().chain(strings(take("event_ids"))).collect();
+            let source_keys = strings(take("source_key")).into_iter().chain(strings(take("source_keys"))).collect();
+            let text = |v: Option<serde_json::Value>| v.map(|v| json_text(&v)).filter(|s| !s.is_empty());
+            let (account, region) = (text(take("account")), text(take("region")));
+            let (principal, source_ip) = (text(take("principal")), text(take("source_ip")));
             row.remove("event_time");
-            match alerts.get_mut(&slot) {
-                Some(alert) => {
-                    alert.count += 1;
-                    alert.first_seen = alert.first_seen.min(time);
-                    alert.last_seen = alert.last_seen.max(time);
-                    extend_capped(&mut alert.event_ids, event_ids);
-                    extend_capped(&mut alert.source_keys, source_keys);
+            by_key.entry(dedup_key).or_default().push(Match {
+                micros: times.value(i),
+                event_ids,
+                source_keys,
+                account,
+                region,
+                principal,
+                source_ip,
+                details: row,
+            });
+        }
+    }
+    let window = (rule.dedup.window.as_micros() as i64).max(1);
+    let mut alerts = Vec::new();
+    for (dedup_key, mut matches) in by_key {
+        // In time order, so each alert starts at its first match. The sort is stable: rows at the
+        // same instant keep the order the rule returned them in.
+        matches.sort_by_key(|m| m.micros);
+        alerts.extend(fold_key(rule, &dedup_key, matches, recorded.recorded(&dedup_key), window));
+    }
+    alerts.sort_by(|a, b| a.first_seen.cmp(&b.first_seen).then_with(|| a.id.cmp(&b.id)));
+    Ok(alerts)
+}
+
+/// An alert being folded: its span so far (the recorded one's and the new matches') and the
+/// alert the new matches make.
+struct Open {
+    id: String,
+    first: i64,
+    last: i64,
+    alert: Option<Alert>,
+}
+
+impl Open {
+    /// Whether the alert, with a match at `micros`, still spans less than `window`.
+    fn fits(&self, micros: i64, window: i64) -> bool {
+        self.last.max(micros) - self.first.min(micros) < window
+    }
+}
+
+/// Folds one dedup key's matches (in time order) into alerts, joining the recorded ones.
+fn fold_key(rule: &Rule, dedup_key: &str, matches: Vec<Match>, recorded: Vec<Recorded>, window: i64) -> Vec<Alert> {
+    let (Some(lowest), Some(highest)) = (matches.first().map(|m| m.micros), matches.last().map(|m| m.micros)) else {
+        return Vec::new();
+    };
+    // Only recorded alerts a match can fit in, ordered by their first match as recorded.
+    let mut recorded: Vec<Open> = recorded
+        .into_iter()
+        .filter(|r| r.last_seen > lowest - window && r.first_seen < highest + window)
+        .map(|r| Open { id: r.id, first: r.first_seen, last: r.last_seen, alert: None })
+        .collect();
+    recorded.sort_by(|a, b| a.first.cmp(&b.first).then_with(|| a.id.cmp(&b.id)));
+    let recorded_firsts: Vec<i64> = recorded.iter().map(|o| o.first).collect();
+    // New alerts start in time order, each at a match that fits no earlier one: only the latest
+    // can take a later match.
+    let mut started: Vec<Open> = Vec::new();
+    for m in matches {
+        let t = m.micros;
+        // An alert a match fits in was first seen (as recorded) less than a window before the
+        // match, and before the match ends its span less than a window after it: first matches
+        // only move earlier, last ones only later.
+        let lo = recorded_firsts.partition_point(|&first| first <= t - window);
+        let hi = recorded_firsts.partition_point(|&first| first < t + window).max(lo);
+        let pick = recorded[lo..hi]
+            .iter()
+            .enumerate()
+            .filter(|(_, o)| o.fits(t, window))
+            .min_by_key(|(_, o)| o.first)
+            .map(|(i, _)| lo + i);
+        let open = match pick {
+            Some(index) => &mut recorded[index],
+            None => {
+                if !started.last().is_some_and(|o| o.fits(t, window)) {
+                    started.push(Open { id: alert_id(&format!("{dedup_key}|{t}")), first: t, last: t, alert: None });
                 }
-                None => {
-                    let mut alert = Alert {
-                        id: alert_id(&slot),
-                        rule_id: rule.id.clone(),
-                        title: rule.title.clone(),
-                        description: rule.description.clone(),
-                        severity: rule.severity,
-                        mitre: rule.mitre.clone(),
-                        dedup_key,
-                        first_seen: time,
-                        last_seen: time,
-                        count: 1,
-                        account: account.filter(|s| !s.is_empty()),
-                        region: region.filter(|s| !s.is_empty()),
-                        principal: principal.filter(|s| !s.is_empty()),
-                        source_ip: source_ip.filter(|s| !s.is_empty()),
-                        event_ids: Vec::new(),
-                        source_keys: Vec::new(),
-                        details: row,
-                    };
-                    extend_capped(&mut alert.event_ids, event_ids);
-                    extend_capped(&mut alert.source_keys, source_keys);
-                    alerts.insert(slot, alert);
+                match started.last_mut() {
+                    Some(open) => open,
+                    None => continue,
                 }
+            }
+        };
+        open.first = open.first.min(t);
+        open.last = open.last.max(t);
+        let time = DateTime::from_timestamp_micros(t).unwrap_or_default();
+        match &mut open.alert {
+            Some(alert) => {
+                alert.count += 1;
+                alert.first_seen = alert.first_seen.min(time);
+                alert.last_seen = alert.last_seen.max(time);
+                extend_capped(&mut alert.event_ids, m.event_ids);
+                extend_capped(&mut alert.source_keys, m.source_keys);
+            }
+            None => {
+                let mut alert = Alert {
+                    id: open.id.clone(),
+                    rule_id: rule.id.clone(),
+                    title: rule.title.clone(),
+                    description: rule.description.clone(),
+                    severity: rule.severity,
+                    mitre: rule.mitre.clone(),
+                    dedup_key: dedup_key.to_owned(),
+                    first_seen: time,
+                    last_seen: time,
+                    count: 1,
+                    account: m.account,
+                    region: m.region,
+                    principal: m.principal,
+                    source_ip: m.source_ip,
+                    event_ids: Vec::new(),
+                    source_keys: Vec::new(),
+                    details: m.details,
+                };
+                extend_capped(&mut alert.event_ids, m.event_ids);
+                extend_capped(&mut alert.source_keys, m.source_keys);
+                open.alert = Some(alert);
             }
         }
     }
-    let mut alerts: Vec<Alert> = alerts.into_values().collect();
-    alerts.sort_by(|a, b| a.first_seen.cmp(&b.first_seen).then_with(|| a.id.cmp(&b.id)));
-    Ok(alerts)
+    recorded.into_iter().chain(started).filter_map(|o| o.alert).collect()
 }
 
 fn alert_id(slot: &str) -> String {

@@ -13,10 +13,12 @@ use arrow::datatypes::{DataType, SchemaRef};
 use bunker_query::LakeSession;
 use bunker_schemas::{LogTable, baseline, ingest_log};
 use chrono::{DateTime, NaiveDate, Utc};
+use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::datasource::MemTable;
+use datafusion::logical_expr::LogicalPlan;
 use datafusion::execution::context::{SQLOptions, SessionContext};
 
-use crate::alert::{Alert, alerts_from_rows, is_string_or_list};
+use crate::alert::{Alert, NothingRecorded, RecordedAlerts, alerts_from_rows_with, is_string_or_list};
 use crate::regions::Regions;
 use crate::rows::RowRunner;
 use crate::rule::Rule;
@@ -61,6 +63,25 @@ pub async fn validate(rules: &[Rule]) -> Result<()> {
             return Err(bad(format!("another rule already has the id {:?}", rule.id)));
         }
         let frame = ctx.sql_with_options(&rule.sql, read_only()).await.map_err(|e| bad(format!("sql: {e}")))?;
+        // The tables a rule lists decide when it runs (a row rule on the commits of its table, a
+        // window rule over what was committed to its tables): its SQL must read no other.
+        for read in tables_read(frame.logical_plan())? {
+            if !rule.tables.contains(&read) {
+                let listed: Vec<&str> = rule.tables.iter().map(|t| t.name()).collect();
+                let advice = match rule.mode {
+                    crate::rule::Mode::Row => {
+                        "; a row rule runs on the rows of one table's commit, so one reading two tables \
+                         must be `mode: window`"
+                    }
+                    crate::rule::Mode::Window => "",
+                };
+                return Err(bad(format!(
+                    "the sql reads {}, which tables ({}) does not list{advice}",
+                    read.name(),
+                    listed.join(", ")
+                )));
+            }
+        }
         let schema: SchemaRef = Arc::new(frame.schema().as_arrow().clone());
         let column = |name: &str| schema.field_with_name(name).ok().map(|f| f.data_type().clone());
         match column("event_time") {
@@ -91,10 +112,34 @@ pub async fn validate(rules: &[Rule]) -> Result<()> {
     Ok(())
 }
 
+/// The log tables a plan reads, subqueries included.
+fn tables_read(plan: &LogicalPlan) -> Result<Vec<LogTable>> {
+    let mut read = Vec::new();
+    plan.apply_with_subqueries(|node| {
+        if let LogicalPlan::TableScan(scan) = node
+            && let Some(table) = LogTable::from_name(scan.table_name.table())
+            && !read.contains(&table)
+        {
+            read.push(table);
+        }
+        Ok(TreeNodeRecursion::Continue)
+    })?;
+    Ok(read)
+}
+
 /// Runs rules in a session whose tables are already what they should see. The CloudTrail rules
 /// that look only at rare rows (named calls, failed calls, the root user) share one read of
 /// `cloudtrail` ([`SharedRead`]).
 pub async fn run_rules(ctx: &SessionContext, rules: &[&Rule]) -> Result<Vec<Alert>> {
+    run_rules_with(ctx, rules, &NothingRecorded).await
+}
+
+/// [`run_rules`], the matches joining the alerts already `recorded` they fit in.
+pub async fn run_rules_with(
+    ctx: &SessionContext,
+    rules: &[&Rule],
+    recorded: &(dyn RecordedAlerts + Sync),
+) -> Result<Vec<Alert>> {
     let sharing = SharedRead::plan(rules).await?;
     let shared = match sharing.rules.is_empty() {
         true => None,
@@ -112,7 +157,7 @@ pub async fn run_rules(ctx: &SessionContext, rules: &[&Rule]) -> Result<Vec<Aler
             .map_err(|e| DetectError::Rule { origin: rule.origin.clone(), reason: format!("sql: {e}") })?;
         let started = std::time::Instant::now();
         let batches = frame.collect().await?;
-        let found = alerts_from_rows(rule, &batches)?;
+        let found = alerts_from_rows_with(rule, &batches, recorded)?;
         let shared = !std::ptr::eq(session, ctx);
         tracing::debug!(rule = %rule.id, alerts = found.len(), ms = started.elapsed().as_millis(), shared, "rule ran");
         alerts.extend(found);
@@ -167,25 +212,30 @@ pub async fn run_over_lake(
     run_rules(&ctx, &all).await
 }
 
-/// Runs window rules over the events from `from` on: the look-back of a scheduled run. The date
-/// filter prunes partitions; the time filter keeps the window exact inside the first day.
+/// Runs window rules over the events from `from` to `to` (on, when `to` is absent): the span a
+/// scheduled run looks at. The date filter prunes partitions; the time filter keeps the span exact
+/// inside its first and last days. Matches join the alerts already `recorded` they fit in.
 pub async fn run_lookback(
     lake: &LakeSession,
     rules: &[&Rule],
     regions: &Regions,
-    from: DateTime<Utc>,
+    (from, to): (DateTime<Utc>, Option<DateTime<Utc>>),
+    recorded: &(dyn RecordedAlerts + Sync),
 ) -> Result<Vec<Alert>> {
-    let day = from.date_naive();
-    let micros = from.timestamp_micros();
     let ctx = lake_views(lake, regions, |table| {
-        let mut filters = vec![format!("date >= DATE '{day}'")];
+        let mut filters = vec![format!("date >= DATE '{}'", from.date_naive())];
         if let Some(table) = table {
-            filters.push(format!("{} >= to_timestamp_micros({micros})", table.time_column()));
+            let column = table.time_column();
+            filters.push(format!("{column} >= to_timestamp_micros({})", from.timestamp_micros()));
+            if let Some(to) = to {
+                filters.push(format!("date <= DATE '{}'", to.date_naive()));
+                filters.push(format!("{column} <= to_timestamp_micros({})", to.timestamp_micros()));
+            }
         }
         filters
     })
     .await?;
-    run_rules(&ctx, rules).await
+    run_rules_with(&ctx, rules, recorded).await
 }
 
 /// A session where each lake table is a view of the lake's table restricted by `filters_for` it
@@ -245,6 +295,11 @@ mod tests {
         assert!(bad_type.contains("account must be text"), "{bad_type}");
         let writes = error("DROP TABLE cloudtrail", "account").await;
         assert!(writes.contains("sql"), "{writes}");
+        let joins = "SELECT c.eventtime AS event_time, c.recipientaccountid AS account FROM cloudtrail c \
+                     WHERE c.sourceipaddress IN (SELECT srcaddr FROM dns)";
+        let unlisted = error(joins, "account").await;
+        assert!(unlisted.contains("the sql reads dns, which tables (cloudtrail) does not list"), "{unlisted}");
+        assert!(unlisted.contains("must be `mode: window`"), "{unlisted}");
         let twice = validate(&[rule(good, "account"), rule(good, "account")]).await.expect_err("duplicate ids");
         assert!(twice.to_string().contains("already has the id"), "{twice}");
     }

@@ -9,7 +9,7 @@
 //! severity: critical            # info, low, medium, high, critical
 //! tables: [cloudtrail]
 //! mitre: [T1562.008]
-//! mode: row                     # row (default): runs on every committed batch
+//! mode: row                     # row (default): runs on every committed batch of its one table
 //!                               # window: runs on a schedule over a look-back window
 //! # schedule: 5m                # window rules only
 //! # lookback: 1h                # window rules only
@@ -78,7 +78,8 @@ impl Severity {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
-    /// A filter over new rows: runs on every committed batch.
+    /// A filter over new rows: runs on every committed batch. A commit holds the rows of one
+    /// table, so a row rule reads exactly one.
     #[default]
     Row,
     /// Thresholds, baselines, joins: runs on a schedule over a look-back window of the lake.
@@ -210,6 +211,20 @@ impl Rule {
                     .ok_or_else(|| bad(format!("unknown table {t:?}; tables are cloudtrail, vpcflow, dns")))
             })
             .collect::<Result<Vec<_>>>()?;
+        if let Some(twice) = tables.iter().enumerate().find(|(i, t)| tables[..*i].contains(t)).map(|(_, t)| t) {
+            return Err(bad(format!("tables lists {} twice", twice.name())));
+        }
+        if file.mode == Mode::Row && tables.len() > 1 {
+            // A row rule runs on each commit, and a commit holds the rows of one table: such a
+            // rule would load, be listed, and only ever fire in `bunker detect`.
+            let names: Vec<&str> = tables.iter().map(|t| t.name()).collect();
+            return Err(bad(format!(
+                "a `mode: row` rule runs on each commit, and a commit holds the rows of one table, so a row \
+                 rule reading {} would never run live; make it `mode: window` (with a schedule and a \
+                 lookback) to run it over the lake, or split it into one rule per table",
+                names.join(" and ")
+            )));
+        }
         for technique in &file.mitre {
             let valid = technique.len() >= 5
                 && technique.starts_with('T')
@@ -271,6 +286,21 @@ impl Rule {
         })
     }
 
+    /// How the rule runs, for `bunker rules list`: a row rule live on each commit of its table,
+    /// a window rule in the worker on its schedule (and every rule in `bunker detect`).
+    pub fn runs(&self) -> String {
+        let tables: Vec<&str> = self.tables.iter().map(|t| t.name()).collect();
+        let tables = tables.join(",");
+        match (self.mode, self.schedule, self.lookback) {
+            (Mode::Row, _, _) => format!("live on each commit of {tables}"),
+            (Mode::Window, Some(schedule), Some(lookback)) => {
+                format!("every {} over {} of {tables}", format_duration(schedule), format_duration(lookback))
+            }
+            // Parsing gives every window rule both; a rule built by hand may lack them.
+            (Mode::Window, _, _) => format!("on a schedule over {tables}"),
+        }
+    }
+
     /// Reads and checks a rule file.
     pub fn load(path: &Path) -> Result<Rule> {
         let text = std::fs::read_to_string(path)
@@ -307,6 +337,17 @@ pub fn parse_duration(text: &str) -> std::result::Result<Duration, String> {
         return Err(format!("{text:?} must be longer than zero"));
     }
     Ok(Duration::from_secs(seconds))
+}
+
+/// A duration as a rule file writes it: `30s`, `10m`, `1h`, `7d` (the largest unit it divides).
+pub fn format_duration(duration: Duration) -> String {
+    let seconds = duration.as_secs();
+    match seconds {
+        s if s > 0 && s % 86_400 == 0 => format!("{}d", s / 86_400),
+        s if s > 0 && s % 3600 == 0 => format!("{}h", s / 3600),
+        s if s > 0 && s % 60 == 0 => format!("{}m", s / 60),
+        s => format!("{s}s"),
+    }
 }
 
 #[cfg(test)]
@@ -353,6 +394,35 @@ sql: SELECT eventtime AS event_time, recipientaccountid AS account FROM cloudtra
         assert!(error(&format!("{GOOD}colour: red\n")).contains("unknown field `colour`"));
         assert!(error(&format!("{GOOD}schedule: 5m\n")).contains("window"));
         assert!(error(&format!("{GOOD}mode: window\n")).contains("needs a schedule"));
+    }
+
+    /// Row rules reading two tables loaded, were listed, and never ran live (a commit holds one
+    /// table's rows): they fired only in `bunker detect`.
+    #[test]
+    fn a_row_rule_reading_two_tables_is_refused_naming_the_file() {
+        let two = GOOD.replace("tables: [cloudtrail]", "tables: [cloudtrail, dns]");
+        let refused = error(&two);
+        assert!(refused.starts_with("rules/x.yaml: "), "{refused}");
+        assert!(refused.contains("cloudtrail and dns would never run live"), "{refused}");
+        assert!(refused.contains("mode: window"), "{refused}");
+        // The same tables in a window rule run over the lake: that loads.
+        let window = format!("{two}mode: window\nschedule: 5m\nlookback: 1h\n");
+        let rule = Rule::parse("rules/x.yaml", &window).expect("a window rule may read two tables");
+        assert_eq!(rule.tables, [LogTable::CloudTrail, LogTable::Dns]);
+        let twice = error(&GOOD.replace("tables: [cloudtrail]", "tables: [cloudtrail, cloudtrail]"));
+        assert!(twice.contains("lists cloudtrail twice"), "{twice}");
+    }
+
+    #[test]
+    fn how_a_rule_runs_is_said_in_words() {
+        let row = Rule::parse("rules/x.yaml", GOOD).expect("rule");
+        assert_eq!(row.runs(), "live on each commit of cloudtrail");
+        let window = format!("{}mode: window\nschedule: 5m\nlookback: 90m\n", GOOD.replace("[cloudtrail]", "[cloudtrail, dns]"));
+        let window = Rule::parse("rules/x.yaml", &window).expect("rule");
+        assert_eq!(window.runs(), "every 5m over 90m of cloudtrail,dns");
+        for (text, seconds) in [("30s", 30), ("10m", 600), ("1h", 3600), ("7d", 7 * 86_400), ("90s", 90)] {
+            assert_eq!(format_duration(Duration::from_secs(seconds)), text);
+        }
     }
 
     #[test]

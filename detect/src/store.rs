@@ -28,7 +28,7 @@ use deltalake::logstore::object_store::ObjectStoreExt as _;
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
-use crate::alert::{Alert, MAX_EVIDENCE};
+use crate::alert::{Alert, MAX_EVIDENCE, Recorded};
 use crate::{DetectError, Result};
 
 /// What ran the rules, recorded with every alert row.
@@ -131,6 +131,9 @@ pub struct KnownIds {
     files: Vec<KnownFile>,
     read: HashSet<String>,
     ids: HashMap<String, Vec<u32>>,
+    /// The span (first and last match, in microseconds) of each alert, by dedup key and id: a
+    /// match of the same key that fits in it joins it (see [`crate::alert::RecordedAlerts`]).
+    spans: HashMap<String, HashMap<String, (i64, i64)>>,
     /// The files whose states are held, oldest first, and the bytes those states take.
     held: std::collections::VecDeque<u32>,
     held_bytes: usize,
@@ -144,6 +147,7 @@ impl Default for KnownIds {
             files: Vec::new(),
             read: HashSet::new(),
             ids: HashMap::new(),
+            spans: HashMap::new(),
             held: Default::default(),
             held_bytes: 0,
             held_limit: HELD_BYTES,
@@ -175,10 +179,16 @@ impl KnownIds {
         self.ids.contains_key(id)
     }
 
-    /// Adds a file: the ids in it, and its states when they are held.
-    fn add(&mut self, path: deltalake::Path, date: Option<NaiveDate>, ids: impl Iterator<Item = String>) -> u32 {
+    /// Adds a file: the alerts in it (id, dedup key, first and last match in microseconds).
+    fn add(
+        &mut self,
+        path: deltalake::Path,
+        date: Option<NaiveDate>,
+        alerts: impl Iterator<Item = (String, String, i64, i64)>,
+    ) -> u32 {
         let number = u32::try_from(self.files.len()).unwrap_or(u32::MAX);
-        for id in ids {
+        for (id, key, first, last) in alerts {
+            self.note_span(key, &id, first, last);
             let files = self.ids.entry(id).or_default();
             if files.last() != Some(&number) {
                 files.push(number);
@@ -187,6 +197,18 @@ impl KnownIds {
         self.read.insert(path.to_string());
         self.files.push(KnownFile { path, date, states: None, gone: false });
         number
+    }
+
+    /// Widens the recorded span of an alert: its updates only ever move its first match earlier
+    /// and its last later.
+    fn note_span(&mut self, key: String, id: &str, first: i64, last: i64) {
+        let spans = self.spans.entry(key).or_default();
+        match spans.get_mut(id) {
+            Some(span) => *span = (span.0.min(first), span.1.max(last)),
+            None => {
+                spans.insert(id.to_owned(), (first, last));
+            }
+        }
     }
 
     /// Reads the ids of the files of `table` (already checked to stay inside it) in the date
@@ -210,12 +232,20 @@ impl KnownIds {
         let unread: Vec<(deltalake::Path, Option<NaiveDate>)> =
             listed.iter().filter(|(path, _)| !self.read.contains(path.as_ref())).cloned().collect();
         for (path, date) in unread {
-            let mut ids = Vec::new();
-            for batch in read_columns(table, &path, &["id"]).await? {
-                let column = downcast::<StringArray>(&cast(batch.column(0), &DataType::Utf8)?)?;
-                ids.extend(column.iter().flatten().map(str::to_owned));
+            let mut alerts = Vec::new();
+            let micros = DataType::Timestamp(TimeUnit::Microsecond, None);
+            for batch in read_columns(table, &path, &["id", "dedup_key", "first_seen", "last_seen"]).await? {
+                let column = |i: usize, to: &DataType| -> Result<ArrayRef> { Ok(cast(batch.column(i), to)?) };
+                let ids = downcast::<StringArray>(&column(0, &DataType::Utf8)?)?;
+                let keys = downcast::<StringArray>(&column(1, &DataType::Utf8)?)?;
+                let first = downcast::<TimestampMicrosecondArray>(&column(2, &micros)?)?;
+                let last = downcast::<TimestampMicrosecondArray>(&column(3, &micros)?)?;
+                for row in (0..batch.num_rows()).filter(|&row| !ids.is_null(row)) {
+                    let key = if keys.is_null(row) { String::new() } else { keys.value(row).to_owned() };
+                    alerts.push((ids.value(row).to_owned(), key, first.value(row), last.value(row)));
+                }
             }
-            self.add(path, date, ids.into_iter());
+            self.add(path, date, alerts.into_iter());
         }
         Ok(())
     }
@@ -227,7 +257,10 @@ impl KnownIds {
         for file in files {
             let in_file: Vec<&Alert> =
                 alerts.iter().filter(|a| file.date.is_none_or(|date| a.first_seen.date_naive() == date)).collect();
-            let number = self.add(file.path, file.date, in_file.iter().map(|a| a.id.clone()));
+            let spans = in_file.iter().map(|a| {
+                (a.id.clone(), a.dedup_key.clone(), a.first_seen.timestamp_micros(), a.last_seen.timestamp_micros())
+            });
+            let number = self.add(file.path, file.date, spans);
             let mut states = HashMap::with_capacity(in_file.len());
             for alert in in_file {
                 let micros =
@@ -279,6 +312,44 @@ impl KnownIds {
     }
 }
 
+impl crate::alert::RecordedAlerts for KnownIds {
+    fn recorded(&self, dedup_key: &str) -> Vec<Recorded> {
+        let Some(spans) = self.spans.get(dedup_key) else { return Vec::new() };
+        spans.iter().map(|(id, &(first, last))| Recorded { id: id.clone(), first_seen: first, last_seen: last }).collect()
+    }
+}
+
+/// The dedup window of each rule: how far apart matches of one alert may be.
+#[derive(Debug, Clone)]
+pub struct Windows {
+    by_rule: HashMap<String, Duration>,
+    widest: Duration,
+}
+
+impl Windows {
+    /// The windows of these rules.
+    pub fn of(rules: &[crate::rule::Rule]) -> Windows {
+        let by_rule: HashMap<String, Duration> = rules.iter().map(|r| (r.id.clone(), r.dedup.window)).collect();
+        let widest = by_rule.values().copied().max().unwrap_or(Duration::from_secs(3600));
+        Windows { by_rule, widest }
+    }
+
+    /// The same window for every rule.
+    pub fn uniform(window: Duration) -> Windows {
+        Windows { by_rule: HashMap::new(), widest: window }
+    }
+
+    /// The window of a rule (the widest for a rule not known).
+    pub fn of_rule(&self, rule_id: &str) -> Duration {
+        self.by_rule.get(rule_id).copied().unwrap_or(self.widest)
+    }
+
+    /// The widest window.
+    pub fn widest(&self) -> Duration {
+        self.widest
+    }
+}
+
 /// Roughly the memory one held state takes.
 fn held_size(id: &str, state: &Stored) -> usize {
     let strings = |v: &[String]| v.iter().map(|s| s.len() + 24).sum::<usize>();
@@ -320,22 +391,72 @@ pub async fn stored_state(
     fresh: &[Alert],
     widest_window: Duration,
 ) -> Result<HashMap<String, Stored>> {
+    match learn_around(lake, known, fresh, widest_window).await? {
+        Some(table) => read_states(&table, known, fresh, widest_window).await,
+        None => Ok(HashMap::new()),
+    }
+}
+
+/// Learns the alerts the table holds that matches from `from` to `to` can join (see
+/// [`crate::alert::RecordedAlerts`]): those first seen up to `widest_window` around the span.
+pub async fn learn_span(
+    lake: &Lake,
+    known: &mut KnownIds,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    widest_window: Duration,
+) -> Result<()> {
+    let mut table = lake.alerts_table().clone();
+    table.update_state().await.map_err(lake_error)?;
+    if table.version().is_none() {
+        return Ok(());
+    }
+    bunker_query::check_table_files(alerts::TABLE_NAME, &table).map_err(|e| DetectError::Lake(e.to_string()))?;
+    let window = chrono::Duration::from_std(widest_window).unwrap_or(chrono::Duration::days(1));
+    known.learn(&table, (from - window).date_naive(), (to + window).date_naive()).await
+}
+
+/// The days an alert fitting with one of `fresh` can be stored under: an alert spans less than
+/// its window, so it was first seen at most a window before or after one of them.
+fn days_around(fresh: &[Alert], widest_window: Duration) -> (NaiveDate, NaiveDate) {
+    let window = chrono::Duration::from_std(widest_window).unwrap_or(chrono::Duration::days(1));
+    (
+        (fresh.iter().map(|a| a.first_seen).min().unwrap_or_default() - window).date_naive(),
+        (fresh.iter().map(|a| a.last_seen).max().unwrap_or_default() + window).date_naive(),
+    )
+}
+
+/// Learns the files of the days alerts like `fresh` can be stored under, as the table is now;
+/// `None` when the table has no version yet.
+async fn learn_around(
+    lake: &Lake,
+    known: &mut KnownIds,
+    fresh: &[Alert],
+    widest_window: Duration,
+) -> Result<Option<DeltaTable>> {
     if fresh.is_empty() {
-        return Ok(HashMap::new());
+        return Ok(None);
     }
     let mut table = lake.alerts_table().clone();
     // Other workers append too: read the table as it is now, not as this process last wrote it.
     table.update_state().await.map_err(lake_error)?;
     if table.version().is_none() {
-        return Ok(HashMap::new());
+        return Ok(None);
     }
     bunker_query::check_table_files(alerts::TABLE_NAME, &table).map_err(|e| DetectError::Lake(e.to_string()))?;
-    let window = chrono::Duration::from_std(widest_window).unwrap_or(chrono::Duration::days(1));
-    let (from, to) = (
-        (fresh.iter().map(|a| a.first_seen).min().unwrap_or_default() - window).date_naive(),
-        fresh.iter().map(|a| a.last_seen).max().unwrap_or_default().date_naive(),
-    );
+    let (from, to) = days_around(fresh, widest_window);
     known.learn(&table, from, to).await?;
+    Ok(Some(table))
+}
+
+/// The newest stored state of each of `fresh` the table holds (its files learnt already).
+async fn read_states(
+    table: &DeltaTable,
+    known: &KnownIds,
+    fresh: &[Alert],
+    widest_window: Duration,
+) -> Result<HashMap<String, Stored>> {
+    let (from, to) = days_around(fresh, widest_window);
     // Most results are of alerts never stored before: only the files of the others are read.
     let wanted: HashSet<&str> = fresh.iter().map(|a| a.id.as_str()).filter(|id| known.contains(id)).collect();
     let mut newest: HashMap<String, (i64, Stored)> = HashMap::new();
@@ -355,7 +476,7 @@ pub async fn stored_state(
             }
             continue;
         }
-        for batch in read_columns(&table, &file.path, &names).await? {
+        for batch in read_columns(table, &file.path, &names).await? {
             let column = |i: usize, to: &DataType| -> Result<ArrayRef> { Ok(cast(batch.column(i), to)?) };
             let id = downcast::<StringArray>(&column(0, &DataType::Utf8)?)?;
             let emitted = downcast::<TimestampMicrosecondArray>(&column(1, &micros)?)?;
@@ -386,18 +507,29 @@ pub async fn stored_state(
 
 /// Folds fresh alerts with their stored state and appends the results to the `alerts` table;
 /// returns them as folded (what the sinks get).
+///
+/// A fresh alert under an id the table does not hold, which fits inside an alert the table holds
+/// for the same dedup key (together they span less than the rule's window), is that alert: it
+/// takes its id. That is the same burst read from another start — a look-back beginning inside it,
+/// a late object, the next commit of a burst of row matches — and must update the alert, not
+/// raise another.
 pub async fn record(
     lake: &mut Lake,
     known: &mut KnownIds,
     mut fresh: Vec<Alert>,
     run: RunKind,
-    widest_window: Duration,
+    windows: &Windows,
 ) -> Result<Vec<Alert>> {
     if fresh.is_empty() {
         return Ok(fresh);
     }
     let started = std::time::Instant::now();
-    let stored = stored_state(lake, known, &fresh, widest_window).await?;
+    let table = learn_around(lake, known, &fresh, windows.widest()).await?;
+    join_recorded(known, &mut fresh, windows);
+    let stored = match &table {
+        Some(table) => read_states(table, known, &fresh, windows.widest()).await?,
+        None => HashMap::new(),
+    };
     let read_in = started.elapsed();
     for alert in &mut fresh {
         if let Some(state) = stored.get(&alert.id) {
@@ -410,6 +542,40 @@ pub async fn record(
     known.wrote(files, &fresh, emitted_at.timestamp_micros());
     tracing::debug!(alerts = fresh.len(), stored = stored.len(), ?read_in, total = ?started.elapsed(), "alerts recorded");
     Ok(fresh)
+}
+
+/// Gives each fresh alert under a new id that fits in a recorded alert of its dedup key that
+/// alert's id (see [`record`]). In time order, each alert widening the span it joined, so two
+/// fresh alerts never join one recorded alert together beyond its window.
+fn join_recorded(known: &KnownIds, fresh: &mut [Alert], windows: &Windows) {
+    use crate::alert::RecordedAlerts as _;
+    let taken: HashSet<String> = fresh.iter().map(|a| a.id.clone()).collect();
+    let mut order: Vec<usize> = (0..fresh.len()).collect();
+    order.sort_by_key(|&i| (fresh[i].first_seen, fresh[i].id.clone()));
+    // Spans widened by the fresh alerts joined so far, by id.
+    let mut widened: HashMap<String, (i64, i64)> = HashMap::new();
+    for i in order {
+        let alert = &fresh[i];
+        if known.contains(&alert.id) {
+            continue;
+        }
+        let window = (windows.of_rule(&alert.rule_id).as_micros() as i64).max(1);
+        let (first, last) = (alert.first_seen.timestamp_micros(), alert.last_seen.timestamp_micros());
+        let joined = known
+            .recorded(&alert.dedup_key)
+            .into_iter()
+            .filter(|r| !taken.contains(&r.id))
+            .map(|r| {
+                let span = widened.get(&r.id).copied().unwrap_or((r.first_seen, r.last_seen));
+                (r.id, span)
+            })
+            .filter(|(_, (f, l))| l.max(&last) - f.min(&first) < window)
+            .min_by(|a, b| (a.1.0, &a.0).cmp(&(b.1.0, &b.0)));
+        if let Some((id, (f, l))) = joined {
+            widened.insert(id.clone(), (f.min(first), l.max(last)));
+            fresh[i].id = id;
+        }
+    }
 }
 
 /// Alerts as rows of the `alerts` table.
@@ -505,7 +671,7 @@ mod tests {
             description: "D".into(),
             severity: Severity::High,
             mitre: vec!["T1078".into()],
-            dedup_key: "r|account=1".into(),
+            dedup_key: format!("r|account={id}"),
             first_seen: at(minute),
             last_seen: at(minute + events.len() as u32),
             count: events.len() as u64,
@@ -548,7 +714,7 @@ mod tests {
         let mut lake = Lake::open(dir.path(), LakeConfig::default()).await.expect("lake");
         let window = Duration::from_secs(3600);
         let mut known = KnownIds::default();
-        let first = record(&mut lake, &mut known, vec![alert("aa01", 10, &["e1", "e2"])], RunKind::Worker, window)
+        let first = record(&mut lake, &mut known, vec![alert("aa01", 10, &["e1", "e2"])], RunKind::Worker, &Windows::uniform(window))
             .await
             .expect("record");
         assert_eq!(first[0].count, 2);
@@ -573,7 +739,7 @@ mod tests {
     /// two events from minute 10: `aa01` must come out folded with that first state.
     async fn record_second(lake: &mut Lake, known: &mut KnownIds, window: Duration) {
         let fresh = vec![alert("aa01", 30, &["e2", "e3"]), alert("bb02", 5, &["x"])];
-        let second = record(lake, known, fresh, RunKind::Worker, window).await.expect("record");
+        let second = record(lake, known, fresh, RunKind::Worker, &Windows::uniform(window)).await.expect("record");
         assert_eq!(second.iter().map(|a| (a.id.as_str(), a.count)).collect::<Vec<_>>(), [("aa01", 3), ("bb02", 1)]);
         assert_eq!(second[0].event_ids, ["e1", "e2", "e3"]);
         assert_eq!(second[0].first_seen, alert("x", 10, &[]).first_seen);
@@ -598,7 +764,7 @@ mod tests {
         let mut lake = Lake::open(dir.path(), LakeConfig::default()).await.expect("lake");
         let window = Duration::from_secs(3600);
         let mut known = KnownIds::default();
-        record(&mut lake, &mut known, vec![alert("aa01", 10, &["e1", "e2"])], RunKind::Worker, window)
+        record(&mut lake, &mut known, vec![alert("aa01", 10, &["e1", "e2"])], RunKind::Worker, &Windows::uniform(window))
             .await
             .expect("record");
         let written = alert_files(dir.path());
@@ -613,16 +779,16 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut lake = Lake::open(dir.path(), LakeConfig::default()).await.expect("lake");
         let mut known = KnownIds { held_limit: 0, ..KnownIds::default() };
-        record(&mut lake, &mut known, vec![alert("aa01", 10, &["e1", "e2"])], RunKind::Worker, window)
+        record(&mut lake, &mut known, vec![alert("aa01", 10, &["e1", "e2"])], RunKind::Worker, &Windows::uniform(window))
             .await
             .expect("record");
         assert!(known.held.is_empty() && known.held_bytes == 0);
-        let again = record(&mut lake, &mut known, vec![alert("aa01", 30, &["e3"])], RunKind::Worker, window)
+        let again = record(&mut lake, &mut known, vec![alert("aa01", 30, &["e3"])], RunKind::Worker, &Windows::uniform(window))
             .await
             .expect("record");
         assert_eq!(again[0].count, 3);
         std::fs::remove_file(&alert_files(dir.path())[0]).expect("remove");
-        let lost = record(&mut lake, &mut known, vec![alert("aa01", 40, &["e4"])], RunKind::Worker, window).await;
+        let lost = record(&mut lake, &mut known, vec![alert("aa01", 40, &["e4"])], RunKind::Worker, &Windows::uniform(window)).await;
         assert!(lost.is_err(), "a state not held is read from its file: {lost:?}");
     }
 
@@ -637,7 +803,7 @@ mod tests {
             let dir = tempfile::tempdir().expect("tempdir");
             let mut lake = Lake::open(dir.path(), LakeConfig::default()).await.expect("lake");
             let mut known = KnownIds { held_limit, ..KnownIds::default() };
-            record(&mut lake, &mut known, vec![alert("aa01", 10, &["e1", "e2"])], RunKind::Worker, window)
+            record(&mut lake, &mut known, vec![alert("aa01", 10, &["e1", "e2"])], RunKind::Worker, &Windows::uniform(window))
                 .await
                 .expect("record");
             record_second(&mut lake, &mut known, window).await;
@@ -649,7 +815,7 @@ mod tests {
             for file in written {
                 std::fs::remove_file(file).expect("vacuum");
             }
-            let again = record(&mut lake, &mut known, vec![alert("aa01", 40, &["e3", "e4"])], RunKind::Worker, window)
+            let again = record(&mut lake, &mut known, vec![alert("aa01", 40, &["e3", "e4"])], RunKind::Worker, &Windows::uniform(window))
                 .await
                 .expect("record after the compaction");
             assert_eq!((again[0].count, again[0].event_ids.len()), (4, 4), "held_limit {held_limit}");
