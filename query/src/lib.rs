@@ -12,6 +12,7 @@
 pub mod flight;
 pub mod hint;
 pub mod memory;
+pub mod presto;
 pub mod progress;
 pub mod prune;
 pub mod scan;

@@ -172,7 +172,7 @@ async fn command(session: &LakeSession, state: &mut State, line: &str) {
             None => eprintln!("error: no table {table}; \\d lists them"),
         },
         ("\\df", _) => {
-            for (signature, about) in crate::udf::FUNCTIONS {
+            for (signature, about) in crate::udf::FUNCTIONS.iter().chain(crate::presto::FUNCTIONS) {
                 println!("{signature:<40} {about}");
             }
             println!("(and every DataFusion function: SELECT * FROM information_schema.routines)");

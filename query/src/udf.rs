@@ -25,7 +25,8 @@ use datafusion::logical_expr::{
 };
 use ipnet::IpNet;
 
-/// Registers every bunker function (and datafusion-functions-json's) with a registry.
+/// Registers every bunker function (and datafusion-functions-json's, and the Athena ones of
+/// [`crate::presto`]) with a registry.
 pub fn register(registry: &mut dyn FunctionRegistry) -> Result<()> {
     datafusion_functions_json::register_all(registry)?;
     for udf in [
@@ -40,7 +41,7 @@ pub fn register(registry: &mut dyn FunctionRegistry) -> Result<()> {
     ] {
         registry.register_udf(Arc::new(udf))?;
     }
-    Ok(())
+    crate::presto::register(registry)
 }
 
 /// Names and one-line descriptions of the functions bunker adds, for `\df` in the shell.
