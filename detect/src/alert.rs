@@ -404,4 +404,24 @@ mod tests {
         let ids = |a: &[Alert]| a.iter().map(|x| x.id.clone()).collect::<Vec<_>>();
         assert_eq!(ids(&alerts), ids(&again));
     }
+
+    /// Regression: dedup windows aligned to the epoch split one burst crossing an hour into two
+    /// alerts; a window from the first match holds it whole, and the next window starts at the
+    /// first match past it, not at the next hour.
+    #[test]
+    fn a_burst_crossing_a_window_boundary_is_one_alert() {
+        let rows = [
+            ("2025-03-03T10:59:00Z", "111", "e1"),
+            ("2025-03-03T11:01:00Z", "111", "e2"),
+            ("2025-03-03T11:58:00Z", "111", "e3"),
+            ("2025-03-03T11:59:30Z", "111", "e4"),
+        ];
+        let alerts = alerts_from_rows(&rule(), &[batch(&rows)]).expect("alerts");
+        let folded: Vec<(u64, Vec<String>)> = alerts.iter().map(|a| (a.count, a.event_ids.clone())).collect();
+        assert_eq!(
+            folded,
+            [(3, vec!["e1".to_owned(), "e2".to_owned(), "e3".to_owned()]), (1, vec!["e4".to_owned()])],
+            "{alerts:?}"
+        );
+    }
 }

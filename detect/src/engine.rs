@@ -15,8 +15,8 @@ use bunker_schemas::{LogTable, baseline, ingest_log};
 use chrono::{DateTime, NaiveDate, Utc};
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::datasource::MemTable;
-use datafusion::logical_expr::LogicalPlan;
 use datafusion::execution::context::{SQLOptions, SessionContext};
+use datafusion::logical_expr::LogicalPlan;
 
 use crate::alert::{Alert, NothingRecorded, RecordedAlerts, alerts_from_rows_with, is_string_or_list};
 use crate::regions::Regions;

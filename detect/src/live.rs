@@ -30,11 +30,11 @@ use futures::future::BoxFuture;
 use crate::Result;
 use crate::alert::Alert;
 use crate::engine::{reads_baseline, row_rules, run_lookback};
-use crate::store::{Windows, learn_span};
 use crate::rows::RowRunner;
 use crate::rule::{Mode, Rule};
 use crate::sink::Sinks;
 use crate::store::{KnownIds, RunKind, record};
+use crate::store::{Windows, learn_span};
 use crate::tuning::Tuning;
 
 /// How often a window rule without a `schedule` runs.
@@ -423,16 +423,23 @@ mod tests {
         assert_eq!(updated, [(raised[0].0.clone(), 1)], "one alert, under the same id");
 
         // With nothing committed since, a due rule does not read the same rows again.
-        assert_eq!(detector.run_due_window_rules(&mut lake, now + chrono::Duration::minutes(12)).await.expect("run"), 0);
+        assert_eq!(
+            detector.run_due_window_rules(&mut lake, now + chrono::Duration::minutes(12)).await.expect("run"),
+            0
+        );
 
         // Another process (nothing in memory) reads the same span again, as for an object
         // redelivered: the alert it raises is the one recorded, its count unchanged.
         let restarted = new_detector(&lake_dir);
         let mut content = serde_json::json!({ "Records": [failure(minutes(1), "f2")] }).to_string().into_bytes();
         let context = bunker_ingest::ObjectContext { bucket: "", key: "redelivered", key_date: None };
-        let parsed = bunker_ingest::pipeline::parse_content(LogTable::CloudTrail, &mut content, &context).expect("parse");
+        let parsed =
+            bunker_ingest::pipeline::parse_content(LogTable::CloudTrail, &mut content, &context).expect("parse");
         restarted.note_committed(LogTable::CloudTrail, &[parsed.batch]);
-        assert_eq!(restarted.run_due_window_rules(&mut lake, now + chrono::Duration::minutes(20)).await.expect("run"), 1);
+        assert_eq!(
+            restarted.run_due_window_rules(&mut lake, now + chrono::Duration::minutes(20)).await.expect("run"),
+            1
+        );
         assert_eq!(alerts(&lake_dir).await, updated, "the span read again in another process");
     }
 }

@@ -417,7 +417,8 @@ sql: SELECT eventtime AS event_time, recipientaccountid AS account FROM cloudtra
     fn how_a_rule_runs_is_said_in_words() {
         let row = Rule::parse("rules/x.yaml", GOOD).expect("rule");
         assert_eq!(row.runs(), "live on each commit of cloudtrail");
-        let window = format!("{}mode: window\nschedule: 5m\nlookback: 90m\n", GOOD.replace("[cloudtrail]", "[cloudtrail, dns]"));
+        let window =
+            format!("{}mode: window\nschedule: 5m\nlookback: 90m\n", GOOD.replace("[cloudtrail]", "[cloudtrail, dns]"));
         let window = Rule::parse("rules/x.yaml", &window).expect("rule");
         assert_eq!(window.runs(), "every 5m over 90m of cloudtrail,dns");
         for (text, seconds) in [("30s", 30), ("10m", 600), ("1h", 3600), ("7d", 7 * 86_400), ("90s", 90)] {

@@ -315,7 +315,10 @@ impl KnownIds {
 impl crate::alert::RecordedAlerts for KnownIds {
     fn recorded(&self, dedup_key: &str) -> Vec<Recorded> {
         let Some(spans) = self.spans.get(dedup_key) else { return Vec::new() };
-        spans.iter().map(|(id, &(first, last))| Recorded { id: id.clone(), first_seen: first, last_seen: last }).collect()
+        spans
+            .iter()
+            .map(|(id, &(first, last))| Recorded { id: id.clone(), first_seen: first, last_seen: last })
+            .collect()
     }
 }
 
@@ -714,9 +717,15 @@ mod tests {
         let mut lake = Lake::open(dir.path(), LakeConfig::default()).await.expect("lake");
         let window = Duration::from_secs(3600);
         let mut known = KnownIds::default();
-        let first = record(&mut lake, &mut known, vec![alert("aa01", 10, &["e1", "e2"])], RunKind::Worker, &Windows::uniform(window))
-            .await
-            .expect("record");
+        let first = record(
+            &mut lake,
+            &mut known,
+            vec![alert("aa01", 10, &["e1", "e2"])],
+            RunKind::Worker,
+            &Windows::uniform(window),
+        )
+        .await
+        .expect("record");
         assert_eq!(first[0].count, 2);
         record_second(&mut lake, &mut known, window).await;
         // Another process (no memory of the above) reads the same state back.
@@ -764,9 +773,15 @@ mod tests {
         let mut lake = Lake::open(dir.path(), LakeConfig::default()).await.expect("lake");
         let window = Duration::from_secs(3600);
         let mut known = KnownIds::default();
-        record(&mut lake, &mut known, vec![alert("aa01", 10, &["e1", "e2"])], RunKind::Worker, &Windows::uniform(window))
-            .await
-            .expect("record");
+        record(
+            &mut lake,
+            &mut known,
+            vec![alert("aa01", 10, &["e1", "e2"])],
+            RunKind::Worker,
+            &Windows::uniform(window),
+        )
+        .await
+        .expect("record");
         let written = alert_files(dir.path());
         assert_eq!(written.len(), 1, "{written:?}");
         std::fs::remove_file(&written[0]).expect("remove");
@@ -779,16 +794,25 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut lake = Lake::open(dir.path(), LakeConfig::default()).await.expect("lake");
         let mut known = KnownIds { held_limit: 0, ..KnownIds::default() };
-        record(&mut lake, &mut known, vec![alert("aa01", 10, &["e1", "e2"])], RunKind::Worker, &Windows::uniform(window))
-            .await
-            .expect("record");
+        record(
+            &mut lake,
+            &mut known,
+            vec![alert("aa01", 10, &["e1", "e2"])],
+            RunKind::Worker,
+            &Windows::uniform(window),
+        )
+        .await
+        .expect("record");
         assert!(known.held.is_empty() && known.held_bytes == 0);
-        let again = record(&mut lake, &mut known, vec![alert("aa01", 30, &["e3"])], RunKind::Worker, &Windows::uniform(window))
-            .await
-            .expect("record");
+        let again =
+            record(&mut lake, &mut known, vec![alert("aa01", 30, &["e3"])], RunKind::Worker, &Windows::uniform(window))
+                .await
+                .expect("record");
         assert_eq!(again[0].count, 3);
         std::fs::remove_file(&alert_files(dir.path())[0]).expect("remove");
-        let lost = record(&mut lake, &mut known, vec![alert("aa01", 40, &["e4"])], RunKind::Worker, &Windows::uniform(window)).await;
+        let lost =
+            record(&mut lake, &mut known, vec![alert("aa01", 40, &["e4"])], RunKind::Worker, &Windows::uniform(window))
+                .await;
         assert!(lost.is_err(), "a state not held is read from its file: {lost:?}");
     }
 
@@ -803,9 +827,15 @@ mod tests {
             let dir = tempfile::tempdir().expect("tempdir");
             let mut lake = Lake::open(dir.path(), LakeConfig::default()).await.expect("lake");
             let mut known = KnownIds { held_limit, ..KnownIds::default() };
-            record(&mut lake, &mut known, vec![alert("aa01", 10, &["e1", "e2"])], RunKind::Worker, &Windows::uniform(window))
-                .await
-                .expect("record");
+            record(
+                &mut lake,
+                &mut known,
+                vec![alert("aa01", 10, &["e1", "e2"])],
+                RunKind::Worker,
+                &Windows::uniform(window),
+            )
+            .await
+            .expect("record");
             record_second(&mut lake, &mut known, window).await;
             let written = alert_files(dir.path());
             assert_eq!(written.len(), 2, "{written:?}");
@@ -815,9 +845,15 @@ mod tests {
             for file in written {
                 std::fs::remove_file(file).expect("vacuum");
             }
-            let again = record(&mut lake, &mut known, vec![alert("aa01", 40, &["e3", "e4"])], RunKind::Worker, &Windows::uniform(window))
-                .await
-                .expect("record after the compaction");
+            let again = record(
+                &mut lake,
+                &mut known,
+                vec![alert("aa01", 40, &["e3", "e4"])],
+                RunKind::Worker,
+                &Windows::uniform(window),
+            )
+            .await
+            .expect("record after the compaction");
             assert_eq!((again[0].count, again[0].event_ids.len()), (4, 4), "held_limit {held_limit}");
             let stored =
                 stored_state(&lake, &mut KnownIds::default(), &[alert("bb02", 50, &[])], window).await.expect("state");
