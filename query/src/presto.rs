@@ -30,28 +30,28 @@ use datafusion::logical_expr::{
 pub fn register(registry: &mut dyn FunctionRegistry) -> Result<()> {
     use Presto as P;
     let scalars: Vec<ScalarUDF> = vec![
-        P::new("date_add", 3, ts_type(), date_add),
-        P::new("date_diff", 3, DataType::Int64, date_diff),
-        P::new("from_iso8601_timestamp", 1, ts_type(), |a| to_timestamps("from_iso8601_timestamp", &a[0])),
-        P::new("to_iso8601", 1, DataType::Utf8, to_iso8601),
-        P::new("from_unixtime", 1, ts_type(), from_unixtime),
-        P::new("parse_datetime", 2, ts_type(), |a| parse_with("parse_datetime", a, joda_to_chrono)),
-        P::new("date_parse", 2, ts_type(), |a| parse_with("date_parse", a, mysql_to_chrono)),
-        P::new("date_format", 2, DataType::Utf8, date_format),
-        P::new("date", 1, DataType::Date32, date),
-        P::new("regexp_extract", -1, DataType::Utf8, regexp_extract),
-        P::new("url_extract_host", 1, DataType::Utf8, url_extract_host),
-        P::new("json_array_length", 1, DataType::Int64, json_array_length),
-        P::new("json_array_contains", 2, DataType::Boolean, json_array_contains),
-        P::new("json_parse", 1, DataType::Utf8, |a| json_text("json_parse", &a[0])),
-        P::new("json_format", 1, DataType::Utf8, |a| json_text("json_format", &a[0])),
-        P::new("replace", -1, DataType::Utf8, replace),
+        P::udf("date_add", 3, ts_type(), date_add),
+        P::udf("date_diff", 3, DataType::Int64, date_diff),
+        P::udf("from_iso8601_timestamp", 1, ts_type(), |a| to_timestamps("from_iso8601_timestamp", &a[0])),
+        P::udf("to_iso8601", 1, DataType::Utf8, to_iso8601),
+        P::udf("from_unixtime", 1, ts_type(), from_unixtime),
+        P::udf("parse_datetime", 2, ts_type(), |a| parse_with("parse_datetime", a, joda_to_chrono)),
+        P::udf("date_parse", 2, ts_type(), |a| parse_with("date_parse", a, mysql_to_chrono)),
+        P::udf("date_format", 2, DataType::Utf8, date_format),
+        P::udf("date", 1, DataType::Date32, date),
+        P::udf("regexp_extract", -1, DataType::Utf8, regexp_extract),
+        P::udf("url_extract_host", 1, DataType::Utf8, url_extract_host),
+        P::udf("json_array_length", 1, DataType::Int64, json_array_length),
+        P::udf("json_array_contains", 2, DataType::Boolean, json_array_contains),
+        P::udf("json_parse", 1, DataType::Utf8, |a| json_text("json_parse", &a[0])),
+        P::udf("json_format", 1, DataType::Utf8, |a| json_text("json_format", &a[0])),
+        P::udf("replace", -1, DataType::Utf8, replace),
     ];
     for udf in scalars {
         registry.register_udf(Arc::new(udf))?;
     }
     for field in FIELDS {
-        registry.register_udf(Arc::new(P::new(field.0, 1, DataType::Int64, move |a| date_field(field, &a[0]))))?;
+        registry.register_udf(Arc::new(P::udf(field.0, 1, DataType::Int64, move |a| date_field(field, &a[0]))))?;
     }
     registry.register_udf(Arc::new(ScalarUDF::new_from_impl(ListOr::contains())))?;
     registry.register_udf(Arc::new(ScalarUDF::new_from_impl(ListOr::element_at())))?;
@@ -115,8 +115,8 @@ impl std::hash::Hash for Presto {
 }
 
 impl Presto {
-    /// `arity` -1 takes any number of arguments.
-    fn new(
+    /// The function; `arity` -1 takes any number of arguments.
+    fn udf(
         name: &'static str,
         arity: i32,
         returns: DataType,
