@@ -3,6 +3,7 @@
 
 mod support;
 
+mod athena_queries;
 mod bad_input;
 mod detections;
 mod exactly_once;
