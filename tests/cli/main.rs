@@ -76,6 +76,11 @@ fn compact_rewrites_small_files_and_queries_answer_the_same() {
     let lake = dir.path().join("lake");
     ok(&["gen", "--out", path(&archive), "--events", "4000", "--seed", "5"]);
     ok(&["ingest", "--from", path(&archive), "--lake", path(&lake), "--commit-mib", "1", "--no-detect"]);
+    // A second archive over the same days, so that every day holds more than one file (a day of
+    // one file is compact already and left as it is).
+    let second = dir.path().join("second");
+    ok(&["gen", "--out", path(&second), "--events", "4000", "--seed", "6"]);
+    ok(&["ingest", "--from", path(&second), "--lake", path(&lake), "--commit-mib", "1", "--no-detect"]);
     let files = |table: &str| -> usize {
         walkdir::WalkDir::new(lake.join(table))
             .into_iter()
@@ -128,6 +133,7 @@ fn compact_rewrites_small_files_and_queries_answer_the_same() {
 
     // `ingest --compact` leaves nothing for `compact` to do, and the same answers.
     let other = dir.path().join("other");
+    ok(&["ingest", "--from", path(&second), "--lake", path(&other), "--commit-mib", "1", "--no-detect"]);
     let ingested = ok(&[
         "ingest",
         "--from",
