@@ -7,3 +7,4 @@ mod bad_input;
 mod detections;
 mod exactly_once;
 mod real_samples;
+mod timeline;
