@@ -79,10 +79,12 @@ pub struct SqlArgs {
 pub struct TimelineArgs {
     #[command(flatten)]
     lake: LakeArgs,
-    /// An IAM principal ARN (a role's ARN also finds every session of the role).
+    /// An IAM principal ARN (a role's ARN also finds every session of the role), with the VPC
+    /// flows and DNS queries of the IP addresses it called from.
     #[arg(long)]
     principal: Option<String>,
-    /// An access key id: its own calls and the calls that created, changed or deleted it.
+    /// An access key id: its own calls, the calls that created, changed or deleted it, and the
+    /// calls of the session keys it created (AssumeRole, GetSessionToken, ...; role chains too).
     #[arg(long)]
     access_key: Option<String>,
     /// An IP address: its CloudTrail calls, its flows, its DNS queries and the answers naming it.
@@ -187,9 +189,13 @@ pub async fn timeline(args: TimelineArgs) -> Result<()> {
     }
     .map_err(anyhow::Error::msg)?;
     let session = args.lake.open().await?;
-    let (schema, batches) = bunker_query::timeline::timeline(&session, &subject, args.limit).await?;
-    let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
-    write_results(&schema, &batches, args.format.into(), None)?;
+    let timeline = bunker_query::timeline::timeline(&session, &subject, args.limit).await?;
+    let rows: usize = timeline.batches.iter().map(|b| b.num_rows()).sum();
+    write_results(&timeline.schema, &timeline.batches, args.format.into(), None)?;
+    // On stderr in every format: a bound that left rows out must not go unnoticed in a script.
+    for note in &timeline.notes {
+        eprintln!("bunker timeline: {note}");
+    }
     if matches!(args.format, Format::Table) {
         let more =
             if rows == args.limit { format!(" (the first {rows}; raise --limit for more)") } else { String::new() };

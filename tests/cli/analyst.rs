@@ -284,7 +284,7 @@ fn a_timeline_follows_a_key_a_principal_and_an_address_across_sources() {
 
     let by_ip = timeline(&["--ip", ATTACKER]);
     assert!(
-        by_ip.starts_with("time,source,account,region,actor,action,outcome,source_ip,detail,id,source_key\n"),
+        by_ip.starts_with("time,source,account,region,actor,action,outcome,source_ip,detail,id,source_key,via\n"),
         "{by_ip}"
     );
     let sources: Vec<String> = rows(&by_ip).iter().map(|r| r[1].clone()).collect();
@@ -321,6 +321,139 @@ fn a_timeline_follows_a_key_a_principal_and_an_address_across_sources() {
     }
     let output = bunker(&["timeline", "--lake", path(&lake)]);
     assert!(!output.status.success(), "a timeline needs a subject");
+}
+
+/// A key that assumed a role, whose session read an object and chained into a second role, from
+/// an instance that also shows up in flow and DNS logs.
+fn session_lake(dir: &Path) -> std::path::PathBuf {
+    let (archive, lake) = (dir.join("archive"), dir.join("lake"));
+    let session = |role: &str, name: &str, key: &str| {
+        serde_json::json!({
+            "type": "AssumedRole", "principalId": format!("AROAEXAMPLE{role}:{name}"),
+            "arn": format!("arn:aws:sts::{ACCOUNT}:assumed-role/{role}/{name}"), "accessKeyId": key,
+            "sessionContext": { "sessionIssuer": { "type": "Role", "arn": format!("arn:aws:iam::{ACCOUNT}:role/{role}") } }
+        })
+    };
+    let event = |id: &str, time: &str, identity: serde_json::Value, ip: &str, source: &str, name: &str| {
+        let mut event = trail_event(id, time, ACCOUNT, "eu-west-1");
+        event["eventSource"] = source.into();
+        event["eventName"] = name.into();
+        event["sourceIPAddress"] = ip.into();
+        event["userIdentity"] = identity;
+        event
+    };
+    let assumed = |mut event: serde_json::Value, role: &str, name: &str, key: &str| {
+        event["requestParameters"] =
+            serde_json::json!({ "roleArn": format!("arn:aws:iam::{ACCOUNT}:role/{role}"), "roleSessionName": name });
+        event["responseElements"] = serde_json::json!({
+            "credentials": { "accessKeyId": key, "sessionToken": "FwoGZXIvYXdzEXAMPLE", "expiration": "Nov 19, 2026, 11:00:00 AM" },
+            "assumedRoleUser": { "assumedRoleId": format!("AROAEXAMPLE{role}:{name}"), "arn": format!("arn:aws:sts::{ACCOUNT}:assumed-role/{role}/{name}") }
+        });
+        event
+    };
+    let ci = serde_json::json!({ "type": "IAMUser", "arn": format!("arn:aws:iam::{ACCOUNT}:user/ci"), "accessKeyId": "AKIAEXAMPLECIKEY0001" });
+    let build = || session("build", "job-1", "ASIAEXAMPLESESSION01");
+    let records = [
+        assumed(
+            event("c-1", "2026-11-19T10:00:00Z", ci, ATTACKER, "sts.amazonaws.com", "AssumeRole"),
+            "build",
+            "job-1",
+            "ASIAEXAMPLESESSION01",
+        ),
+        event("c-2", "2026-11-19T10:05:00Z", build(), "10.0.1.5", "s3.amazonaws.com", "GetObject"),
+        assumed(
+            event("c-3", "2026-11-19T10:06:00Z", build(), "10.0.1.5", "sts.amazonaws.com", "AssumeRole"),
+            "release",
+            "chained",
+            "ASIAEXAMPLESESSION02",
+        ),
+        event(
+            "c-4",
+            "2026-11-19T10:07:00Z",
+            session("release", "chained", "ASIAEXAMPLESESSION02"),
+            "10.0.1.5",
+            "s3.amazonaws.com",
+            "PutObject",
+        ),
+        event("c-5", "2026-11-19T10:08:00Z", build(), "AWS Internal", "kms.amazonaws.com", "Decrypt"),
+    ];
+    write_trail_object(&archive, ACCOUNT, "eu-west-1", "2026-11-19", &records);
+    write_flow_object(
+        &archive,
+        "2026-11-19",
+        &[
+            flow_line("10.0.1.5", "52.218.0.10", 443, epoch("2026-11-19T10:04:00Z"), "ACCEPT"),
+            flow_line("10.0.9.9", "10.0.2.9", 443, epoch("2026-11-19T10:04:00Z"), "ACCEPT"),
+        ],
+    );
+    write_dns_object(
+        &archive,
+        "2026-11-19",
+        &[
+            dns_record("2026-11-19T10:03:00Z", "10.0.1.5", "artifacts.example.com.", "192.0.2.80"),
+            dns_record("2026-11-19T10:03:00Z", "10.0.9.9", "example.com.", "93.184.216.34"),
+        ],
+    );
+    ok(&["ingest", "--from", path(&archive), "--lake", path(&lake), "--no-detect"]);
+    lake
+}
+
+/// Regression: `--access-key` showed only the key's own calls (not its sessions' GetObject and
+/// PutObject), and `--principal` no flow or DNS row of the addresses the principal called from.
+#[test]
+fn a_timeline_follows_a_keys_sessions_and_a_principals_addresses() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let lake = session_lake(dir.path());
+    let timeline = |args: &[&str]| {
+        let mut all = vec!["timeline", "--lake", path(&lake), "--format", "json"];
+        all.extend_from_slice(args);
+        let output = bunker(&all);
+        assert!(output.status.success(), "{args:?}: {}", stderr(&output));
+        let rows: Vec<Vec<String>> = super::stdout(&output)
+            .lines()
+            .map(|line| {
+                let row: serde_json::Value = serde_json::from_str(line).expect("json");
+                ["source", "action", "via"].iter().map(|c| row[c].as_str().unwrap_or("").to_owned()).collect()
+            })
+            .collect();
+        (rows, stderr(&output))
+    };
+    let table = |rows: &[[&str; 3]]| rows.iter().map(|r| r.map(str::to_owned).to_vec()).collect::<Vec<_>>();
+
+    let (by_key, notes) = timeline(&["--access-key", "AKIAEXAMPLECIKEY0001"]);
+    let hop_1 =
+        "AKIAEXAMPLECIKEY0001 -AssumeRole-> ASIAEXAMPLESESSION01 (arn:aws:sts::111122223333:assumed-role/build/job-1)";
+    let hop_2 =
+        format!("{hop_1} -AssumeRole-> ASIAEXAMPLESESSION02 (arn:aws:sts::111122223333:assumed-role/release/chained)");
+    assert_eq!(
+        by_key,
+        table(&[
+            ["cloudtrail", "sts.amazonaws.com:AssumeRole", ""],
+            ["cloudtrail", "s3.amazonaws.com:GetObject", hop_1],
+            ["cloudtrail", "sts.amazonaws.com:AssumeRole", hop_1],
+            ["cloudtrail", "s3.amazonaws.com:PutObject", &hop_2],
+            ["cloudtrail", "kms.amazonaws.com:Decrypt", hop_1],
+        ]),
+        "{by_key:?}"
+    );
+    assert!(
+        notes.contains("bunker timeline: followed 2 session key(s) created from AKIAEXAMPLECIKEY0001, 2 hop(s) deep"),
+        "{notes}"
+    );
+
+    let (by_role, notes) = timeline(&["--principal", "arn:aws:iam::111122223333:role/build"]);
+    assert_eq!(
+        by_role,
+        table(&[
+            ["dns", "query artifacts.example.com. A", "address 10.0.1.5"],
+            ["vpcflow", "tcp 10.0.1.5:51515 -> 52.218.0.10:443", "address 10.0.1.5"],
+            ["cloudtrail", "s3.amazonaws.com:GetObject", ""],
+            ["cloudtrail", "sts.amazonaws.com:AssumeRole", ""],
+            ["cloudtrail", "kms.amazonaws.com:Decrypt", ""],
+        ]),
+        "{by_role:?}"
+    );
+    assert!(notes.contains("DNS rows of 2026-11-19 .. 2026-11-19: 10.0.1.5\n"), "no AWS Internal: {notes}");
 }
 
 /// The shell through a real pseudo-terminal: prompts, multi-line statements, backslash commands,

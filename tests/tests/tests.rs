@@ -9,3 +9,4 @@ mod detections;
 mod exactly_once;
 mod object_identity;
 mod real_samples;
+mod timeline;
