@@ -50,7 +50,7 @@ fn write_flows(archive: &Path, day: &str, lines: &[String]) {
 }
 
 fn flow(src: &str, dst: &str, dport: u16, time: &str) -> String {
-    let start = chrono::DateTime::parse_from_rfc3339(time).expect("time").timestamp();
+    let start = bunker_ingest::timestamp::parse_rfc3339_micros(time).expect("time") / 1_000_000;
     format!("2 {ACCOUNT} eni-0aa11bb22cc33dd44 {src} {dst} 40404 {dport} 6 12 960 {start} {} ACCEPT OK", start + 60)
 }
 
