@@ -338,7 +338,7 @@ impl LakeSession {
         for opened in opened {
             let (name, schema, url, storage_options, table) = opened?;
             let provider = provider_of(&ctx, name, &schema, table.as_ref()).await?;
-            register(&ctx, span, name, provider.clone())?;
+            register(&ctx, span, name, name, provider.clone())?;
             tables.push(LakeTable { name, schema, url, storage_options, table, provider });
         }
         register_views(&ctx).await?;
@@ -456,7 +456,7 @@ impl LakeSession {
         };
         let provider = provider_of(&self.ctx, slot.name, &slot.schema, table.as_ref()).await?;
         self.ctx.deregister_table(slot.name)?;
-        register(&self.ctx, self.span, slot.name, provider.clone())?;
+        register(&self.ctx, self.span, slot.name, slot.name, provider.clone())?;
         slot.table = table;
         slot.provider = provider;
         Ok(())
@@ -497,9 +497,19 @@ async fn provider_of(
     schema: &SchemaRef,
     table: Option<&DeltaTable>,
 ) -> Result<Arc<dyn TableProvider>> {
-    let Some(table) = table else {
-        return Ok(Arc::new(MemTable::try_new(schema.clone(), vec![vec![]])?));
-    };
+    match table {
+        Some(table) => delta_provider(ctx, name, table).await,
+        None => Ok(Arc::new(MemTable::try_new(schema.clone(), vec![vec![]])?)),
+    }
+}
+
+/// The provider of the lake table `name` as `table` holds it (at its latest version, or at an
+/// earlier one for time travel), its files checked.
+pub(crate) async fn delta_provider(
+    ctx: &SessionContext,
+    name: &str,
+    table: &DeltaTable,
+) -> Result<Arc<dyn TableProvider>> {
     check_table_files(name, table)?;
     table.update_datafusion_session(&ctx.state()).map_err(|e| table_error(name, e))?;
     let provider = table.table_provider().await?;
@@ -512,18 +522,24 @@ async fn provider_of(
     })
 }
 
-/// Registers `provider` as `name`; a log table of a session limited to `span` is registered as
-/// a view with the span's predicates, which DataFusion pushes into the Delta scan as partition
-/// filters.
-fn register(ctx: &SessionContext, span: TimeSpan, name: &'static str, provider: Arc<dyn TableProvider>) -> Result<()> {
+/// Registers `provider`, the lake table `name`'s, as `as_name`; a log table of a session limited
+/// to `span` is registered as a view with the span's predicates, which DataFusion pushes into the
+/// Delta scan as partition filters.
+pub(crate) fn register(
+    ctx: &SessionContext,
+    span: TimeSpan,
+    name: &str,
+    as_name: &str,
+    provider: Arc<dyn TableProvider>,
+) -> Result<()> {
     match LogTable::from_name(name).filter(|_| !span.is_all()) {
         Some(log_table) => {
             let predicates = span.predicates(log_table).join(" AND ");
             let filter = ctx.parse_sql_expr(&predicates, &ctx.read_table(provider.clone())?.schema().clone())?;
-            ctx.register_table(name, ctx.read_table(provider)?.filter(filter)?.into_view())?;
+            ctx.register_table(as_name, ctx.read_table(provider)?.filter(filter)?.into_view())?;
         }
         None => {
-            ctx.register_table(name, provider)?;
+            ctx.register_table(as_name, provider)?;
         }
     }
     Ok(())

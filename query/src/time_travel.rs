@@ -14,17 +14,15 @@
 //! of versions older than its retention period, after which reading them fails.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use bunker_schemas::{LogTable, alerts, baseline, ingest_log};
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
-use datafusion::datasource::TableProvider;
 use datafusion::execution::context::SessionContext;
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 use datafusion::sql::sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer};
 use url::Url;
 
-use crate::{QueryError, Result, TimeSpan, check_table_files, prune, table_error};
+use crate::{QueryError, Result, TimeSpan, delta_provider, register, table_error};
 
 /// Where a session's tables are, to open them at other versions.
 #[derive(Debug, Clone)]
@@ -103,25 +101,9 @@ impl TimeTravel {
         if ctx.table_exist(name.as_str())? {
             return Ok(name);
         }
-        check_table_files(table, &delta)?;
-        delta.update_datafusion_session(&ctx.state()).map_err(|e| table_error(table, e))?;
-        let provider = delta.table_provider().await?;
-        // As the session's own tables are: struct-field pruning, and the session's span.
-        let provider: Arc<dyn TableProvider> = match LogTable::from_name(table) {
-            Some(log_table) => {
-                let provider = prune::FieldPruningTable::for_delta(&delta, provider);
-                if span.is_all() {
-                    provider
-                } else {
-                    let predicates = span.predicates(log_table).join(" AND ");
-                    let frame = ctx.read_table(provider)?;
-                    let filter = ctx.parse_sql_expr(&predicates, &frame.schema().clone())?;
-                    frame.filter(filter)?.into_view()
-                }
-            }
-            None => provider,
-        };
-        ctx.register_table(name.as_str(), provider)?;
+        // As the session's own tables are: files checked, struct-field pruning, the session's span.
+        let provider = delta_provider(ctx, table, &delta).await?;
+        register(ctx, span, table, &name, provider)?;
         Ok(name)
     }
 }
