@@ -839,20 +839,7 @@ mod tests {
 
     /// Every file under a table's folder with its size: what is on storage, referenced or not.
     fn files_on_disk(lake_dir: &std::path::Path, table: Compactable) -> BTreeMap<String, u64> {
-        walk(&lake_dir.join(table.name())).into_iter().filter(|(path, _)| !path.contains("_delta_log")).collect()
-    }
-
-    fn walk(dir: &std::path::Path) -> Vec<(String, u64)> {
-        let mut found = Vec::new();
-        for entry in std::fs::read_dir(dir).expect("read dir").flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                found.extend(walk(&path));
-            } else {
-                found.push((path.display().to_string(), entry.metadata().expect("metadata").len()));
-            }
-        }
-        found
+        crate::test_support::table_files(&lake_dir.join(table.name()))
     }
 
     /// Regression: `bunker compact` rewrote days that were a single file already, one file in,

@@ -40,3 +40,19 @@ pub(crate) fn noise(seed: u64, len: usize) -> Vec<u8> {
     rand_chacha::ChaCha8Rng::seed_from_u64(seed).fill_bytes(&mut bytes);
     bytes
 }
+
+/// The files under a lake table's folder, its `_delta_log` aside, by path relative to the folder,
+/// with their sizes: what storage holds, referenced by the log or not.
+#[cfg(feature = "lake")]
+pub(crate) fn table_files(table_dir: &Path) -> std::collections::BTreeMap<String, u64> {
+    walkdir::WalkDir::new(table_dir)
+        .into_iter()
+        .map(|entry| entry.unwrap_or_else(|e| panic!("{}: {e}", table_dir.display())))
+        .filter(|entry| entry.file_type().is_file())
+        .map(|entry| {
+            let relative = entry.path().strip_prefix(table_dir).expect("under the folder").display().to_string();
+            (relative, entry.metadata().expect("metadata").len())
+        })
+        .filter(|(path, _)| !path.starts_with("_delta_log"))
+        .collect()
+}

@@ -183,20 +183,7 @@ mod tests {
 
     /// Data files under a table's folder (relative to it), what storage holds.
     fn data_files(table_dir: &std::path::Path) -> BTreeSet<String> {
-        walkdir(table_dir)
-            .into_iter()
-            .filter_map(|p| p.strip_prefix(table_dir).ok().map(|p| p.display().to_string()))
-            .filter(|p| !p.starts_with("_delta_log"))
-            .collect()
-    }
-
-    fn walkdir(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-        let mut found = Vec::new();
-        for entry in std::fs::read_dir(dir).expect("read dir").flatten() {
-            let path = entry.path();
-            if path.is_dir() { found.extend(walkdir(&path)) } else { found.push(path) }
-        }
-        found
+        crate::test_support::table_files(table_dir).into_keys().collect()
     }
 
     async fn count(lake: &mut Lake) -> usize {
