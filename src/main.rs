@@ -279,7 +279,7 @@ enum AlertFormat {
 /// `bunker worker` flags; each overrides the same setting of the `[worker]` section of `--config`.
 #[derive(Debug, clap::Args)]
 struct WorkerArgs {
-    /// A TOML file with a `[worker]` section (see README.md, "Running the worker").
+    /// A TOML file with a `[worker]` section (see README.md, "The log-archive account: run the worker").
     #[arg(long)]
     config: Option<PathBuf>,
     /// The SQS queue the archive bucket's notifications arrive on.
