@@ -21,6 +21,7 @@ pub mod span;
 mod time_travel;
 pub mod timeline;
 pub mod udf;
+mod unnest;
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -410,6 +411,7 @@ impl LakeSession {
         // `VERSION AS OF` / `TIMESTAMP AS OF` name tables registered at that version, which
         // never go stale; the rest read the latest commit.
         let sql = &self.travel.rewrite(&self.ctx, self.span, sql).await?;
+        let sql = &unnest::rewrite(sql)?;
         let stale = {
             let tables = self.tables.read().await;
             let frame = self.ctx.sql_with_options(sql, options).await.map_err(|e| self.explained(e))?;

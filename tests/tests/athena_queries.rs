@@ -124,3 +124,75 @@ async fn athenas_documented_example_queries_run_as_written() {
     .await;
     assert!(count(&lake, "SELECT count(*) FROM dns WHERE split_part(query_name, '.', 1) <> ''").await > 0);
 }
+
+/// Regression: `CROSS JOIN UNNEST(t.resources) unnested (resources_entry)`, the form three of
+/// AWS's examples use for CloudTrail's `resources` and Resolver's `answers`, failed to plan
+/// (DataFusion has no lateral unnest); it now gives one row per element beside its event.
+#[tokio::test]
+async fn athenas_cross_join_unnest_gives_one_row_per_array_element() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (archive, lake) = (dir.path().join("archive"), dir.path().join("lake"));
+    generate(&archive, &SynthConfig::new(3000, 23)).expect("generate");
+    let summary = ingest(&archive, &lake).await;
+    assert!(summary.failed.is_empty(), "{:?}", summary.failed);
+
+    // One row per resource, the event's own columns beside it ("Query AWS CloudTrail logs").
+    let per_event = same_answer(
+        &lake,
+        "SELECT t.eventid, count(*) FROM cloudtrail t CROSS JOIN UNNEST(t.resources) unnested (resources_entry) \
+         GROUP BY 1 ORDER BY 1",
+        "SELECT eventid, CAST(array_length(resources) AS BIGINT) FROM cloudtrail \
+         WHERE array_length(resources) > 0 ORDER BY 1",
+    )
+    .await;
+    assert!(per_event.len() > 10, "{per_event:?}");
+    // The resource ARN filter and replace() of the S3 example, on an ARN the archive holds.
+    let arn: String = rows(
+        &lake,
+        "SELECT min(r.arn) FROM (SELECT unnest(resources) AS r FROM cloudtrail) WHERE r.arn LIKE 'arn:aws:s3:::%'",
+    )
+    .await
+    .remove(0);
+    assert_ne!(arn, "NULL", "the archive holds no S3 resource");
+    let tail = &arn[arn.len() - 8..];
+    same_answer(
+        &lake,
+        &format!(
+            "SELECT awsregion, replace(unnested.resources_entry.ARN, 'arn:aws:s3:::') AS s3_resource, eventname, eventtime \
+             FROM cloudtrail t CROSS JOIN UNNEST(t.resources) unnested (resources_entry) \
+             WHERE unnested.resources_entry.ARN LIKE '%{tail}' ORDER BY eventtime, eventname"
+        ),
+        &format!(
+            "SELECT awsregion, substr(r.arn, 14) AS s3_resource, eventname, eventtime \
+             FROM (SELECT awsregion, eventname, eventtime, unnest(resources) AS r FROM cloudtrail) \
+             WHERE r.arn LIKE '%{tail}' ORDER BY eventtime, eventname"
+        ),
+    )
+    .await;
+    // The owner account out of the resource, in the comma form.
+    same_answer(
+        &lake,
+        "SELECT DISTINCT u.e.accountid FROM cloudtrail t, UNNEST(t.resources) AS u(e) \
+         WHERE u.e.accountid IS NOT NULL ORDER BY 1",
+        "SELECT DISTINCT r.accountid FROM (SELECT unnest(resources) AS r FROM cloudtrail) \
+         WHERE r.accountid IS NOT NULL ORDER BY 1",
+    )
+    .await;
+
+    // Resolver: the queries that got a given answer ("Query Route 53 Resolver query logs", example 5).
+    let rdata: String = rows(&lake, "SELECT min(a.rdata) FROM (SELECT unnest(answers) AS a FROM dns)").await.remove(0);
+    assert_ne!(rdata, "NULL", "the archive holds no DNS answer");
+    same_answer(
+        &lake,
+        &format!(
+            "SELECT query_timestamp, srcaddr, srcport, query_name, rcode, answer.Rdata FROM dns \
+             CROSS JOIN UNNEST(dns.answers) as st(answer) WHERE answer.Rdata = '{rdata}' ORDER BY 1, 2, 3, 4"
+        ),
+        &format!(
+            "SELECT query_timestamp, srcaddr, srcport, query_name, rcode, a.rdata FROM \
+             (SELECT query_timestamp, srcaddr, srcport, query_name, rcode, unnest(answers) AS a FROM dns) \
+             WHERE a.rdata = '{rdata}' ORDER BY 1, 2, 3, 4"
+        ),
+    )
+    .await;
+}
