@@ -141,7 +141,7 @@ pub(crate) fn violations(finding: &Value, importer: &Importer<'_>) -> Vec<String
         for (field, v4) in [("SourceIpV4", true), ("SourceIpV6", false)] {
             if let Some(ip) = network.get(field) {
                 let parsed = ip.as_str().and_then(|ip| ip.parse::<std::net::IpAddr>().ok());
-                if !parsed.is_some_and(|ip| ip.is_ipv4() == v4) {
+                if parsed.is_none_or(|ip| ip.is_ipv4() != v4) {
                     out.push(format!("Network.{field} {ip} is not an IPv{} address", if v4 { 4 } else { 6 }));
                 }
             }

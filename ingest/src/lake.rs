@@ -463,10 +463,10 @@ impl LakeTable {
         });
         outcome.duplicates.extend(repeated.iter().map(|p| p.object.id()));
         for p in &fresh {
-            if let Some(earlier) = self.ledger.replaced(&p.object) {
-                if !outcome.replaced.iter().any(|(id, _)| *id == p.object.id()) {
-                    outcome.replaced.push((p.object.id(), earlier));
-                }
+            if let Some(earlier) = self.ledger.replaced(&p.object)
+                && !outcome.replaced.iter().any(|(id, _)| *id == p.object.id())
+            {
+                outcome.replaced.push((p.object.id(), earlier));
             }
         }
         let rows: usize = fresh.iter().map(|p| p.batch.num_rows()).sum();

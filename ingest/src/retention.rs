@@ -256,9 +256,12 @@ mod tests {
         assert_eq!(rows_per_day(&mut reopened, table).await, kept, "the dropped days' objects are still known");
     }
 
+    /// What a retention config text should read as: the days per table, or an error's text.
+    type Expected = Result<Vec<(Compactable, u32)>, &'static str>;
+
     #[test]
     fn retention_config_reads_days_per_table_and_refuses_zero() {
-        let cases: [(&str, Result<Vec<(Compactable, u32)>, &str>); 4] = [
+        let cases: [(&str, Expected); 4] = [
             ("", Ok(vec![])),
             ("cloudtrail_days = 400", Ok(vec![(Compactable::Log(LogTable::CloudTrail), 400)])),
             (

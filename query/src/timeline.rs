@@ -203,11 +203,10 @@ async fn issued_by(session: &LakeSession, frontier: &[String]) -> Result<Vec<Iss
     let mut issued = Vec::new();
     for batch in &batches {
         let columns: Vec<Vec<Option<String>>> = (0..4).map(|i| strings(batch.column(i))).collect::<Result<_>>()?;
-        for row in 0..batch.num_rows() {
-            if let (Some(parent), Some(call), Some(key)) =
-                (columns[0][row].clone(), columns[1][row].clone(), columns[2][row].clone())
-            {
-                issued.push(Issued { parent, call, key, session: columns[3][row].clone() });
+        let [parents, calls, keys, sessions] = <[_; 4]>::try_from(columns).expect("four columns");
+        for (((parent, call), key), session) in parents.into_iter().zip(calls).zip(keys).zip(sessions) {
+            if let (Some(parent), Some(call), Some(key)) = (parent, call, key) {
+                issued.push(Issued { parent, call, key, session });
             }
         }
     }
