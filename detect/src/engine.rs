@@ -170,9 +170,12 @@ pub fn row_rules(rules: &[Rule], table: LogTable) -> Vec<&Rule> {
     rules.iter().filter(|r| r.mode == crate::rule::Mode::Row && r.tables == [table]).collect()
 }
 
-/// Whether a rule reads the region baseline (so a row run must be given it).
+/// Whether a rule reads the region baseline, itself or through a relation over it (so a row run
+/// must be given it).
 pub fn reads_baseline(rule: &Rule) -> bool {
-    rule.sql.contains(baseline::VIEW_NAME) || rule.sql.contains(crate::regions::ACCOUNT_BASELINE)
+    [baseline::VIEW_NAME, crate::regions::ACCOUNT_BASELINE, crate::org::KNOWN_ACCOUNTS]
+        .iter()
+        .any(|name| rule.sql.contains(name))
 }
 
 /// Runs the row rules that read `table` over freshly committed rows of it, planning them for

@@ -19,6 +19,7 @@ mod asff_check;
 pub mod engine;
 pub mod inject;
 pub mod live;
+pub mod org;
 pub mod pack;
 pub mod regions;
 pub mod render;

@@ -33,6 +33,7 @@ use datafusion::datasource::MemTable;
 use datafusion::execution::context::SessionContext;
 use serde::Deserialize;
 
+use crate::org::Org;
 use crate::rule::parse_duration;
 use crate::{DetectError, Result};
 
@@ -64,11 +65,14 @@ pub struct RegionConfig {
 pub struct Regions {
     allowed: Vec<(String, String)>,
     learning: Duration,
+    /// What else the rules know of the organization; registered with the region relations,
+    /// because it too is read beside `region_baseline`.
+    org: Org,
 }
 
 impl Default for Regions {
     fn default() -> Self {
-        Regions { allowed: Vec::new(), learning: DEFAULT_LEARNING }
+        Regions { allowed: Vec::new(), learning: DEFAULT_LEARNING, org: Org::default() }
     }
 }
 
@@ -93,7 +97,12 @@ impl Regions {
             Some(text) => parse_duration(text).map_err(|e| bad(format!("learning: {e}")))?,
             None => DEFAULT_LEARNING,
         };
-        Ok(Regions { allowed, learning })
+        Ok(Regions { allowed, learning, org: Org::default() })
+    }
+
+    /// These regions with `org` as what the rules know of the organization.
+    pub fn with_org(self, org: Org) -> Regions {
+        Regions { org, ..self }
     }
 
     /// The learning period.
@@ -102,7 +111,7 @@ impl Regions {
     }
 
     /// Registers `region_allowlist` and `account_baseline` in a session that already has
-    /// `region_baseline`.
+    /// `region_baseline`, and the relations of [`crate::org`].
     pub async fn register(&self, ctx: &SessionContext) -> Result<()> {
         let schema = Arc::new(Schema::new(vec![
             Field::new("account", DataType::Utf8, false),
@@ -127,7 +136,7 @@ impl Regions {
             .await?
             .into_view();
         ctx.register_table(ACCOUNT_BASELINE, view)?;
-        Ok(())
+        self.org.register(ctx).await
     }
 }
 

@@ -123,6 +123,10 @@ pub struct RuleTest {
     /// learning, when absent).
     #[serde(default)]
     pub regions: Option<crate::regions::RegionConfig>,
+    /// The `[detect.org]` configuration the example runs under (no trusted accounts, no expected
+    /// instance types, when absent).
+    #[serde(default)]
+    pub org: Option<crate::org::OrgConfig>,
     /// The events in the raw AWS format: CloudTrail records and Resolver query log entries as
     /// objects; VPC flow log lines as strings, the first being the header.
     pub events: Vec<serde_json::Value>,

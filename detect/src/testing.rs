@@ -13,6 +13,7 @@ use bunker_schemas::LogTable;
 
 use crate::alert::Alert;
 use crate::engine::run_on_batches;
+use crate::org::{Org, OrgConfig};
 use crate::regions::{RegionConfig, Regions};
 use crate::rule::{Expect, Mode, Rule, RuleTest};
 use crate::{DetectError, Result};
@@ -57,7 +58,7 @@ async fn run_test(rule: &Rule, test: &RuleTest) -> Result<TestOutcome> {
         reason: format!("test {:?}: the events do not parse: {e}", test.name),
     })?;
     let mut problems: Vec<String> = parsed.rejected.iter().map(|r| format!("{}: {}", r.position, r.reason)).collect();
-    let alerts = run_example(rule, table, vec![parsed.batch], test.regions.as_ref()).await?;
+    let alerts = run_example(rule, table, vec![parsed.batch], test.regions.as_ref(), test.org.as_ref()).await?;
     let got = alerts.len() as u64;
     let passed = match (test.expect, test.count) {
         (Expect::None, _) => got == 0,
@@ -90,6 +91,7 @@ pub async fn run_example(
     table: LogTable,
     batches: Vec<RecordBatch>,
     regions: Option<&RegionConfig>,
+    org: Option<&OrgConfig>,
 ) -> Result<Vec<Alert>> {
     let mut as_row = rule.clone();
     as_row.mode = Mode::Row;
@@ -97,6 +99,10 @@ pub async fn run_example(
     let regions = match regions {
         Some(config) => Regions::new(config)?,
         None => Regions::default(),
+    };
+    let regions = match org {
+        Some(config) => regions.with_org(Org::new(config)?),
+        None => regions,
     };
     let baseline = if table == LogTable::CloudTrail {
         let mut sightings = Sightings::default();

@@ -30,6 +30,7 @@ use ipnet::IpNet;
 use serde::Deserialize;
 
 use crate::alert::Alert;
+use crate::org::{Org, OrgConfig};
 use crate::regions::{RegionConfig, Regions};
 use crate::rule::Rule;
 use crate::{DetectError, Result};
@@ -56,6 +57,9 @@ pub struct DetectConfig {
     /// The regions accounts may use (see [`crate::regions`]).
     #[serde(default)]
     pub regions: RegionConfig,
+    /// Trusted accounts and expected instance types (see [`crate::org`]).
+    #[serde(default)]
+    pub org: OrgConfig,
 }
 
 fn yes() -> bool {
@@ -71,6 +75,7 @@ impl Default for DetectConfig {
             shadow: Vec::new(),
             suppress: Vec::new(),
             regions: RegionConfig::default(),
+            org: OrgConfig::default(),
         }
     }
 }
@@ -151,7 +156,7 @@ impl Tuning {
             suppress.push((s.clone(), matchers));
         }
         Ok(Tuning {
-            regions: Regions::new(&config.regions)?,
+            regions: Regions::new(&config.regions)?.with_org(Org::new(&config.org)?),
             disabled: config.disabled.clone(),
             shadow: config.shadow.clone(),
             suppress,

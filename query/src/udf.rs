@@ -35,6 +35,7 @@ pub fn register(registry: &mut dyn FunctionRegistry) -> Result<()> {
         cidr_contains(),
         address_class("is_private_ip", is_private),
         address_class("is_public_ip", is_public),
+        aws_account_ids(),
         ScalarUDF::new_from_impl(AnswerRdata::default()),
         ScalarUDF::new_from_impl(BaseDomain::default()),
         ScalarUDF::new_from_impl(UtcDateTrunc { inner: datafusion::functions::datetime::date_trunc() }),
@@ -492,6 +493,49 @@ fn address_class(name: &'static str, class: fn(IpAddr) -> bool) -> ScalarUDF {
     )
 }
 
+/// `aws_account_ids(text)`: every AWS account id in a text, in order, each once — the 12-digit
+/// numbers standing alone or inside ARNs (`arn:aws:iam::444455556666:root`), as a policy document
+/// or a sharing request names them. Rules compare them with the organization's own accounts to
+/// tell a share with a stranger from one inside the organization. NULL text gives NULL.
+fn aws_account_ids() -> ScalarUDF {
+    let item = Arc::new(arrow::datatypes::Field::new("item", DataType::Utf8, true));
+    create_udf(
+        "aws_account_ids",
+        vec![DataType::Utf8],
+        DataType::List(item.clone()),
+        Volatility::Immutable,
+        Arc::new(move |args: &[ColumnarValue]| {
+            let texts = args[0].to_array(1)?;
+            let texts = as_utf8(&texts)?;
+            let mut out = arrow::array::ListBuilder::new(arrow::array::StringBuilder::new()).with_field(item.clone());
+            for i in 0..texts.len() {
+                if texts.is_null(i) {
+                    out.append_null();
+                    continue;
+                }
+                let mut seen: Vec<&str> = Vec::new();
+                for id in account_ids_in(texts.value(i)) {
+                    if !seen.contains(&id) {
+                        seen.push(id);
+                        out.values().append_value(id);
+                    }
+                }
+                out.append(true);
+            }
+            let result: ArrayRef = Arc::new(out.finish());
+            Ok(match &args[0] {
+                ColumnarValue::Scalar(_) => ColumnarValue::Scalar(ScalarValue::try_from_array(&result, 0)?),
+                ColumnarValue::Array(_) => ColumnarValue::Array(result),
+            })
+        }),
+    )
+}
+
+/// The runs of exactly 12 ASCII digits in `text` (a longer number is not an account id).
+fn account_ids_in(text: &str) -> impl Iterator<Item = &str> {
+    text.split(|c: char| !c.is_ascii_digit()).filter(|run| run.len() == 12)
+}
+
 fn as_utf8(array: &ArrayRef) -> Result<&StringArray> {
     match array.as_any().downcast_ref::<StringArray>() {
         Some(strings) => Ok(strings),
@@ -564,6 +608,14 @@ mod tests {
             Err(e) => e.to_string(),
             Ok(frame) => frame.collect().await.expect_err(sql).to_string(),
         }
+    }
+
+    #[tokio::test]
+    async fn aws_account_ids_finds_each_account_once_and_only_twelve_digit_runs() {
+        let policy = r#"{"Principal":{"AWS":["arn:aws:iam::444455556666:root","777788889999"]},"Sid":"1234567890123","x":"arn:aws:iam::444455556666:role/r"}"#;
+        assert_eq!(one(&format!("SELECT aws_account_ids('{policy}')")).await, "[444455556666, 777788889999]");
+        assert_eq!(one("SELECT aws_account_ids('no ids, 12345678901 or 1234567890123')").await, "[]");
+        assert_eq!(one("SELECT aws_account_ids(NULL)").await, "");
     }
 
     /// `date_trunc` over UTC timestamps (and others) gives exactly what DataFusion's own gives, at
