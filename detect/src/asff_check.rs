@@ -390,7 +390,9 @@ mod tests {
                 let key = format!("rule-tests/{}/asff", rule.id);
                 let object = ObjectContext { bucket: "", key: &key, key_date: None };
                 let parsed = parse_content(table, &mut content, &object).expect("parses");
-                let raised = run_example(rule, table, vec![parsed.batch], test.regions.as_ref(), test.org.as_ref()).await.expect("runs");
+                let raised = run_example(rule, table, vec![parsed.batch], test.regions.as_ref(), test.org.as_ref())
+                    .await
+                    .expect("runs");
                 alerts.extend(raised);
             }
             assert!(!alerts.is_empty(), "{}: no labelled example raised an alert to check", rule.id);

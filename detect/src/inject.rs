@@ -604,7 +604,8 @@ mod tests {
                 batches.push(parsed.batch);
             }
             let example = rule.tests.iter().find(|t| t.expect == Expect::Alert).expect("a positive example");
-            let alerts = run_example(rule, table, batches, example.regions.as_ref(), example.org.as_ref()).await.expect("run");
+            let alerts =
+                run_example(rule, table, batches, example.regions.as_ref(), example.org.as_ref()).await.expect("run");
             match attack.expected_alerts {
                 Some(count) => assert_eq!(alerts.len() as u64, count, "{}", rule.id),
                 None => assert!(!alerts.is_empty(), "{}", rule.id),

@@ -128,7 +128,9 @@ pub struct RuleTest {
     #[serde(default)]
     pub org: Option<crate::org::OrgConfig>,
     /// The events in the raw AWS format: CloudTrail records and Resolver query log entries as
-    /// objects; VPC flow log lines as strings, the first being the header.
+    /// objects; VPC flow log lines as strings, the first being the header. A list among them is
+    /// spliced in its place, so a background written once under a YAML anchor (`- &home [...]`)
+    /// can be reused by later examples (`- *home`).
     pub events: Vec<serde_json::Value>,
 }
 
@@ -160,6 +162,18 @@ struct RuleFile {
 struct DedupFile {
     key: Vec<String>,
     window: String,
+}
+
+/// `events` with every nested list spliced in its place, depth first.
+fn spliced(events: Vec<serde_json::Value>) -> Vec<serde_json::Value> {
+    let mut out = Vec::with_capacity(events.len());
+    for event in events {
+        match event {
+            serde_json::Value::Array(inner) => out.extend(spliced(inner)),
+            other => out.push(other),
+        }
+    }
+    out
 }
 
 /// A checked rule. Its SQL is planned against the table schemas by [`crate::engine::validate`].
@@ -272,6 +286,13 @@ impl Rule {
             if let Some(regions) = &test.regions {
                 crate::regions::Regions::new(regions).map_err(|e| bad(format!("test {:?}: {e}", test.name)))?;
             }
+            if let Some(org) = &test.org {
+                crate::org::Org::new(org).map_err(|e| bad(format!("test {:?}: {e}", test.name)))?;
+            }
+        }
+        let mut tests = file.tests;
+        for test in &mut tests {
+            test.events = spliced(std::mem::take(&mut test.events));
         }
         Ok(Rule {
             id: file.id,
@@ -285,7 +306,7 @@ impl Rule {
             lookback,
             dedup: Dedup { key: file.dedup.key, window },
             sql: file.sql,
-            tests: file.tests,
+            tests,
             origin: origin.to_owned(),
         })
     }
@@ -384,6 +405,18 @@ sql: SELECT eventtime AS event_time, recipientaccountid AS account FROM cloudtra
         assert_eq!(rule.tables, vec![LogTable::CloudTrail]);
         assert_eq!(rule.mode, Mode::Row);
         assert_eq!(rule.dedup.window, Duration::from_secs(3600));
+    }
+
+    #[test]
+    fn a_background_under_an_anchor_is_spliced_into_the_examples_that_reuse_it() {
+        let text = format!(
+            "{GOOD}tests:\n  - name: first\n    expect: alert\n    events:\n      - &home\n        - {{eventID: a}}\n        - {{eventID: b}}\n      - {{eventID: c}}\n  - name: again\n    expect: none\n    events: [*home]\n"
+        );
+        let rule = Rule::parse("rules/x.yaml", &text).expect("rule");
+        let ids =
+            |t: &RuleTest| t.events.iter().map(|e| e["eventID"].as_str().unwrap_or("?").to_owned()).collect::<Vec<_>>();
+        assert_eq!(ids(&rule.tests[0]), ["a", "b", "c"]);
+        assert_eq!(ids(&rule.tests[1]), ["a", "b"]);
     }
 
     #[test]

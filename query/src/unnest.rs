@@ -18,8 +18,7 @@
 //! does not recognise is planned as written, so DataFusion's own error reaches the user.
 
 use datafusion::sql::sqlparser::ast::{
-    Expr, Ident, JoinOperator, Query, SetExpr, Statement, TableAlias, TableFactor, TableWithJoins, VisitMut,
-    VisitorMut,
+    Expr, Ident, JoinOperator, Query, SetExpr, Statement, TableAlias, TableFactor, TableWithJoins, VisitMut, VisitorMut,
 };
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 use datafusion::sql::sqlparser::parser::Parser;
@@ -98,7 +97,8 @@ impl Rewriter {
             // `FROM t CROSS JOIN UNNEST(...) ...`: fold each leading unnest join into the table.
             let mut joins = std::mem::take(&mut item.joins).into_iter().peekable();
             while let Some(join) = joins.next_if(|j| {
-                matches!(j.relation, TableFactor::UNNEST { .. }) && matches!(j.join_operator, JoinOperator::CrossJoin(_))
+                matches!(j.relation, TableFactor::UNNEST { .. })
+                    && matches!(j.join_operator, JoinOperator::CrossJoin(_))
             }) {
                 let relation = std::mem::replace(&mut item.relation, placeholder());
                 match self.fold(relation, join.relation) {
@@ -119,7 +119,11 @@ impl Rewriter {
 
     /// `relation CROSS JOIN unnest` as one derived table named like `relation`; both back when
     /// the pair is not a form this rewrite knows.
-    fn fold(&mut self, relation: TableFactor, unnest: TableFactor) -> Result<TableFactor, Box<(TableFactor, TableFactor)>> {
+    fn fold(
+        &mut self,
+        relation: TableFactor,
+        unnest: TableFactor,
+    ) -> Result<TableFactor, Box<(TableFactor, TableFactor)>> {
         let TableFactor::UNNEST { alias: Some(alias), array_exprs, with_offset, with_ordinality, .. } = &unnest else {
             return Err(Box::new((relation, unnest)));
         };
@@ -152,7 +156,8 @@ impl Rewriter {
             .map(|(expr, column)| format!("unnest({expr}) AS {}", column.name))
             .collect();
         let inner = format!("SELECT {name}.*, {} FROM {relation}", columns.join(", "));
-        let Ok(subquery) = Parser::new(&GenericDialect {}).try_with_sql(&inner).and_then(|mut p| p.parse_query()) else {
+        let Ok(subquery) = Parser::new(&GenericDialect {}).try_with_sql(&inner).and_then(|mut p| p.parse_query())
+        else {
             return Err(Box::new((relation, unnest)));
         };
         self.renames.push((alias.name.value.to_lowercase(), name.clone()));
