@@ -495,10 +495,13 @@ async fn run(command: Command) -> Result<()> {
             } else {
                 None
             };
+            let lake = LakeLocation::parse(&lake).map_err(anyhow::Error::msg)?;
             let detector = if no_detect {
                 None
             } else {
-                Some(Arc::new(detector(&config, None, RunKind::Ingest, aws.as_ref()).await?))
+                let storage_options = lake.storage_options(endpoint_url.as_deref());
+                let detector = detector(&config, None, RunKind::Ingest, aws.as_ref()).await?;
+                Some(Arc::new(detector.with_window_rules(lake.clone(), storage_options)))
             };
             let options = IngestOptions {
                 limits: Limits { max_bytes: max_object_mib << 20, max_ratio },
@@ -507,7 +510,6 @@ async fn run(command: Command) -> Result<()> {
                 hook: detector.clone().map(|d| d as Arc<dyn LakeHook>),
                 ..IngestOptions::default()
             };
-            let lake = LakeLocation::parse(&lake).map_err(anyhow::Error::msg)?;
             let summary = if let Some(archive) = from.strip_prefix("s3://") {
                 let dates = date_range(since, until)?;
                 let aws = aws.as_ref().context("the AWS configuration is loaded for an s3:// archive")?;
@@ -518,6 +520,15 @@ async fn run(command: Command) -> Result<()> {
                 }
                 ingest(Path::new(&from), &lake, endpoint_url.as_deref(), &options).await?
             };
+            if let Some(detector) = &detector {
+                // The window rules (bursts, rare regions) run once over the event time this run
+                // committed, as the worker's tick runs them over what it commits.
+                let mut handle = open_lake(&lake, endpoint_url.as_deref()).await?;
+                detector
+                    .run_due_window_rules(&mut handle, chrono::Utc::now())
+                    .await
+                    .context("running the window rules over what was ingested")?;
+            }
             let mut out = std::io::stdout().lock();
             print_summary(&summary, &mut out)?;
             if let Some(detector) = detector {
