@@ -231,6 +231,10 @@ enum Command {
         /// (its first positive example, moved into the archive's days).
         #[arg(long)]
         attacks: bool,
+        /// Generate only the benign background --attacks hides its attacks in, which no built-in
+        /// rule should flag (the quiet background the alert budget is measured on).
+        #[arg(long, conflicts_with = "attacks")]
+        benign: bool,
         /// With --attacks, where to write the labels (JSON) [default: <out>/attacks.json].
         #[arg(long, requires = "attacks")]
         labels: Option<PathBuf>,
@@ -638,12 +642,12 @@ async fn run(command: Command) -> Result<()> {
         Command::Sql(args) => analyst::sql(args).await?,
         Command::Timeline(args) => analyst::timeline(args).await?,
         Command::Serve(args) => analyst::serve(args).await?,
-        Command::Gen { out, events, seed, days, accounts, start, attacks, labels } => {
+        Command::Gen { out, events, seed, days, accounts, start, attacks, benign, labels } => {
             let mut config = SynthConfig::new(events, seed);
             config.days = days.unwrap_or(config.days);
             config.accounts = accounts.unwrap_or(config.accounts);
             config.start = start.unwrap_or(config.start);
-            config.benign = attacks;
+            config.benign = attacks || benign;
             let (archive_dir, archive) = (out.clone(), bunker_detect::inject::Archive::of(&config));
             let summary = tokio::task::spawn_blocking(move || generate(&archive_dir, &config)).await??;
             println!(

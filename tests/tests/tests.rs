@@ -9,4 +9,5 @@ mod detections;
 mod exactly_once;
 mod object_identity;
 mod real_samples;
+mod stratus;
 mod timeline;
