@@ -35,6 +35,7 @@ use datafusion::physical_plan::empty::EmptyExec;
 use futures::TryStreamExt;
 
 use crate::engine::read_only;
+use crate::org;
 use crate::rule::Rule;
 use crate::{DetectError, Result};
 
@@ -137,6 +138,16 @@ impl SharedRead {
         bunker_query::udf::register(&mut ctx)?;
         for table in LogTable::ALL {
             ctx.register_table(table.name(), Arc::new(Shape(table.schema())))?;
+        }
+        // The organization's relations are a few configured rows, not a read of the table: rules
+        // that compare with them (outside accounts, expected instance types) can share.
+        for (name, column) in [(org::KNOWN_ACCOUNTS, "account"), (org::EXPECTED_INSTANCE_TYPES, "instance_type")] {
+            let schema = Arc::new(arrow::datatypes::Schema::new(vec![arrow::datatypes::Field::new(
+                column,
+                arrow::datatypes::DataType::Utf8,
+                false,
+            )]));
+            ctx.register_table(name, Arc::new(Shape(schema)))?;
         }
         let mut shared = SharedRead::default();
         for (index, rule) in rules.iter().enumerate() {
@@ -541,7 +552,7 @@ mod tests {
     async fn examples_session(pack: &[Rule]) -> SessionContext {
         let mut batches = Vec::new();
         for rule in pack.iter().filter(|r| r.tables == [LogTable::CloudTrail]) {
-            for test in rule.tests.iter().filter(|t| t.regions.is_none() && t.table.is_none()) {
+            for test in rule.tests.iter().filter(|t| t.regions.is_none() && t.org.is_none() && t.table.is_none()) {
                 let mut content = crate::testing::raw_object(LogTable::CloudTrail, &test.events).expect("example");
                 let ctx = ObjectContext { bucket: "", key: "example", key_date: None };
                 batches.push(parse_content(LogTable::CloudTrail, &mut content, &ctx).expect("parses").batch);
