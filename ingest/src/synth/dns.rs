@@ -13,7 +13,7 @@ use std::net::Ipv4Addr;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
-use super::emit::{Alphabet, push_field, push_iso, push_u64, random_id};
+use super::emit::{Alphabet, fnv, push_field, push_iso, push_u64, random_id};
 use super::plan::{WINDOW_SECS, Window};
 use super::world::{EniRole, Vpc, World, pick};
 
@@ -243,10 +243,6 @@ fn ec2_host_name(ip: Ipv4Addr, region: &str) -> String {
     }
 }
 
-/// FNV-1a, so a name maps to the same addresses everywhere in the archive.
-fn fnv(s: &str) -> u64 {
-    s.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
-}
 
 fn ipv4_from(h: u64, first_octets: &[u8]) -> String {
     let first = first_octets[(h % first_octets.len() as u64) as usize];

@@ -170,6 +170,12 @@ pub(crate) fn sts_expiration(secs: i64) -> String {
     civil(secs).format("%b %-d, %Y, %-I:%M:%S %p").to_string()
 }
 
+/// FNV-1a: a name maps to the same value everywhere in the archive, and no generator state is
+/// consumed.
+pub(crate) fn fnv(s: &str) -> u64 {
+    s.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
