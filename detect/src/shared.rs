@@ -374,9 +374,10 @@ fn limit(filter: &Expr) -> Option<Expr> {
             let names = is_column(&list.expr, EVENT_NAME);
             !list.negated
                 && (names || is_column(&list.expr, ERROR_CODE))
-                && list.list.iter().all(|v| {
-                    text(v).is_some_and(|value| !names || !BUSY_EVENT_NAMES.contains(&value.as_str()))
-                })
+                && list
+                    .list
+                    .iter()
+                    .all(|v| text(v).is_some_and(|value| !names || !BUSY_EVENT_NAMES.contains(&value.as_str())))
         }
         Expr::Like(like) => !like.negated && is_column(&like.expr, ERROR_CODE) && text(&like.pattern).is_some(),
         _ => false,

@@ -349,7 +349,8 @@ impl Catalog {
             let mix: Vec<(&'static EventSpec, f64)> = mix
                 .iter()
                 .map(|&(spec, w)| {
-                    let dropped = if benign { FLAGGED_CALLS.contains(&spec.name) } else { NEAR_MISS_CALLS.contains(&spec.name) };
+                    let dropped =
+                        if benign { FLAGGED_CALLS.contains(&spec.name) } else { NEAR_MISS_CALLS.contains(&spec.name) };
                     (spec, if dropped { 0.0 } else { w })
                 })
                 .collect();
@@ -774,10 +775,13 @@ fn write_detail(
     let bucket = pick(rng, &account.buckets).as_str();
     let function = pick(rng, &account.functions).as_str();
     let key_arn = || format!("arn:aws:kms:{region}:{acct}:key/{}", account.kms_keys[call.region_index]);
-    let bucket_host =
-        matches!(
+    let bucket_host = matches!(
         spec.detail,
-        Detail::S3Object | Detail::Bucket | Detail::DeleteObjects | Detail::PutBucketLifecycle | Detail::PutBucketPolicy
+        Detail::S3Object
+            | Detail::Bucket
+            | Detail::DeleteObjects
+            | Detail::PutBucketLifecycle
+            | Detail::PutBucketPolicy
     )
     .then(|| format!("{bucket}.s3.{region}.amazonaws.com"));
     match spec.detail {
@@ -828,7 +832,14 @@ fn write_detail(
             let put = spec.name == "PutObject";
             response(out, if put { r#"{"x-amz-server-side-encryption":"aws:kms"}"# } else { "null" });
             let size = rng.random_range(200..5_000_000u64);
-            let (bytes_in, bytes_out) = if put { (size, 0) } else { (0, if failed { 0 } else { size }) };
+            // A delete moves no object bytes either way.
+            let (bytes_in, bytes_out) = if put {
+                (size, 0)
+            } else if spec.name == "DeleteObject" || failed {
+                (0, 0)
+            } else {
+                (0, size)
+            };
             out.extend_from_slice(b"\"additionalEventData\":{\"SignatureVersion\":\"SigV4\",\"CipherSuite\":\"TLS_AES_128_GCM_SHA256\",\"bytesTransferredIn\":");
             push_u64(out, bytes_in);
             out.extend_from_slice(b",\"AuthenticationMethod\":\"AuthHeader\",\"x-amz-id-2\":\"");
@@ -1035,7 +1046,9 @@ fn write_detail(
             let days = *pick(rng, &[7u32, 14, 35]);
             params(
                 out,
-                &format!(r#"{{"dBInstanceIdentifier":"{db}","backupRetentionPeriod":{days},"applyImmediately":false}}"#),
+                &format!(
+                    r#"{{"dBInstanceIdentifier":"{db}","backupRetentionPeriod":{days},"applyImmediately":false}}"#
+                ),
             );
             response(
                 out,

@@ -243,7 +243,6 @@ fn ec2_host_name(ip: Ipv4Addr, region: &str) -> String {
     }
 }
 
-
 fn ipv4_from(h: u64, first_octets: &[u8]) -> String {
     let first = first_octets[(h % first_octets.len() as u64) as usize];
     Ipv4Addr::new(first, (h >> 8) as u8, (h >> 16) as u8, ((h >> 24) as u8).max(1)).to_string()
