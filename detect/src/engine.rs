@@ -140,7 +140,7 @@ pub async fn run_rules_with(
     rules: &[&Rule],
     recorded: &(dyn RecordedAlerts + Sync),
 ) -> Result<Vec<Alert>> {
-    let sharing = SharedRead::plan(rules).await?;
+    let sharing = SharedRead::plan(rules, crate::shared::Scope::History).await?;
     let shared = match sharing.rules.is_empty() {
         true => None,
         false => sharing.session(ctx, crate::shared::MAX_SHARED_BYTES).await?,

@@ -45,7 +45,7 @@ use crate::alert::{Alert, alerts_from_rows};
 use crate::engine::{read_only, row_rules};
 use crate::regions::Regions;
 use crate::rule::Rule;
-use crate::shared::{IDENTITY, Identity, SharedRead};
+use crate::shared::{IDENTITY, Identity, Scope, SharedRead};
 use crate::{DetectError, Result};
 
 /// Rows per batch the rules see.
@@ -93,8 +93,11 @@ impl RowRunner {
         regions.register(&ctx).await?;
         let rules = row_rules(rules, table);
         // Only CloudTrail has rules limited to rare rows (event names, errors, the root user).
-        let shared =
-            if table == LogTable::CloudTrail { SharedRead::plan(&rules).await? } else { SharedRead::default() };
+        let shared = if table == LogTable::CloudTrail {
+            SharedRead::plan(&rules, Scope::Commit).await?
+        } else {
+            SharedRead::default()
+        };
         let filter = match shared.filter() {
             Some(filter) => Some(ctx.create_physical_expr(filter, &DFSchema::try_from(table.schema())?)?),
             None => None,
@@ -556,7 +559,11 @@ mod tests {
         let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
         assert!(rows > 2 * BATCH_ROWS, "{rows} rows");
         let on_their_own = runner.plans.len()
-            - SharedRead::plan(&row_rules(&pack, LogTable::CloudTrail)).await.expect("planned").rules.len();
+            - SharedRead::plan(&row_rules(&pack, LogTable::CloudTrail), Scope::Commit)
+                .await
+                .expect("planned")
+                .rules
+                .len();
         assert!((1..=4).contains(&on_their_own), "{on_their_own} rules read every row");
         let schema = LogTable::CloudTrail.schema();
         let names = |g: &Held| -> Vec<String> { g.0.iter().map(|&c| schema.field(c).name().clone()).collect() };

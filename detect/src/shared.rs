@@ -8,12 +8,13 @@
 //! runs over them.
 //!
 //! A rule takes part only when every read it makes of `cloudtrail` is limited to rare rows: its
-//! pushed-down filters name a set of event names (`eventname = …`, `eventname IN (…)`; none of the
-//! calls every account makes all day, `BUSY_EVENT_NAMES`), an error
+//! pushed-down filters name a set of event names (`eventname = …`, `eventname IN (…)`), an error
 //! (`errorcode LIKE …`, `= …`, `IN (…)`: most calls succeed), or the root user
 //! (`useridentity.type = 'Root'`), possibly inside `AND`s and `OR`s. The shared read takes the rows
 //! that meet any of those limits, so each rule sees every row it would have seen over the whole
 //! table. If those rows turn out to be too many to hold, the rules run on their own after all.
+//! Over history, a rule whose limits name a call every account makes all day (`BUSY_EVENT_NAMES`)
+//! reads on its own from the start; over one commit's rows, which are held anyway, it takes part.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -47,7 +48,7 @@ pub(crate) const MAX_SHARED_BYTES: usize = 512 << 20;
 const BATCH_ROWS: usize = 8192;
 
 /// Calls every busy account makes all day: data-plane reads and writes, credential and key
-/// plumbing, agents' polling. A rule reading one of them is not limited to rare rows: with the S3
+/// plumbing, agents' polling. Over history, a rule reading one of them does not share: with the S3
 /// object calls and the secret reads of the ransomware and bulk-retrieval rules among the limits,
 /// the shared rows of a 10M-event lake outgrew their budget (548 MB) and every rule read on its own.
 const BUSY_EVENT_NAMES: [&str; 22] = [
@@ -79,6 +80,15 @@ const BUSY_EVENT_NAMES: [&str; 22] = [
 const EVENT_NAME: &str = "eventname";
 const ERROR_CODE: &str = "errorcode";
 pub(crate) const IDENTITY: &str = "useridentity";
+
+/// What the shared rows are read from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Scope {
+    /// The lake over days or months: rules reading busy calls read on their own.
+    History,
+    /// One commit's rows, already in memory: every limited rule takes part.
+    Commit,
+}
 
 /// What the rules that can share a read of `cloudtrail` need from it.
 #[derive(Debug, Default)]
@@ -159,7 +169,7 @@ impl SharedRead {
     /// Finds which of `rules` can share one read of `cloudtrail`, by planning each against a table
     /// that takes every filter, so the plan shows what each read of it asks for. Fewer than two
     /// such rules share nothing.
-    pub async fn plan(rules: &[&Rule]) -> Result<SharedRead> {
+    pub async fn plan(rules: &[&Rule], scope: Scope) -> Result<SharedRead> {
         // One rule (a `--per-rule` timing, a schedule with one window rule) has no one to share with.
         if rules.len() < 2 {
             return Ok(SharedRead::default());
@@ -186,6 +196,9 @@ impl SharedRead {
             let Ok(frame) = ctx.sql_with_options(&rule.sql, read_only()).await else { continue };
             let plan = frame.into_optimized_plan()?;
             if let Some((limits, columns)) = limited_reads(&plan)? {
+                if scope == Scope::History && limits.iter().any(names_busy_call) {
+                    continue;
+                }
                 shared.identity.note_plan(&plan)?;
                 shared.rules.insert(index);
                 for limit in limits {
@@ -363,26 +376,26 @@ fn limit(filter: &Expr) -> Option<Expr> {
             let (column, value) = if text(right).is_some() { (left, right) } else { (right, left) };
             match text(value) {
                 Some(value) => {
-                    (is_column(column, EVENT_NAME) && !BUSY_EVENT_NAMES.contains(&value.as_str()))
-                        || is_column(column, ERROR_CODE)
-                        || is_root(column, &value)
+                    is_column(column, EVENT_NAME) || is_column(column, ERROR_CODE) || is_root(column, &value)
                 }
                 None => false,
             }
         }
         Expr::InList(list) => {
-            let names = is_column(&list.expr, EVENT_NAME);
             !list.negated
-                && (names || is_column(&list.expr, ERROR_CODE))
-                && list
-                    .list
-                    .iter()
-                    .all(|v| text(v).is_some_and(|value| !names || !BUSY_EVENT_NAMES.contains(&value.as_str())))
+                && (is_column(&list.expr, EVENT_NAME) || is_column(&list.expr, ERROR_CODE))
+                && list.list.iter().all(|v| text(v).is_some())
         }
         Expr::Like(like) => !like.negated && is_column(&like.expr, ERROR_CODE) && text(&like.pattern).is_some(),
         _ => false,
     };
     rare.then(|| unqualified(filter.clone())).flatten()
+}
+
+/// Whether a limit names one of [`BUSY_EVENT_NAMES`] (its literals are event names, error codes
+/// and `Root`, so any busy name among them is an event name).
+fn names_busy_call(limit: &Expr) -> bool {
+    limit.exists(|e| Ok(text(e).is_some_and(|value| BUSY_EVENT_NAMES.contains(&value.as_str())))).unwrap_or(false)
 }
 
 /// The terms of the ORs `expr` is made of (itself when it is no OR).
@@ -496,7 +509,7 @@ mod tests {
 
     async fn shared_ids(rules: &[Rule]) -> Vec<String> {
         let refs: Vec<&Rule> = rules.iter().collect();
-        let sharing = SharedRead::plan(&refs).await.expect("planned");
+        let sharing = SharedRead::plan(&refs, Scope::History).await.expect("planned");
         sharing.rules.iter().map(|&i| rules[i].id.clone()).collect()
     }
 
@@ -530,8 +543,13 @@ mod tests {
             ),
         ];
         assert_eq!(shared_ids(&rules).await, ["equal", "listed", "denied", "root", "join-both-sides"]);
+        // One commit's rows are held anyway: there, reads of busy calls are limited reads too.
         let refs: Vec<&Rule> = rules.iter().collect();
-        let sharing = SharedRead::plan(&refs).await.expect("planned");
+        let commit = SharedRead::plan(&refs, Scope::Commit).await.expect("planned");
+        let commit: Vec<&str> = commit.rules.iter().map(|&i| rules[i].id.as_str()).collect();
+        assert_eq!(commit, ["equal", "listed", "denied", "root", "busy", "busy-listed", "join-both-sides"]);
+        let refs: Vec<&Rule> = rules.iter().collect();
+        let sharing = SharedRead::plan(&refs, Scope::History).await.expect("planned");
         let limits: Vec<String> = sharing.limits.iter().map(ToString::to_string).collect();
         for part in
             ["eventname = Utf8(\"A\")", "errorcode LIKE Utf8(\"%AccessDenied%\")", "Utf8(\"Root\")", "Utf8(\"H\")"]
@@ -561,9 +579,9 @@ mod tests {
             Identity::Fields(fields) => Some(fields.into_iter().collect::<Vec<String>>()),
             Identity::Whole => None,
         };
-        let narrow = SharedRead::plan(&[&rules[7], &arn]).await.expect("planned").identity;
+        let narrow = SharedRead::plan(&[&rules[7], &arn], Scope::History).await.expect("planned").identity;
         assert_eq!(fields(narrow), Some(vec!["arn".to_string(), "type".to_string()]));
-        let whole = SharedRead::plan(&[&rules[7], &arn, &whole]).await.expect("planned").identity;
+        let whole = SharedRead::plan(&[&rules[7], &arn, &whole], Scope::History).await.expect("planned").identity;
         assert_eq!(fields(whole), None);
     }
 
@@ -624,7 +642,7 @@ mod tests {
         assert!(together.len() > 20, "{} alerts", together.len());
         assert_eq!(ids(&together), ids(&alone));
         // Nothing is shared past the memory given: the rules read the table on their own.
-        let sharing = SharedRead::plan(&rules).await.expect("planned");
+        let sharing = SharedRead::plan(&rules, Scope::History).await.expect("planned");
         assert!(sharing.session(&ctx, 100).await.expect("read").is_none());
         let shared = sharing.session(&ctx, MAX_SHARED_BYTES).await.expect("read").expect("shared");
         // The pack reads a few fields of the identity, and only those are held.
