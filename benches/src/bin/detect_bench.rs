@@ -17,11 +17,11 @@ use anyhow::Context;
 use bunker_benches::{
     cached_archive, cached_compacted_lake, cached_lake, cpu_seconds, median, peak_rss_bytes, reset_peak_rss, tree_bytes,
 };
-use bunker_detect::engine::run_over_lake;
+use bunker_detect::engine::{run_over_lake, validate};
 use bunker_detect::live::Detector;
 use bunker_detect::pack::builtin_validated;
 use bunker_detect::regions::RegionConfig;
-use bunker_detect::rule::Rule;
+use bunker_detect::rule::{Rule, load_dir};
 use bunker_detect::sink::Sinks;
 use bunker_detect::store::RunKind;
 use bunker_detect::tuning::{DetectConfig, Tuning};
@@ -64,6 +64,13 @@ struct Args {
     /// Where generated archives and the big lake are kept between runs.
     #[arg(long, default_value = "target/bench-archives")]
     cache: PathBuf,
+    /// Run the rules of this folder instead of the built-in pack (to measure a rule while
+    /// rewriting it, without rebuilding the benchmark).
+    #[arg(long)]
+    rules: Option<PathBuf>,
+    /// Only these rule ids (repeatable).
+    #[arg(long)]
+    only: Vec<String>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -73,7 +80,18 @@ fn main() -> anyhow::Result<()> {
     }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async {
-        let pack = builtin_validated().await?;
+        let mut pack = match &args.rules {
+            Some(dir) => {
+                let rules = load_dir(dir)?;
+                validate(&rules).await?;
+                rules
+            }
+            None => builtin_validated().await?,
+        };
+        if !args.only.is_empty() {
+            pack.retain(|rule| args.only.contains(&rule.id));
+            anyhow::ensure!(!pack.is_empty(), "no rule has an id given with --only");
+        }
         if !args.skip_pack {
             pack_over_lake(&args, &pack).await?;
         }
