@@ -9,6 +9,7 @@
 //! prunes date partitions. Results leave as Arrow record batches.
 #![deny(missing_docs)]
 
+pub mod direct;
 pub mod flight;
 pub mod hint;
 pub mod memory;
@@ -516,9 +517,10 @@ pub(crate) async fn delta_provider(
     table.update_datafusion_session(&ctx.state()).map_err(|e| table_error(name, e))?;
     let provider = table.table_provider().await?;
     // The log tables are queried by identity (`useridentity.arn = '…'`), a struct field, whose
-    // row groups DataFusion does not prune by itself.
+    // row groups DataFusion does not prune by itself, and filtered on struct fields, which only
+    // a plain Parquet scan reads alone.
     Ok(if LogTable::from_name(name).is_some() {
-        prune::FieldPruningTable::for_delta(table, provider)
+        prune::FieldPruningTable::for_delta(table, direct::DirectScanTable::for_delta(table, provider))
     } else {
         provider
     })
