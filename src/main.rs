@@ -238,6 +238,10 @@ enum Command {
         /// With --attacks, where to write the labels (JSON) [default: <out>/attacks.json].
         #[arg(long, requires = "attacks")]
         labels: Option<PathBuf>,
+        /// With --attacks, also one attack per rule in this directory (rule files or Sigma rules,
+        /// from the first example each labels as an alert), to try your own rules end to end.
+        #[arg(long, requires = "attacks")]
+        rules: Option<PathBuf>,
     },
     /// Generate a small archive, ingest it, and show what bunker does with it.
     Demo {
@@ -269,6 +273,16 @@ enum RulesAction {
         /// Test the rules in this directory instead of the built-in pack.
         #[arg(long)]
         rules: Option<PathBuf>,
+    },
+    /// Compile a folder of Sigma rules (e.g. SigmaHQ's rules/cloud/aws/cloudtrail) into bunker
+    /// rule files; names every rule it refuses, with the reason, and fails if it refused any.
+    Import {
+        /// The folder of Sigma `.yml` files (searched recursively).
+        #[arg(long)]
+        sigma: PathBuf,
+        /// Where to write the compiled rule files (one `<id>.yaml` each); created if missing.
+        #[arg(long)]
+        out: PathBuf,
     },
 }
 
@@ -602,9 +616,14 @@ async fn run(command: Command) -> Result<()> {
             // How each rule runs (live on commits, or on a schedule), since every rule also runs
             // in `bunker detect`.
             for rule in &rules {
+                // A rule of the user's says where it came from (a rule file, or a Sigma file).
+                let origin = match rule.origin.starts_with("builtin:") {
+                    true => String::new(),
+                    false => format!("  [{}]", rule.origin),
+                };
                 writeln!(
                     out,
-                    "{:<48} {:<8} {:<34} {:<22} {}",
+                    "{:<48} {:<8} {:<34} {:<22} {}{origin}",
                     rule.id,
                     rule.severity.name(),
                     rule.runs(),
@@ -613,6 +632,29 @@ async fn run(command: Command) -> Result<()> {
                 )?;
             }
             writeln!(out, "{} rules", rules.len())?;
+        }
+        Command::Rules { action: RulesAction::Import { sigma, out } } => {
+            let import = bunker_detect::sigma::import_dir(&sigma)?;
+            std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+            let mut refused: Vec<String> = import.refused.iter().map(|e| e.to_string()).collect();
+            let mut written = 0;
+            for rule in &import.rules {
+                // A compiled rule must plan like any rule file; one that does not is refused too.
+                if let Err(e) = bunker_detect::engine::validate(std::slice::from_ref(rule)).await {
+                    refused.push(format!("{}: Sigma rule {:?}: {e}", rule.origin, rule.title));
+                    continue;
+                }
+                let path = out.join(format!("{}.yaml", rule.id));
+                std::fs::write(&path, rule.to_file()).with_context(|| format!("writing {}", path.display()))?;
+                written += 1;
+            }
+            for reason in &refused {
+                eprintln!("refused: {reason}");
+            }
+            println!("{written} rules compiled into {}, {} refused", out.display(), refused.len());
+            if !refused.is_empty() {
+                bail!("{} Sigma rules could not be compiled (listed above)", refused.len());
+            }
         }
         Command::Rules { action: RulesAction::Test { rules } } => {
             let rules = load_rules(rules.as_deref(), rules.is_none()).await?;
@@ -642,7 +684,7 @@ async fn run(command: Command) -> Result<()> {
         Command::Sql(args) => analyst::sql(args).await?,
         Command::Timeline(args) => analyst::timeline(args).await?,
         Command::Serve(args) => analyst::serve(args).await?,
-        Command::Gen { out, events, seed, days, accounts, start, attacks, benign, labels } => {
+        Command::Gen { out, events, seed, days, accounts, start, attacks, benign, labels, rules: own } => {
             let mut config = SynthConfig::new(events, seed);
             config.days = days.unwrap_or(config.days);
             config.accounts = accounts.unwrap_or(config.accounts);
@@ -661,14 +703,17 @@ async fn run(command: Command) -> Result<()> {
                 summary.unknown_objects
             );
             if attacks {
-                let rules = bunker_detect::pack::builtin()?;
+                let mut rules = bunker_detect::pack::builtin()?;
+                if let Some(dir) = &own {
+                    rules.extend(bunker_detect::rule::load_dir(dir)?);
+                }
                 let injected = bunker_detect::inject::inject(&out, &rules, &archive, seed)?;
                 let labels = labels.unwrap_or_else(|| out.join("attacks.json"));
                 bunker_detect::inject::write_labels(&labels, &injected)?;
                 let objects: usize = injected.iter().map(|a| a.keys.len()).sum();
                 let events: u64 = injected.iter().map(|a| a.events).sum();
                 println!(
-                    "injected {} attacks ({objects} objects, {events} events), one per built-in rule, into a benign background; labels in {}",
+                    "injected {} attacks ({objects} objects, {events} events), one per rule, into a benign background; labels in {}",
                     injected.len(),
                     labels.display()
                 );
@@ -696,7 +741,21 @@ async fn load_rules(dir: Option<&Path>, with_builtin: bool) -> Result<Vec<bunker
         rules.extend(bunker_detect::pack::builtin()?);
     }
     if let Some(dir) = dir {
-        rules.extend(bunker_detect::rule::load_dir(dir)?);
+        let (loaded, refused) = bunker_detect::rule::load_dir_reporting(dir)?;
+        // A Sigma rule bunker cannot run is reported and left out; the rest load. One that
+        // compiles but does not plan is left out the same way.
+        for refusal in &refused {
+            tracing::warn!("{refusal}");
+            eprintln!("warning: rule left out: {refusal}");
+        }
+        for rule in loaded {
+            let is_sigma = rule.id.starts_with("sigma-") && !rule.origin.starts_with("builtin:");
+            if is_sigma && let Err(e) = bunker_detect::engine::validate(std::slice::from_ref(&rule)).await {
+                eprintln!("warning: rule left out: {e}");
+                continue;
+            }
+            rules.push(rule);
+        }
     }
     bunker_detect::engine::validate(&rules).await?;
     Ok(rules)

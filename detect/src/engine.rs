@@ -62,6 +62,7 @@ pub async fn validate(rules: &[Rule]) -> Result<()> {
         if !seen.insert(rule.id.clone()) {
             return Err(bad(format!("another rule already has the id {:?}", rule.id)));
         }
+        crate::materialize::check(rule)?;
         let frame = ctx.sql_with_options(&rule.sql, read_only()).await.map_err(|e| bad(format!("sql: {e}")))?;
         // The tables a rule lists decide when it runs (a row rule on the commits of its table, a
         // window rule over what was committed to its tables): its SQL must read no other.
@@ -151,12 +152,8 @@ pub async fn run_rules_with(
             Some(shared) if sharing.rules.contains(&index) => shared,
             _ => ctx,
         };
-        let frame = session
-            .sql_with_options(&rule.sql, read_only())
-            .await
-            .map_err(|e| DetectError::Rule { origin: rule.origin.clone(), reason: format!("sql: {e}") })?;
         let started = std::time::Instant::now();
-        let batches = frame.collect().await?;
+        let batches = crate::materialize::collect(session, rule).await?;
         let found = alerts_from_rows_with(rule, &batches, recorded)?;
         let shared = !std::ptr::eq(session, ctx);
         tracing::debug!(rule = %rule.id, alerts = found.len(), ms = started.elapsed().as_millis(), shared, "rule ran");

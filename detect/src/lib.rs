@@ -19,6 +19,7 @@ mod asff_check;
 pub mod engine;
 pub mod inject;
 pub mod live;
+mod materialize;
 pub mod org;
 pub mod pack;
 pub mod regions;
@@ -26,6 +27,7 @@ pub mod render;
 pub mod rows;
 pub mod rule;
 mod shared;
+pub mod sigma;
 pub mod sink;
 pub mod store;
 pub mod testing;
@@ -43,6 +45,16 @@ pub enum DetectError {
         /// The file (or `builtin:<name>`).
         origin: String,
         /// What is wrong with it.
+        reason: String,
+    },
+    /// A Sigma rule bunker cannot run as written: the file, the rule (by title) and why.
+    #[error("{origin}: Sigma rule {rule:?}: {reason}")]
+    Sigma {
+        /// The file.
+        origin: String,
+        /// The rule's title (or id).
+        rule: String,
+        /// What bunker cannot do with it.
         reason: String,
     },
     /// Running SQL failed.

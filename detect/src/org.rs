@@ -38,7 +38,7 @@ pub const EXPECTED_INSTANCE_TYPES: &str = "expected_instance_types";
 const TRUSTED_ACCOUNTS: &str = "org_trusted_accounts";
 
 /// The `[detect.org]` section of the configuration file (also a rule test's `org`).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct OrgConfig {
     /// Accounts outside the archive that may be shared with or trusted.

@@ -45,7 +45,7 @@ pub const ACCOUNT_BASELINE: &str = "account_baseline";
 pub const DEFAULT_LEARNING: Duration = Duration::from_secs(7 * 86_400);
 
 /// The `[detect.regions]` section of the configuration file (also a rule test's `regions`).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RegionConfig {
     /// Regions every account may use.

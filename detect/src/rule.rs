@@ -13,6 +13,7 @@
 //!                               # window: runs on a schedule over a look-back window
 //! # schedule: 5m                # window rules only
 //! # lookback: 1h                # window rules only
+//! # materialize: [reads]        # window rules only: CTEs run once, their rows held in memory
 //! dedup:
 //!   key: [account, principal]   # output columns; one alert per key and window
 //!   window: 1h
@@ -96,7 +97,7 @@ pub struct Dedup {
 }
 
 /// What a rule test expects.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Expect {
     /// At least one alert (or exactly `count`).
@@ -106,7 +107,7 @@ pub enum Expect {
 }
 
 /// A labelled example: raw AWS events and whether the rule must fire on them.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RuleTest {
     /// What the example shows.
@@ -114,18 +115,18 @@ pub struct RuleTest {
     /// Whether the rule fires.
     pub expect: Expect,
     /// With `expect: alert`, the exact number of alerts (after dedup).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub count: Option<u64>,
     /// The table the events belong to; the rule's first table when absent.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub table: Option<String>,
     /// The `[detect.regions]` configuration the example runs under (none allowed, a week of
     /// learning, when absent).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub regions: Option<crate::regions::RegionConfig>,
     /// The `[detect.org]` configuration the example runs under (no trusted accounts, no expected
     /// instance types, when absent).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub org: Option<crate::org::OrgConfig>,
     /// The events in the raw AWS format: CloudTrail records and Resolver query log entries as
     /// objects; VPC flow log lines as strings, the first being the header. A list among them is
@@ -151,6 +152,8 @@ struct RuleFile {
     schedule: Option<String>,
     #[serde(default)]
     lookback: Option<String>,
+    #[serde(default)]
+    materialize: Vec<String>,
     dedup: DedupFile,
     sql: String,
     #[serde(default)]
@@ -165,7 +168,7 @@ struct DedupFile {
 }
 
 /// `events` with every nested list spliced in its place, depth first.
-fn spliced(events: Vec<serde_json::Value>) -> Vec<serde_json::Value> {
+pub(crate) fn spliced(events: Vec<serde_json::Value>) -> Vec<serde_json::Value> {
     let mut out = Vec::with_capacity(events.len());
     for event in events {
         match event {
@@ -197,6 +200,9 @@ pub struct Rule {
     pub schedule: Option<Duration>,
     /// How far back a window rule looks.
     pub lookback: Option<Duration>,
+    /// The CTEs a window rule runs once, their rows held for every reference
+    /// ([`crate::materialize`]).
+    pub materialize: Vec<String>,
     /// How matches fold into alerts.
     pub dedup: Dedup,
     /// The query whose rows are alerts.
@@ -267,6 +273,9 @@ impl Rule {
                 )
             }
         };
+        if !file.materialize.is_empty() && file.mode != Mode::Window {
+            return Err(bad("materialize is for `mode: window` rules (a row rule reads one commit's rows)".into()));
+        }
         if file.dedup.key.is_empty() {
             return Err(bad("dedup.key must name at least one output column".into()));
         }
@@ -304,6 +313,7 @@ impl Rule {
             mode: file.mode,
             schedule,
             lookback,
+            materialize: file.materialize,
             dedup: Dedup { key: file.dedup.key, window },
             sql: file.sql,
             tests,
@@ -326,6 +336,64 @@ impl Rule {
         }
     }
 
+    /// The rule as a rule file, which [`Rule::parse`] reads back to the same rule: what
+    /// `bunker rules import` writes for a compiled Sigma rule.
+    pub fn to_file(&self) -> String {
+        #[derive(serde::Serialize)]
+        struct Out<'a> {
+            id: &'a str,
+            title: &'a str,
+            description: &'a str,
+            severity: Severity,
+            tables: Vec<&'a str>,
+            #[serde(skip_serializing_if = "<[String]>::is_empty")]
+            mitre: &'a [String],
+            mode: &'static str,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            schedule: Option<String>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            lookback: Option<String>,
+            #[serde(skip_serializing_if = "<[String]>::is_empty")]
+            materialize: &'a [String],
+            dedup: OutDedup<'a>,
+            sql: &'a str,
+            #[serde(skip_serializing_if = "<[RuleTest]>::is_empty")]
+            tests: &'a [RuleTest],
+        }
+        #[derive(serde::Serialize)]
+        struct OutDedup<'a> {
+            key: &'a [String],
+            window: String,
+        }
+        let out = Out {
+            id: &self.id,
+            title: &self.title,
+            description: &self.description,
+            severity: self.severity,
+            tables: self.tables.iter().map(|t| t.name()).collect(),
+            mitre: &self.mitre,
+            mode: match self.mode {
+                Mode::Row => "row",
+                Mode::Window => "window",
+            },
+            schedule: self.schedule.map(format_duration),
+            lookback: self.lookback.map(format_duration),
+            materialize: &self.materialize,
+            dedup: OutDedup { key: &self.dedup.key, window: format_duration(self.dedup.window) },
+            sql: &self.sql,
+            tests: &self.tests,
+        };
+        let body = serde_yaml_ng::to_string(&out).expect("a rule serializes");
+        let sigma = match self.id.strip_prefix("sigma-") {
+            Some(id) => format!(" (Sigma rule {id})"),
+            None => String::new(),
+        };
+        format!(
+            "# compiled by `bunker rules import` from {}{sigma}; edit the Sigma rule, not this file\n{body}",
+            self.origin
+        )
+    }
+
     /// Reads and checks a rule file.
     pub fn load(path: &Path) -> Result<Rule> {
         let text = std::fs::read_to_string(path)
@@ -334,16 +402,44 @@ impl Rule {
     }
 }
 
-/// Reads every `.yaml`/`.yml` rule file in a directory (sorted by name); any bad file is an error.
+/// Reads every `.yaml`/`.yml` rule file in a directory (sorted by name), as [`load_dir_reporting`]
+/// does; a Sigma rule bunker cannot run is an error too.
 pub fn load_dir(dir: &Path) -> Result<Vec<Rule>> {
+    let (rules, mut refused) = load_dir_reporting(dir)?;
+    match refused.is_empty() {
+        true => Ok(rules),
+        false => Err(refused.remove(0)),
+    }
+}
+
+/// Reads every `.yaml`/`.yml` rule file in a directory (sorted by name): bunker rule files, and
+/// Sigma rule files, compiled together ([`crate::sigma`]) so that a correlation may reference a
+/// rule in another file. `<name>.tests.yaml` files are a Sigma rule's examples, not rules. A bad
+/// rule file is an error; the Sigma rules bunker cannot run are returned beside the rest, each
+/// with its file and reason, so the others still load.
+pub fn load_dir_reporting(dir: &Path) -> Result<(Vec<Rule>, Vec<DetectError>)> {
     let entries = std::fs::read_dir(dir)
         .map_err(|e| DetectError::Rule { origin: dir.display().to_string(), reason: e.to_string() })?;
     let mut paths: Vec<_> = entries
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
+        .filter(|p| !p.to_string_lossy().ends_with(".tests.yaml"))
         .collect();
     paths.sort();
-    paths.iter().map(|p| Rule::load(p)).collect()
+    let mut rules = Vec::new();
+    let mut sigma = Vec::new();
+    for path in &paths {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| DetectError::Rule { origin: path.display().to_string(), reason: e.to_string() })?;
+        if crate::sigma::is_sigma(&text) {
+            sigma.push(path.as_path());
+        } else {
+            rules.push(Rule::parse(&path.display().to_string(), &text)?);
+        }
+    }
+    let (compiled, refused) = crate::sigma::load_files(&sigma);
+    rules.extend(compiled);
+    Ok((rules, refused))
 }
 
 /// `30s`, `10m`, `1h`, `7d`.

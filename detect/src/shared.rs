@@ -375,16 +375,12 @@ fn limit(filter: &Expr) -> Option<Expr> {
         Expr::BinaryExpr(BinaryExpr { left, op: Operator::Eq, right }) => {
             let (column, value) = if text(right).is_some() { (left, right) } else { (right, left) };
             match text(value) {
-                Some(value) => {
-                    is_column(column, EVENT_NAME) || is_column(column, ERROR_CODE) || is_root(column, &value)
-                }
+                Some(value) => is_rare_column(column) || is_root(column, &value),
                 None => false,
             }
         }
         Expr::InList(list) => {
-            !list.negated
-                && (is_column(&list.expr, EVENT_NAME) || is_column(&list.expr, ERROR_CODE))
-                && list.list.iter().all(|v| text(v).is_some())
+            !list.negated && is_rare_column(&list.expr) && list.list.iter().all(|v| text(v).is_some())
         }
         Expr::Like(like) => !like.negated && is_column(&like.expr, ERROR_CODE) && text(&like.pattern).is_some(),
         _ => false,
@@ -392,10 +388,26 @@ fn limit(filter: &Expr) -> Option<Expr> {
     rare.then(|| unqualified(filter.clone())).flatten()
 }
 
+/// The event name or the error code, as it is or lowercased: Sigma rules compare names
+/// case-insensitively (`lower(eventname) IN ('stoplogging')`), and such a test is as rare as the
+/// exact one. A lowercased test stays a test of its own in [`SharedRead::filter`], which gathers
+/// only the exact names into its set.
+fn is_rare_column(expr: &Expr) -> bool {
+    let exact = |e: &Expr| is_column(e, EVENT_NAME) || is_column(e, ERROR_CODE);
+    match expr {
+        Expr::ScalarFunction(call) if call.name() == "lower" => matches!(&call.args[..], [inner] if exact(inner)),
+        other => exact(other),
+    }
+}
+
 /// Whether a limit names one of [`BUSY_EVENT_NAMES`] (its literals are event names, error codes
-/// and `Root`, so any busy name among them is an event name).
+/// and `Root`, so any busy name among them is an event name), in any case.
 fn names_busy_call(limit: &Expr) -> bool {
-    limit.exists(|e| Ok(text(e).is_some_and(|value| BUSY_EVENT_NAMES.contains(&value.as_str())))).unwrap_or(false)
+    limit
+        .exists(|e| {
+            Ok(text(e).is_some_and(|value| BUSY_EVENT_NAMES.iter().any(|busy| busy.eq_ignore_ascii_case(&value))))
+        })
+        .unwrap_or(false)
 }
 
 /// The terms of the ORs `expr` is made of (itself when it is no OR).
@@ -531,6 +543,9 @@ mod tests {
             rule("iam-user", &format!("{select} WHERE useridentity.type = 'IAMUser'")),
             rule("busy", &format!("{select} WHERE eventname = 'GetObject' AND errorcode IS NULL")),
             rule("busy-listed", &format!("{select} WHERE eventname IN ('StopLogging', 'GetSecretValue')")),
+            // A Sigma rule's names, lowercased: rare, unless they name a busy call.
+            rule("lowered", &format!("{select} WHERE lower(eventname) IN ('deletebucket', 'stoplogging')")),
+            rule("lowered-busy", &format!("{select} WHERE lower(eventname) = 'getobject'")),
             rule(
                 "join-one-side",
                 "SELECT a.eventtime AS event_time, a.eventid AS event_id FROM cloudtrail a \
@@ -542,12 +557,15 @@ mod tests {
                  JOIN cloudtrail b ON a.eventid = b.eventid WHERE a.eventname = 'H' AND b.errorcode = 'I'",
             ),
         ];
-        assert_eq!(shared_ids(&rules).await, ["equal", "listed", "denied", "root", "join-both-sides"]);
+        assert_eq!(shared_ids(&rules).await, ["equal", "listed", "denied", "root", "lowered", "join-both-sides"]);
         // One commit's rows are held anyway: there, reads of busy calls are limited reads too.
         let refs: Vec<&Rule> = rules.iter().collect();
         let commit = SharedRead::plan(&refs, Scope::Commit).await.expect("planned");
         let commit: Vec<&str> = commit.rules.iter().map(|&i| rules[i].id.as_str()).collect();
-        assert_eq!(commit, ["equal", "listed", "denied", "root", "busy", "busy-listed", "join-both-sides"]);
+        assert_eq!(
+            commit,
+            ["equal", "listed", "denied", "root", "busy", "busy-listed", "lowered", "lowered-busy", "join-both-sides"]
+        );
         let refs: Vec<&Rule> = rules.iter().collect();
         let sharing = SharedRead::plan(&refs, Scope::History).await.expect("planned");
         let limits: Vec<String> = sharing.limits.iter().map(ToString::to_string).collect();
@@ -567,7 +585,11 @@ mod tests {
         ] {
             assert!(filter.contains(part), "{part} not in {filter}");
         }
-        assert_eq!(filter.matches(" OR ").count(), 3, "{filter}");
+        // The lowercased names stay a test of their own: folded into the exact set they would
+        // miss `DeleteBucket`.
+        assert!(filter.contains("lower(eventname) IN ([Utf8(\"deletebucket\")"), "{filter}");
+        assert!(!filter.contains("Utf8(\"deletebucket\"), Utf8(\"H\")"), "{filter}");
+        assert_eq!(filter.matches(" OR ").count(), 4, "{filter}");
         assert!(sharing.columns.contains("eventtime") && sharing.columns.contains("eventid"));
         assert!(!sharing.columns.contains("requestparameters"), "{:?}", sharing.columns);
         // One such rule alone has nothing to share with.

@@ -32,6 +32,7 @@ pub fn register(registry: &mut dyn FunctionRegistry) -> Result<()> {
     for udf in [
         ScalarUDF::new_from_impl(JsonExtract::scalar()),
         ScalarUDF::new_from_impl(JsonExtract::json()),
+        ScalarUDF::new_from_impl(JsonPathText::default()),
         cidr_contains(),
         address_class("is_private_ip", is_private),
         address_class("is_public_ip", is_public),
@@ -55,6 +56,10 @@ pub const FUNCTIONS: &[(&str, &str)] = &[
     ("json_contains(json, key, ...)", "whether the key path exists"),
     ("json_extract_scalar(json, '$.a.b[0]')", "Athena's name: the scalar at a JSONPath, as text"),
     ("json_extract(json, '$.a')", "Athena's name: the JSON text at a JSONPath"),
+    (
+        "json_path_text(json, key, ...)",
+        "every value at a key path, through arrays, as text (several joined by newlines); how Sigma fields read JSON",
+    ),
     ("cidr_contains('10.0.0.0/8', addr)", "whether an IPv4/IPv6 address lies in a CIDR block"),
     ("is_private_ip(addr)", "RFC 1918, loopback, link-local, CGNAT and IPv6 ULA addresses"),
     ("is_public_ip(addr)", "an internet address: not private, reserved or multicast (documentation ranges count)"),
@@ -365,6 +370,92 @@ impl ScalarUDFImpl for JsonExtract {
             return_field,
             config_options,
         })
+    }
+}
+
+/// `json_path_text(json, key, ...)`: every value found at a key path, as text, where an array met
+/// on the way (or at the end) stands for each of its elements, the way SIEMs flatten JSON
+/// (`requestParameters.containerDefinitions.command` reads the commands of every container).
+/// Strings are their text, other values their compact JSON; no value is NULL, several are joined
+/// by newlines, so a pattern finds any of them. Sigma rules read the JSON columns through it.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct JsonPathText {
+    signature: Signature,
+}
+
+impl Default for JsonPathText {
+    fn default() -> JsonPathText {
+        JsonPathText { signature: Signature::variadic(vec![DataType::Utf8], Volatility::Immutable) }
+    }
+}
+
+/// Appends to `out` the values of `value` at `keys`, through arrays.
+fn values_at<'a>(value: &'a serde_json::Value, keys: &[&str], out: &mut Vec<&'a serde_json::Value>) {
+    match (value, keys.split_first()) {
+        (serde_json::Value::Array(items), _) => items.iter().for_each(|item| values_at(item, keys, out)),
+        (serde_json::Value::Null, _) => {}
+        (_, None) => out.push(value),
+        (serde_json::Value::Object(map), Some((key, rest))) => {
+            if let Some(inner) = map.get(*key) {
+                values_at(inner, rest, out);
+            }
+        }
+        (_, Some(_)) => {}
+    }
+}
+
+fn path_text(json: &str, keys: &[&str]) -> Option<String> {
+    let value: serde_json::Value = serde_json::from_str(json).ok()?;
+    let mut found = Vec::new();
+    values_at(&value, keys, &mut found);
+    let texts: Vec<String> = found
+        .into_iter()
+        .map(|v| match v {
+            serde_json::Value::String(text) => text.clone(),
+            other => other.to_string(),
+        })
+        .collect();
+    (!texts.is_empty()).then(|| texts.join("\n"))
+}
+
+impl ScalarUDFImpl for JsonPathText {
+    fn name(&self) -> &str {
+        "json_path_text"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Utf8)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let Some((json, keys)) = args.args.split_first() else {
+            return plan_err!("json_path_text takes a JSON text and at least one key");
+        };
+        let keys = keys
+            .iter()
+            .map(|key| match key {
+                ColumnarValue::Scalar(ScalarValue::Utf8(Some(k))) => Ok(k.as_str()),
+                _ => exec_err!("json_path_text: keys must be constant strings"),
+            })
+            .collect::<Result<Vec<&str>>>()?;
+        match json {
+            ColumnarValue::Scalar(value) => {
+                let text = match value {
+                    ScalarValue::Utf8(Some(text)) => path_text(text, &keys),
+                    _ => None,
+                };
+                Ok(ColumnarValue::Scalar(ScalarValue::Utf8(text)))
+            }
+            ColumnarValue::Array(array) => {
+                let texts = as_utf8(array)?;
+                let out: StringArray = texts.iter().map(|t| t.and_then(|t| path_text(t, &keys))).collect();
+                Ok(ColumnarValue::Array(Arc::new(out)))
+            }
+        }
     }
 }
 
@@ -775,5 +866,22 @@ mod tests {
         assert_eq!(one(&format!("SELECT array_length(answer_rdata({answers}))")).await, "2");
         let err = fails("SELECT answer_rdata(make_array(1, 2))").await;
         assert!(err.contains("answer_rdata takes the dns.answers column"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn json_path_text_reads_through_arrays() {
+        let json = r#"'{"a":[{"c":["x","y"]},{"c":"z"},{"d":1}],"n":3,"b":{"t":true,"o":{"k":"v"}},"nul":null}'"#;
+        let at = |path: &str| format!("SELECT json_path_text({json}, {path})");
+        assert_eq!(one(&at("'n'")).await, "3");
+        assert_eq!(one(&at("'b', 't'")).await, "true");
+        assert_eq!(one(&at("'b', 'o'")).await, r#"{"k":"v"}"#);
+        // Every value found through the arrays, one per line.
+        let all = one(&format!("SELECT replace(json_path_text({json}, 'a', 'c'), chr(10), '|')")).await;
+        assert_eq!(all, "x|y|z");
+        for missing in ["'nope'", "'nul'", "'n', 'deeper'", "'a', 'd', 'e'"] {
+            assert_eq!(one(&format!("SELECT json_path_text({json}, {missing}) IS NULL")).await, "true", "{missing}");
+        }
+        assert_eq!(one("SELECT json_path_text('not json', 'a') IS NULL").await, "true");
+        assert_eq!(one("SELECT json_path_text(NULL, 'a') IS NULL").await, "true");
     }
 }
