@@ -78,15 +78,17 @@ stage_real_samples
 # The rule loader's target needs DataFusion and the rest of the detection stack, behind the `rules`
 # feature; the parser targets build without it.
 features_of() {
-    [[ $1 == rules ]] && echo "--features=rules" || true
+    [[ $1 == rules || $1 == sigma ]] && echo "--features=rules" || true
 }
 
 echo "building the fuzz targets (sanitizer: address)" >&2
 cargo fuzz build
-if [[ " ${targets[*]} " == *" rules "* ]]; then
-    echo "building the rule loader's fuzz target (DataFusion; the first build takes a while)" >&2
-    cargo fuzz build --features=rules rules
-fi
+for loader in rules sigma; do
+    if [[ " ${targets[*]} " == *" $loader "* ]]; then
+        echo "building the $loader loader's fuzz target (DataFusion; the first build takes a while)" >&2
+        cargo fuzz build --features=rules "$loader"
+    fi
+done
 
 mkdir -p "$work/logs"
 declare -A result runs cov ft corpus artifact
