@@ -117,20 +117,40 @@ pub(super) fn compile(document: &Document, inputs: &[(&Document, &Result<Compile
             names.join(", ")
         ),
         "value_count" | "temporal" => {
-            let counted =
-                if kind == "value_count" { "count(DISTINCT b.sigma_value)" } else { "count(DISTINCT b.sigma_rule)" };
+            // Each matching event's window (the timespan before it) lies inside its home bin: bins
+            // twice the timespan wide start every timespan, and an event's home bin is the one
+            // starting one timespan before its own boundary. Bins that hold too few values cannot
+            // hold a window that does, so only the events whose home bin passes are joined, and
+            // only with the events of that bin: exact, and bounded by the bins, not the groups.
+            let value = if kind == "value_count" { "sigma_value" } else { "sigma_rule" };
             let name = if kind == "value_count" { "distinct_values" } else { "rules_matched" };
-            let same_group: String = groups.iter().map(|g| format!(" AND b.{g} IS NOT DISTINCT FROM a.{g}")).collect();
+            let bin_op = if op == ">" { ">" } else { ">=" };
+            // Parenthesised: the SQL parser binds `IS NOT DISTINCT FROM` looser than `AND`.
+            let same = |x: &str, y: &str| -> String {
+                groups.iter().map(|g| format!(" AND ({y}.{g} IS NOT DISTINCT FROM {x}.{g})")).collect()
+            };
+            let group_list: String = groups.iter().map(|g| format!("{g}, ")).collect();
             let keys: Vec<String> =
                 names.iter().map(|c| format!("a.{c}")).chain(groups.iter().map(|g| format!("a.{g}"))).collect();
             let evidence: Vec<String> = names.iter().map(|c| format!("a.{c}")).collect();
             let ids = if names.contains(&"event_id") { ", array_agg(DISTINCT b.event_id) AS event_ids" } else { "" };
             let shown: String = groups.iter().map(|g| format!(", a.{g} AS {}", g.trim_start_matches("g_"))).collect();
             format!(
-                "WITH matched AS (\n  {}\n)\nSELECT {}{shown}, {counted} AS {name}{ids}\nFROM matched a JOIN matched b ON b.sigma_time BETWEEN a.sigma_time - {span} AND a.sigma_time{same_group}\nGROUP BY {}\nHAVING {counted} {op} {threshold}\n",
-                selects.join("\n  UNION ALL\n  "),
-                evidence.join(", "),
-                keys.join(", ")
+                "WITH matched AS (\n  {selects}\n),\n\
+                 binned AS (SELECT *, date_bin({span}, sigma_time) - {span} AS sigma_home FROM matched),\n\
+                 spread AS (\n  SELECT *, sigma_home AS sigma_bin FROM binned\n  UNION ALL\n  SELECT *, sigma_home + {span} AS sigma_bin FROM binned\n),\n\
+                 candidates AS (\n  SELECT {group_list}sigma_bin FROM spread GROUP BY {group_list}sigma_bin\n  HAVING count(DISTINCT {value}) {bin_op} {threshold}\n)\n\
+                 SELECT {evidence}{shown}, count(DISTINCT b.{value}) AS {name}{ids}\n\
+                 FROM binned a\n\
+                 JOIN candidates c ON c.sigma_bin = a.sigma_home{same_c}\n\
+                 JOIN spread b ON b.sigma_bin = a.sigma_home{same_b}\n  AND b.sigma_time BETWEEN a.sigma_time - {span} AND a.sigma_time\n\
+                 GROUP BY {keys}\n\
+                 HAVING count(DISTINCT b.{value}) {op} {threshold}\n",
+                selects = selects.join("\n  UNION ALL\n  "),
+                evidence = evidence.join(", "),
+                keys = keys.join(", "),
+                same_c = same("a", "c"),
+                same_b = same("a", "b"),
             )
         }
         other => unreachable!("condition() refuses {other}"),
@@ -149,7 +169,8 @@ pub(super) fn compile(document: &Document, inputs: &[(&Document, &Result<Compile
         mode: Mode::Window,
         schedule: Some(timespan.min(Duration::from_secs(300))),
         lookback: Some(timespan * 2),
-        materialize: Vec::new(),
+        // The matching events are read by several parts of the query: read the lake for them once.
+        materialize: if kind == "event_count" { Vec::new() } else { vec!["matched".to_owned()] },
         dedup: Dedup { key, window: timespan },
         sql,
         tests: document.tests.clone(),
