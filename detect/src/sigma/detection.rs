@@ -483,15 +483,12 @@ mod tests {
         let one = |item: &str| compile(&format!("s:\n  {item}\ncondition: s\n"));
         assert_eq!(one("errorCode: null"), Ok("errorcode IS NULL".into()));
         assert_eq!(one("errorCode: []"), Ok("errorcode IS NULL".into()));
-        assert_eq!(
-            one("userAgent|contains: trufflehog"),
-            Ok("lower(useragent) LIKE '%trufflehog%' ESCAPE '\\'".into())
-        );
-        assert_eq!(one("eventName|startswith: Update"), Ok("lower(eventname) LIKE 'update%' ESCAPE '\\'".into()));
+        assert_eq!(one("userAgent|contains: trufflehog"), Ok("useragent ILIKE '%trufflehog%' ESCAPE '\\'".into()));
+        assert_eq!(one("eventName|startswith: Update"), Ok("eventname ILIKE 'Update%' ESCAPE '\\'".into()));
         assert_eq!(one("eventName|endswith|cased: Policy"), Ok("eventname LIKE '%Policy' ESCAPE '\\'".into()));
         assert_eq!(
             one("requestParameters|contains|all: ['\"a\"', b]"),
-            Ok("(lower(requestparameters) LIKE '%\"a\"%' ESCAPE '\\' AND lower(requestparameters) LIKE '%b%' ESCAPE '\\')".into())
+            Ok("(requestparameters ILIKE '%\"a\"%' ESCAPE '\\' AND requestparameters ILIKE '%b%' ESCAPE '\\')".into())
         );
         assert_eq!(
             one("userIdentity.arn|re: '.+:assumed-role/aws:.+'"),

@@ -4,8 +4,8 @@
 //! only `*`, `?` and itself, and before anything else it is a plain backslash (so `C:\Windows`
 //! needs no doubling). A string without wildcards matches the whole value, case-insensitively
 //! unless the rule says `|cased`. A pattern becomes SQL equality when it has no wildcard, a
-//! `LIKE` with `%`/`_` (and the literal `%`, `_` and `\` escaped) when it has some, and a
-//! presence test when it is a lone `*`.
+//! `LIKE` (`ILIKE` when case does not matter) with `%`/`_`, the literal `%`, `_` and `\`
+//! escaped, when it has some, and a presence test when it is a lone `*`.
 
 /// One piece of a Sigma string.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -132,11 +132,14 @@ impl Pattern {
         if self.matches_anything() {
             return format!("{value} IS NOT NULL");
         }
-        let (value, pattern) =
-            if cased { (value.to_owned(), self.clone()) } else { (format!("lower({value})"), self.lowercase()) };
-        match pattern.as_text() {
-            Some(text) => format!("{value} = {}", quote(&text)),
-            None => format!("{value} LIKE {} ESCAPE '\\'", quote(&pattern.like())),
+        // Equality lowercases the value (an `IN` list of such tests is what the shared CloudTrail
+        // read recognises); a pattern is `ILIKE`, which matches without building the lowercased
+        // copy of every value that `lower(x) LIKE` needs.
+        match (self.as_text(), cased) {
+            (Some(text), true) => format!("{value} = {}", quote(&text)),
+            (Some(_), false) => format!("lower({value}) = {}", quote(&self.lowercase().as_text().unwrap_or_default())),
+            (None, true) => format!("{value} LIKE {} ESCAPE '\\'", quote(&self.like())),
+            (None, false) => format!("{value} ILIKE {} ESCAPE '\\'", quote(&self.like())),
         }
     }
 }
@@ -173,7 +176,7 @@ mod tests {
         assert_eq!(Pattern::parse("it's").sql("x", true), "x = 'it''s'");
         assert_eq!(
             Pattern::parse("$AWS_CONTAINER*").any_before().sql("c", false),
-            r"lower(c) LIKE '%$aws\_container%' ESCAPE '\'"
+            r"c ILIKE '%$AWS\_CONTAINER%' ESCAPE '\'"
         );
         assert_eq!(Pattern::parse("50%?").sql("c", true), r"c LIKE '50\%_' ESCAPE '\'");
         assert_eq!(Pattern::parse(r"a\b*").sql("c", true), r"c LIKE 'a\\b%' ESCAPE '\'");
